@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Benchmark one fresh server: start `orchestrator serve` on an empty temporary database pinned to
+# CPU core 0, wait for GET /readyz, run bench/loadgen.py pinned to core 1 against it, stop the
+# server with SIGTERM. All arguments go to loadgen.py; the exit code is loadgen's.
+#
+#   . .venv/bin/activate
+#   bash bench/run.sh --workload commands --orders 5000 --concurrency 32
+#   PORT=9000 bash bench/run.sh --workload flow --json
+#
+# Uses the `orchestrator` and `python` found on PATH.
+set -euo pipefail
+
+port=${PORT:-8765}
+url="http://127.0.0.1:${port}"
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+tmp=$(mktemp -d)
+server_pid=""
+loadgen_pid=""
+
+http_ok() { # true when GET $1 answers 200
+    python - "$1" <<'EOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=1) as resp:
+        sys.exit(0 if resp.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+stop_server() {
+    [[ -n $server_pid ]] || return 0
+    if kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do # up to 10 s for a graceful shutdown
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$server_pid" 2>/dev/null; then
+            echo "run.sh: server did not stop within 10 s of SIGTERM; killing it" >&2
+            kill -KILL "$server_pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+loadgen_pid=""
+}
+
+show_server_log() {
+    [[ -s $tmp/server.log ]] || return 0
+    echo "run.sh: last lines of the server log:" >&2
+    tail -n 40 "$tmp/server.log" >&2
+}
+
+cleanup() {
+    if [[ -n $loadgen_pid ]]; then # interrupted while the load generator runs
+        kill -TERM "$loadgen_pid" 2>/dev/null || true
+        wait "$loadgen_pid" 2>/dev/null || true
+    fi
+    stop_server
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if http_ok "$url/readyz"; then
+    echo "run.sh: something already answers on $url; set PORT to a free port" >&2
+    exit 1
+fi
+
+taskset -c 0 orchestrator serve --db "$tmp/bench.db" --host 127.0.0.1 --port "$port" \
+    >"$tmp/server.log" 2>&1 &
+server_pid=$!
+
+ready=""
+for _ in $(seq 1 300); do # poll up to 30 s
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "run.sh: server exited during startup" >&2
+        show_server_log
+        exit 1
+    fi
+    if http_ok "$url/readyz"; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+if [[ -z $ready ]]; then
+    echo "run.sh: $url/readyz did not answer 200 within 30 s" >&2
+    show_server_log
+    exit 1
+fi
+
+# In the background so that a SIGINT/SIGTERM to this script is handled at once (by the traps).
+taskset -c 1 python "$bench_dir/loadgen.py" --url "$url" --server-pid "$server_pid" "$@" &
+loadgen_pid=$!
+rc=0
+wait "$loadgen_pid" || rc=$?
+loadgen_pid=""
+
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "run.sh: the server died during the run" >&2
+    show_server_log
+    [[ $rc -ne 0 ]] || rc=1
+elif [[ $rc -ne 0 ]]; then
+    show_server_log
+fi
+stop_server
+exit "$rc"

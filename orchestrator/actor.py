@@ -1,0 +1,194 @@
+"""One order's actor: a mailbox, one turn at a time, commit, then release the effects.
+
+The actor is the only writer of its order. It takes requests in arrival order; for each it
+applies the event with ``turn.apply`` on its live machine, waits for the store to make the
+turn durable (the output gate), and only then answers, broadcasts and hands the outbox to
+the relay (through ``on_commit``). If the turn is refused or the commit fails, the machine
+is rebuilt from the last committed snapshot, so nothing half-applied survives.
+
+The actor must never answer before its commit, and never apply two events at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator import turn
+from orchestrator.charts import Chart, Machine
+from orchestrator.errors import (
+    IdempotencyConflict,
+    OrchestratorError,
+    OrderNotFound,
+    Unavailable,
+    VersionMismatch,
+)
+from orchestrator.metrics import Metrics
+from orchestrator.model import Event, Reply, Snapshot, TurnRecord
+from orchestrator.store.base import Store
+
+log = logging.getLogger(__name__)
+
+# Replies kept in memory per actor for fast answers to retried event ids; older ones are
+# looked up in the store's journal.
+RECENT_REPLIES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An event for the actor. ``dedupe`` is set when the event id came from the sender
+    (Idempotency-Key, CloudEvent id), so a repeat must be answered, not applied."""
+
+    event: Event
+    dedupe: bool = False
+    if_match: int | None = None
+    create: Chart | None = None
+
+
+class Actor:
+    def __init__(
+        self,
+        order_id: str,
+        *,
+        store: Store,
+        charts: dict[str, Chart],
+        on_commit: Callable[[TurnRecord], None],
+        on_idle: Callable[[Actor], None],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.order_id = order_id
+        self._store = store
+        self._charts = charts
+        self._on_commit = on_commit
+        self._on_idle = on_idle
+        self._metrics = metrics
+        self._clock = clock
+        self._mailbox: deque[tuple[Request, asyncio.Future[Reply]]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._loaded = False
+        self._machine: Machine | None = None
+        self._recent: OrderedDict[str, Reply] = OrderedDict()
+        self.snapshot: Snapshot | None = None
+        self.missing = False
+        self.last_used = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None or bool(self._mailbox)
+
+    def submit(self, request: Request) -> asyncio.Future[Reply]:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._mailbox.append((request, future))
+        self.last_used = time.monotonic()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"actor-{self.order_id}")
+        return future
+
+    async def _run(self) -> None:
+        try:
+            while self._mailbox:
+                request, future = self._mailbox.popleft()
+                if future.done():  # the caller gave up before its turn came; nothing applied
+                    continue
+                try:
+                    reply = await self._handle(request)
+                except OrchestratorError as exc:
+                    self._metrics.turns.labels("refused").inc()
+                    _settle(future, error=exc)
+                except Exception as exc:
+                    log.exception("turn failed", extra={"order_id": self.order_id})
+                    self._metrics.turns.labels("failed").inc()
+                    _settle(future, error=Unavailable(f"the turn failed: {exc!r}"))
+                else:
+                    _settle(future, reply=reply)
+        finally:
+            self._task = None
+            self.last_used = time.monotonic()
+            self._on_idle(self)
+
+    async def _handle(self, request: Request) -> Reply:
+        started = time.perf_counter()
+        event = request.event
+        if request.create is None:
+            await self._load()
+        else:
+            self._loaded = True
+        if request.dedupe:
+            recorded = await self._recorded(event)
+            if recorded is not None:
+                self._metrics.turns.labels("repeated").inc()
+                return recorded
+        previous = self.snapshot
+        if request.if_match is not None and previous is not None:
+            if request.if_match != previous.version:
+                raise VersionMismatch(request.if_match, previous.version)
+        if request.create is not None:
+            machine = request.create.start(self.order_id)
+        else:
+            machine = self._live_machine()
+        try:
+            record = turn.apply(machine, previous, event, self._clock())
+            await self._store.commit(record)
+        except BaseException:
+            self._machine = None  # rebuilt from the committed snapshot on the next turn
+            raise
+        self._machine = machine
+        self.snapshot = record.snapshot
+        self._remember(event.id, record.reply)
+        self._metrics.turns.labels("applied").inc()
+        self._metrics.turn_seconds.observe(time.perf_counter() - started)
+        self._on_commit(record)
+        return record.reply
+
+    async def _load(self) -> None:
+        if self._loaded:
+            if self.snapshot is None:
+                raise OrderNotFound(self.order_id)
+            return
+        self.snapshot = await self._store.load(self.order_id)
+        self._loaded = True
+        if self.snapshot is None:
+            self.missing = True
+            raise OrderNotFound(self.order_id)
+
+    def _live_machine(self) -> Machine:
+        snapshot = self.snapshot
+        assert snapshot is not None
+        if self._machine is None:
+            chart = self._charts.get(snapshot.chart)
+            if chart is None:
+                raise Unavailable(f"chart {snapshot.chart!r} is not loaded in this server")
+            self._machine = chart.restore(self.order_id, snapshot.configuration, snapshot.context)
+        return self._machine
+
+    async def _recorded(self, event: Event) -> Reply | None:
+        reply = self._recent.get(event.id)
+        if reply is None:
+            reply = await self._store.reply_for(self.order_id, event.id)
+        if reply is None:
+            return None
+        if reply.fingerprint and event.fingerprint and reply.fingerprint != event.fingerprint:
+            raise IdempotencyConflict(event.id)
+        return reply
+
+    def _remember(self, event_id: str, reply: Reply) -> None:
+        self._recent[event_id] = reply
+        if len(self._recent) > RECENT_REPLIES:
+            self._recent.popitem(last=False)
+
+
+def _settle(
+    future: asyncio.Future[Reply], *, reply: Reply | None = None, error: Exception | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert reply is not None
+        future.set_result(reply)

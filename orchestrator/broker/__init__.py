@@ -1,0 +1,1 @@
+"""The Broker port and its adapters: the durable in-process broker (default) and RabbitMQ."""

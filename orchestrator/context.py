@@ -1,0 +1,73 @@
+"""The base class a chart's actions extend: the order's data plus what its turn wants sent.
+
+A chart document names actions (``addPizzaToItems``); its actions module beside it in
+``statecharts/`` defines a ``Context`` subclass whose methods carry those names. The
+statechart is bound to one instance per live order (``Chart(model=context)``), so an action
+reads and changes ``self`` and asks for messages with :meth:`Context.send_command`.
+
+Actions must be deterministic functions of the context and the event data: no I/O, no
+clock, no randomness. The runtime journals the result, and a refused or failed turn is
+undone by rebuilding the context from the last committed snapshot, so an action that
+raises (``Refused`` for a business refusal) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from orchestrator.model import JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class CommandIntent:
+    """A message an action asked for; the turn turns it into an outbox message."""
+
+    type: str
+    data: JsonObject
+    invoke: str | None
+
+
+class Context:
+    """One order's data, bound to its statechart as the model.
+
+    ``fields`` declares the data kept in the snapshot, with their initial values; ``status``
+    is always kept. ``state`` is python-statemachine's state field (the configuration).
+    """
+
+    fields: ClassVar[JsonObject] = {}
+    # POST /orders applies this event as version 1, with the body's other fields as its
+    # data; ``create_fields`` names those fields and the JSON type each must have.
+    create_event: ClassVar[str | None] = None
+    create_fields: ClassVar[dict[str, type]] = {}
+
+    def __init__(self, order_id: str, data: JsonObject | None = None, state: Any = None) -> None:
+        self.order_id = order_id
+        self.state = state
+        self.status: str | None = None
+        self._commands: list[CommandIntent] = []
+        initial = copy.deepcopy(self.fields)
+        if data is not None:
+            initial.update(copy.deepcopy(data))
+        for name, value in initial.items():
+            setattr(self, name, value)
+
+    def send_command(self, type: str, data: JsonObject, *, invoke: str | None = None) -> None:
+        """Ask for a command message to be sent once this turn is committed.
+
+        With ``invoke``, the chart hears ``done.invoke.<invoke>`` when the broker has
+        durably taken the message, or ``error.invoke.<invoke>`` when it cannot be delivered.
+        """
+        self._commands.append(CommandIntent(type, copy.deepcopy(data), invoke))
+
+    def take_commands(self) -> list[CommandIntent]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    def data(self) -> JsonObject:
+        """The snapshot form: ``status`` and every declared field, deep-copied."""
+        out: JsonObject = {"status": self.status}
+        for name in self.fields:
+            out[name] = copy.deepcopy(getattr(self, name))
+        return out

@@ -1,0 +1,217 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orchestrator
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+VIEW = {"$ref": "#/components/schemas/OrderView"}
+ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeat a request safely: a repeat gets the first answer and applies nothing.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Order orchestrator",
+        "version": orchestrator.__version__,
+        "description": "One durable statechart actor per order. Errors are RFC 9457 problems.",
+    },
+    "paths": {
+        "/orders": {
+            "post": {
+                "summary": "Create an order with its first pizza (applied as version 1)",
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Create"}}},
+                },
+                "responses": {
+                    "201": _json(VIEW, "The new order"),
+                    "413": _problem("Body too large"),
+                    "422": _problem("Malformed body; `field` names the culprit"),
+                },
+            },
+            "get": {
+                "summary": "List orders, newest first",
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string"},
+                     "description": "Prefix of the state path, e.g. bakePizza"},
+                    {"name": "chart", "in": "query", "schema": {"type": "string"}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["orders", "nextCursor"],
+                            "properties": {
+                                "orders": {"type": "array", "items": VIEW},
+                                "nextCursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of orders",
+                    ),
+                    "422": _problem("Bad query parameter"),
+                },
+            },
+        },
+        "/orders/{order_id}": {
+            "get": {
+                "summary": "The order's current view",
+                "parameters": [ORDER_ID],
+                "responses": {"200": _json(VIEW, "The order"), "404": _problem("No such order")},
+            }
+        },
+        "/orders/{order_id}/events": {
+            "post": {
+                "summary": "Send one event to the order",
+                "parameters": [
+                    ORDER_ID,
+                    IDEMPOTENCY_KEY,
+                    {"name": "If-Match", "in": "header", "required": False,
+                     "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                     "description": "Apply only if the order is at this version"},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
+                },
+                "responses": {
+                    "200": _json(VIEW, "The order after the event"),
+                    "404": _problem("No such order"),
+                    "409": _problem("Not allowed in this state (`allowed` lists what is)"),
+                    "412": _problem("The order moved past If-Match"),
+                    "413": _problem("Body too large"),
+                    "422": _problem("Malformed body or unknown event type"),
+                },
+            }
+        },
+        "/orders/{order_id}/history": {
+            "get": {
+                "summary": "The journal of applied events, oldest first",
+                "parameters": [
+                    ORDER_ID,
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                ],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/History"}, "The history"),
+                    "404": _problem("No such order"),
+                    "422": _problem("Bad query parameter"),
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: recovery done, accepting work",
+                "responses": {"200": {"description": "Ready"}, "503": _problem("Not ready")},
+            }
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text format"}}}
+        },
+    },
+    "components": {
+        "schemas": {
+            "Pizza": {"type": "object", "examples": [{"name": "pineapple", "size": "L"}]},
+            "Create": {
+                "type": "object",
+                "required": ["pizza"],
+                "additionalProperties": False,
+                "properties": {
+                    "pizza": {"$ref": "#/components/schemas/Pizza"},
+                    "chart": {"type": "string", "default": "pizza"},
+                },
+            },
+            "Event": {
+                "type": "object",
+                "required": ["type"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"type": "string", "examples": ["ADD_PIZZA", "CONFIRM_PIZZA"]},
+                    "data": {"type": "object"},
+                },
+            },
+            "OrderView": {
+                "type": "object",
+                "required": ["id", "chart", "state", "status", "items", "nextEvents", "version",
+                             "createdAt", "updatedAt"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "chart": {"type": "string"},
+                    "state": {"type": "string", "examples": ["bakePizza.waitingForPizzaToBeBaked"]},
+                    "status": {"type": ["string", "null"]},
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Pizza"}},
+                    "context": {"type": "object"},
+                    "nextEvents": {"type": "array", "items": {"type": "string"}},
+                    "version": {"type": "integer", "minimum": 1},
+                    "createdAt": {"type": "string", "format": "date-time"},
+                    "updatedAt": {"type": "string", "format": "date-time"},
+                },
+            },
+            "History": {
+                "type": "object",
+                "required": ["id", "entries"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "nextAfter": {"type": "integer"},
+                    "entries": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["version", "eventId", "type", "data", "at",
+                                         "stateBefore", "stateAfter", "durationMs"],
+                            "properties": {
+                                "version": {"type": "integer"},
+                                "eventId": {"type": "string"},
+                                "type": {"type": "string"},
+                                "data": {"type": "object"},
+                                "at": {"type": "string", "format": "date-time"},
+                                "stateBefore": {"type": "string"},
+                                "stateAfter": {"type": "string"},
+                                "durationMs": {"type": "number",
+                                               "description": "Time spent in stateBefore"},
+                            },
+                        },
+                    },
+                },
+            },
+            "Problem": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "field": {"type": "string"},
+                    "allowed": {"type": "array", "items": {"type": "string"}},
+                    "version": {"type": "integer"},
+                },
+            },
+        }
+    },
+}

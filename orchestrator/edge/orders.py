@@ -1,0 +1,200 @@
+"""Order endpoints: create, read, send an event, history, list.
+
+This module checks the shape of what arrives (naming the offending field) and turns it
+into an ``Event`` for the registry; it never applies anything itself. Replies to events
+are the bytes the actor recorded, so a repeated Idempotency-Key gets the same body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from orchestrator.edge.problems import problem
+from orchestrator.errors import InvalidInput, OrderNotFound
+from orchestrator.model import Event, JsonObject, Reply, is_platform_event
+from orchestrator.registry import Registry
+from orchestrator.store.base import Store
+
+JSON = "application/json"
+EVENT_FIELDS = {"type", "data"}
+MAX_KEY_LENGTH = 200
+MAX_PAGE = 500
+
+
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
+    limit: int = request.app.state.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise BodyTooLarge(limit)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("body", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "the body must be a JSON object")
+    return body, raw
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes")
+        self.limit = limit
+
+
+def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
+    """The event id (Idempotency-Key or a new one), whether it came from the client, and
+    a fingerprint of the request that carried it."""
+    key = request.headers.get("idempotency-key")
+    fingerprint = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + raw
+    ).hexdigest()[:32]
+    if key is None:
+        return str(uuid.uuid4()), False, fingerprint
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidInput(
+            "Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
+        )
+    return key, True, fingerprint
+
+
+def _reply(reply: Reply, **headers: str) -> Response:
+    return Response(reply.body, reply.status, headers=headers or None, media_type=JSON)
+
+
+async def create_order(request: Request) -> Response:
+    try:
+        body, raw = await _json_body(request)
+    except BodyTooLarge as exc:
+        return problem(413, str(exc), field="body")
+    registry = _registry(request)
+    chart_name = body.get("chart", registry.default_chart)
+    if not isinstance(chart_name, str):
+        raise InvalidInput("chart", "chart must be a string naming a chart")
+    chart = registry.charts.get(chart_name)
+    if chart is None:
+        raise InvalidInput("chart", f"unknown chart {chart_name!r}; known: {sorted(registry.charts)}")
+    allowed = {"chart", *chart.context_class.create_fields}
+    for name in body:
+        if name not in allowed:
+            raise InvalidInput(name, f"unknown field {name!r}; allowed: {sorted(allowed)}")
+    data: JsonObject = {}
+    for name, kind in chart.context_class.create_fields.items():
+        if name not in body:
+            raise InvalidInput(name, f"{name} is required")
+        if not isinstance(body[name], kind):
+            raise InvalidInput(name, f"{name} must be a JSON {_json_type(kind)}")
+        data[name] = body[name]
+    event_type = chart.context_class.create_event
+    if event_type is None:
+        raise InvalidInput("chart", f"chart {chart_name!r} cannot be created over HTTP")
+    event_id, dedupe, fingerprint = _event_id(request, raw)
+    event = Event(event_type, data, event_id, "http", fingerprint)
+    reply = await registry.create(event, chart=chart_name, dedupe=dedupe)
+    return _reply(reply, location=f"/orders/{reply.order_id}")
+
+
+def _json_type(kind: type) -> str:
+    return {dict: "object", list: "array", str: "string", int: "number"}.get(kind, kind.__name__)
+
+
+async def get_order(request: Request) -> Response:
+    order_id = request.path_params["order_id"]
+    snapshot = await _registry(request).view(order_id)
+    if snapshot is None:
+        raise OrderNotFound(order_id)
+    return Response(json.dumps(snapshot.view(), separators=(",", ":")), media_type=JSON)
+
+
+async def send_event(request: Request) -> Response:
+    order_id = request.path_params["order_id"]
+    try:
+        body, raw = await _json_body(request)
+    except BodyTooLarge as exc:
+        return problem(413, str(exc), field="body")
+    for name in body:
+        if name not in EVENT_FIELDS:
+            raise InvalidInput(name, f"unknown field {name!r}; an event has 'type' and 'data'")
+    event_type = body.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise InvalidInput("type", "type is required and must be a non-empty string")
+    if is_platform_event(event_type):
+        raise InvalidInput("type", f"{event_type} is sent by the orchestrator, not by clients")
+    data = body.get("data", {})
+    if not isinstance(data, dict):
+        raise InvalidInput("data", "data must be a JSON object")
+    if_match = _if_match(request)
+    event_id, dedupe, fingerprint = _event_id(request, raw)
+    event = Event(event_type, data, event_id, "http", fingerprint)
+    reply = await _registry(request).send(order_id, event, dedupe=dedupe, if_match=if_match)
+    return _reply(reply)
+
+
+def _if_match(request: Request) -> int | None:
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    value = value.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidInput("If-Match", "If-Match must be the order's version, e.g. If-Match: 3")
+    return int(value)
+
+
+async def history(request: Request) -> Response:
+    order_id = request.path_params["order_id"]
+    after = _int_param(request, "after", 0)
+    limit = _int_param(request, "limit", 1000, upper=1000)
+    snapshot = await _registry(request).view(order_id)
+    if snapshot is None:
+        raise OrderNotFound(order_id)
+    recorded = await _store(request).journal(order_id, after=after, limit=limit)
+    entries = [r.entry.as_json() for r in recorded]
+    body: dict[str, Any] = {"id": order_id, "entries": entries}
+    if len(recorded) == limit and recorded[-1].entry.version < snapshot.version:
+        body["nextAfter"] = recorded[-1].entry.version
+    return Response(json.dumps(body, separators=(",", ":")), media_type=JSON)
+
+
+async def list_orders(request: Request) -> Response:
+    for name in request.query_params:
+        if name not in {"state", "chart", "cursor", "limit"}:
+            raise InvalidInput(name, f"unknown query parameter {name!r}")
+    limit = _int_param(request, "limit", 50, upper=MAX_PAGE)
+    page = await _store(request).list_orders(
+        state=request.query_params.get("state") or None,
+        chart=request.query_params.get("chart") or None,
+        cursor=request.query_params.get("cursor") or None,
+        limit=limit,
+    )
+    body = {"orders": [s.view() for s in page.orders], "nextCursor": page.cursor}
+    return Response(json.dumps(body, separators=(",", ":")), media_type=JSON)
+
+
+def _int_param(request: Request, name: str, default: int, upper: int | None = None) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or (upper is not None and not 0 < int(value) <= upper):
+        bound = f" between 1 and {upper}" if upper is not None else ""
+        raise InvalidInput(name, f"{name} must be a whole number{bound}")
+    return int(value)

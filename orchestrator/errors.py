@@ -1,0 +1,100 @@
+"""The orchestrator's error vocabulary, one root with few leaves.
+
+Every error says whether retrying the same input can help (``retryable``) and carries the
+data a caller needs to explain it. The edge turns them into RFC 9457 problem documents in
+one place (``edge/problems.py``); nothing else formats errors for clients.
+
+    OrchestratorError
+     +-- OrderNotFound          no order with this id                       -> 404
+     +-- InvalidInput           malformed body or field, names the field    -> 422
+     +-- UnknownEvent           the chart has no such event                 -> 422
+     +-- EventNotAllowed        known event, not allowed in this state      -> 409
+     +-- Refused                an action refused the event (e.g. no such
+     |                          pizza to remove); nothing changed           -> 409
+     +-- VersionMismatch        If-Match names an older version             -> 412
+     +-- IdempotencyConflict    an Idempotency-Key reused for another body  -> 422
+     +-- ChartError             a chart document or its actions are broken  (at start)
+     +-- Unavailable            the store or broker failed; retry later     -> 503
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every error the orchestrator raises on purpose."""
+
+    retryable = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.detail!r})"
+
+
+class OrderNotFound(OrchestratorError):
+    """No order has this id."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id!r} does not exist")
+        self.order_id = order_id
+
+
+class InvalidInput(OrchestratorError):
+    """The request body or a field of it is malformed; ``field`` names it."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class UnknownEvent(OrchestratorError):
+    """The order's chart declares no event of this type."""
+
+    def __init__(self, event_type: str, chart: str, known: list[str]) -> None:
+        super().__init__(f"chart {chart!r} has no event {event_type!r}")
+        self.event_type = event_type
+        self.known = known
+
+
+class EventNotAllowed(OrchestratorError):
+    """The event exists in the chart but not in the order's current state."""
+
+    def __init__(self, event_type: str, state: str, allowed: list[str], version: int) -> None:
+        super().__init__(f"{event_type} is not allowed in state {state!r}")
+        self.event_type = event_type
+        self.state = state
+        self.allowed = allowed
+        self.version = version
+
+
+class Refused(OrchestratorError):
+    """A chart action refused the event; raised from actions, so nothing is applied."""
+
+
+class VersionMismatch(OrchestratorError):
+    """``If-Match`` named a version the order has moved past."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"the order is at version {actual}, not {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflict(OrchestratorError):
+    """An Idempotency-Key already answered a request with a different body."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used for a different request")
+        self.key = key
+
+
+class ChartError(OrchestratorError):
+    """A chart document or its actions module cannot be used; found at start-up."""
+
+
+class Unavailable(OrchestratorError):
+    """The store or broker failed under the request; the same request may succeed later."""
+
+    retryable = True

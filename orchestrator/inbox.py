@@ -1,0 +1,52 @@
+"""Events from the broker into actors: ack after the commit, dead-letter the poison.
+
+Each delivery on the orchestrator's queue is a CloudEvent for one order (its ``subject``).
+The handler returns only after the actor has committed the turn (or found the event id
+already applied), and the broker acknowledges only then; a crash before means redelivery,
+which the event id dedupes. A message that can never apply (not a CloudEvent, an unknown
+order or type, not allowed in the order's state) is poison: it goes to the dead-letter
+queue with the reason, and the orchestrator keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from orchestrator.broker.base import Broker, Delivery, Poison
+from orchestrator.errors import OrchestratorError
+from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode
+from orchestrator.model import Event
+from orchestrator.registry import Registry
+
+log = logging.getLogger(__name__)
+
+INBOX_QUEUE = "orchestrator"
+
+
+class Inbox:
+    def __init__(self, broker: Broker, registry: Registry) -> None:
+        self._broker = broker
+        self._registry = registry
+
+    async def start(self) -> None:
+        await self._broker.declare_queue(INBOX_QUEUE, [EVENT_PREFIX + "#"])
+        await self._broker.consume(INBOX_QUEUE, self.handle)
+
+    async def handle(self, delivery: Delivery) -> None:
+        try:
+            message = decode(delivery.body)
+        except MalformedMessage as exc:
+            raise Poison(str(exc)) from exc
+        event = Event(
+            type=message.type,
+            data=message.data,
+            id=message.id,
+            origin="broker",
+            fingerprint=message.source,
+        )
+        try:
+            await self._registry.send(message.subject, event, dedupe=True)
+        except OrchestratorError as exc:
+            if exc.retryable:
+                raise  # redelivered later
+            raise Poison(f"{type(exc).__name__}: {exc.detail}") from exc

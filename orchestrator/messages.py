@@ -1,0 +1,95 @@
+"""CloudEvents 1.0 on the wire: build commands and events, parse what arrives.
+
+Every message between the orchestrator and its services is a structured-mode JSON
+CloudEvent made and read by the ``cloudevents`` SDK: ``type`` is the seed's name
+(``MAKE_PIZZA``, ``PIZZA_READY``...), ``subject`` is the order id, ``source`` names the
+sender and ``id`` is the dedupe key. Routing keys separate the two directions on one topic
+exchange: ``command.<TYPE>`` goes to a service, ``event.<TYPE>`` comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from orchestrator.model import JsonObject
+
+COMMAND_PREFIX = "command."
+EVENT_PREFIX = "event."
+# CloudEvent extension carrying the chart invoke a command answers (e.g. sendOrderToKitchen).
+INVOKE_EXTENSION = "invokeid"
+
+_FORMAT = JSONFormat()
+
+
+class MalformedMessage(ValueError):
+    """A message that is not a usable CloudEvent; it goes to the dead-letter queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The parts of a CloudEvent the orchestrator and its services act on."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    data: JsonObject
+    invoke: str | None = None
+
+
+def command_key(event_type: str) -> str:
+    return COMMAND_PREFIX + event_type
+
+
+def event_key(event_type: str) -> str:
+    return EVENT_PREFIX + event_type
+
+
+def encode(message: Message, at: float) -> bytes:
+    """The structured JSON CloudEvent for ``message``, stamped with time ``at``."""
+    attributes: dict[str, Any] = {
+        "id": message.id,
+        "type": message.type,
+        "source": message.source,
+        "subject": message.subject,
+        "time": datetime.fromtimestamp(at, UTC),
+        "datacontenttype": "application/json",
+    }
+    if message.invoke is not None:
+        attributes[INVOKE_EXTENSION] = message.invoke
+    return _FORMAT.write(CloudEvent(attributes=attributes, data=message.data))
+
+
+def decode(body: bytes) -> Message:
+    """Parse a structured JSON CloudEvent; anything unusable raises ``MalformedMessage``."""
+    try:
+        event = _FORMAT.read(None, body)
+    except Exception as exc:  # the SDK raises several types for bad input
+        raise MalformedMessage(f"not a CloudEvent: {exc}") from exc
+    return from_cloudevent(event)
+
+
+def from_cloudevent(event: Any) -> Message:
+    """The ``Message`` of an SDK event, checking the attributes we rely on."""
+    subject = event.get_subject()
+    if not subject:
+        raise MalformedMessage("the CloudEvent has no subject (the order id)")
+    data = event.get_data()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MalformedMessage("the CloudEvent's data must be a JSON object")
+    invoke = event.get_extension(INVOKE_EXTENSION)
+    return Message(
+        id=str(event.get_id()),
+        type=str(event.get_type()),
+        source=str(event.get_source()),
+        subject=str(subject),
+        data=data,
+        invoke=str(invoke) if invoke is not None else None,
+    )

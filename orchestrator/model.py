@@ -1,0 +1,148 @@
+"""Plain values that cross module boundaries: events, snapshots, journal entries, messages.
+
+Values are frozen and hold only JSON-ready data, so any of them can be stored, sent or
+compared without knowing who made it. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+# Events whose type starts with one of these come from the platform (an invoke's outcome),
+# never from a client; they are hidden from nextEvents and refused over HTTP.
+PLATFORM_EVENT_PREFIXES = ("done.", "error.")
+
+
+def is_platform_event(event_type: str) -> bool:
+    return event_type.startswith(PLATFORM_EVENT_PREFIXES)
+
+
+def iso(timestamp: float) -> str:
+    """Seconds since the epoch as an RFC 3339 UTC string with milliseconds."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One input to an actor.
+
+    ``id`` is the dedupe key: the client's Idempotency-Key, a CloudEvent id, or one the
+    orchestrator made up. ``fingerprint`` identifies the request that carried it, so a key
+    reused for a different request is told apart from an honest retry.
+    """
+
+    type: str
+    data: JsonObject
+    id: str
+    origin: str = "http"
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An order as committed: its chart configuration, context and derived view fields."""
+
+    order_id: str
+    chart: str
+    configuration: tuple[str, ...]
+    state: str
+    context: JsonObject
+    next_events: tuple[str, ...]
+    version: int
+    created_at: float
+    updated_at: float
+
+    def view(self) -> JsonObject:
+        """The order view of the HTTP and WebSocket API."""
+        return {
+            "id": self.order_id,
+            "chart": self.chart,
+            "state": self.state,
+            "status": self.context.get("status"),
+            "items": self.context.get("items", []),
+            "context": self.context,
+            "nextEvents": list(self.next_events),
+            "version": self.version,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One applied event, with the state before and after it."""
+
+    order_id: str
+    version: int
+    event_id: str
+    type: str
+    data: JsonObject
+    at: float
+    state_before: str
+    state_after: str
+    duration_ms: float
+
+    def as_json(self) -> JsonObject:
+        return {
+            "version": self.version,
+            "eventId": self.event_id,
+            "type": self.type,
+            "data": self.data,
+            "at": iso(self.at),
+            "stateBefore": self.state_before,
+            "stateAfter": self.state_after,
+            "durationMs": self.duration_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message a turn decided to send; it leaves only after the turn is committed.
+
+    ``body`` is the structured CloudEvent. ``invoke`` names the chart's invoke that waits
+    for the publish: its ``done.invoke.<id>`` or ``error.invoke.<id>`` event follows.
+    """
+
+    id: str
+    order_id: str
+    type: str
+    routing_key: str
+    body: bytes
+    invoke: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """An event an order asked to receive at ``due_at`` (stored with its turn)."""
+
+    id: str
+    order_id: str
+    due_at: float
+    event_type: str
+    data: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The recorded answer to an event, returned again for a repeated event id."""
+
+    status: int
+    body: bytes
+    order_id: str
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """Everything one turn commits, all or nothing, in one transaction."""
+
+    snapshot: Snapshot
+    journal: JournalEntry
+    outbox: tuple[OutboxMessage, ...]
+    reply: Reply
+    timers_set: tuple[Timer, ...] = ()
+    timers_cancelled: tuple[str, ...] = ()

@@ -1,0 +1,166 @@
+"""Relay committed outbox messages to the broker and tell the chart how it went.
+
+For each message: publish (returns on the broker's confirm), then deliver the invoke's
+``done.invoke.<id>`` to the order, then forget the message. Only then: a crash anywhere
+before leaves the row in the outbox, so it is published again after the restart and the
+consumer dedupes it by id, and the done event, whose id derives from the message id, is
+deduped by the actor. Publishing that keeps failing is retried with backoff; a message no
+queue is bound for ends in ``error.invoke.<id>``. A command a service dead-letters comes
+back on ``UNDELIVERABLE_QUEUE`` and also ends in ``error.invoke.<id>``.
+
+The relay never writes a turn itself: it only sends events to actors, through ``deliver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Unroutable
+from orchestrator.errors import OrchestratorError
+from orchestrator.messages import COMMAND_PREFIX, MalformedMessage, decode
+from orchestrator.metrics import Metrics
+from orchestrator.model import Event, OutboxMessage
+from orchestrator.store.base import Store
+
+log = logging.getLogger(__name__)
+
+UNDELIVERABLE_QUEUE = "orchestrator.undeliverable"
+MAX_ATTEMPTS = 8  # about 25 s of backoff before an invoke is declared failed
+IN_FLIGHT = 128  # messages published concurrently, each awaiting its own confirm
+
+Deliver = Callable[[str, Event], Awaitable[None]]
+
+
+class OutboxRelay:
+    def __init__(self, store: Store, broker: Broker, deliver: Deliver, metrics: Metrics) -> None:
+        self._store = store
+        self._broker = broker
+        self._deliver = deliver
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, float] = {}  # message id -> when it was committed
+        self._closed = False
+        metrics.watch(metrics.outbox_depth, lambda: len(self._pending))
+        metrics.watch(metrics.outbox_lag, self._lag)
+
+    def _lag(self) -> float:
+        return time.monotonic() - min(self._pending.values()) if self._pending else 0.0
+
+    async def start(self) -> None:
+        """Declare the queue for dead-lettered commands and resend what a crash left behind."""
+        await self._broker.declare_queue(
+            UNDELIVERABLE_QUEUE, [COMMAND_PREFIX + "#"], dead_letter_exchange=True
+        )
+        await self._broker.consume(UNDELIVERABLE_QUEUE, self._undeliverable, prefetch=4)
+        unsent = await self._store.unsent()
+        if unsent:
+            log.info("resending %d outbox messages left from before the restart", len(unsent))
+        self.enqueue(unsent)
+
+    def enqueue(self, messages: tuple[OutboxMessage, ...] | list[OutboxMessage]) -> None:
+        """Called after a turn's commit; never before, or a crash could send a ghost.
+
+        After ``drain`` this does nothing: the rows stay in the outbox for the next start.
+        """
+        if self._closed:
+            return
+        for message in messages:
+            if message.id in self._pending:
+                continue
+            self._pending[message.id] = time.monotonic()
+            task = asyncio.create_task(self._relay(message), name=f"relay-{message.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for in-flight messages; unconfirmed ones stay in the outbox for next start."""
+        self._closed = True
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _relay(self, message: OutboxMessage) -> None:
+        try:
+            async with self._slots:
+                outcome = await self._publish(message)
+            if message.invoke is not None:
+                await self._tell(message, outcome)
+            self._store.mark_sent([message.id])
+        finally:
+            self._pending.pop(message.id, None)
+
+    async def _publish(self, message: OutboxMessage) -> str:
+        """``done`` once confirmed; ``error`` when no queue will ever take it.
+
+        A broker that is down is not a refusal: the relay keeps trying, and the row stays
+        in the outbox meanwhile.
+        """
+        delay = 0.1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._broker.publish(message.routing_key, message.body, message_id=message.id)
+            except Unroutable as exc:
+                if attempt >= MAX_ATTEMPTS:
+                    log.error("giving up on %s: %s", message.id, exc.detail)
+                    return "error"
+                failure: Exception = exc
+            except Exception as exc:
+                failure = exc
+            else:
+                self._metrics.published.inc()
+                return "done"
+            log.warning(
+                "publish of %s failed (attempt %d): %r", message.id, attempt, failure,
+                extra={"order_id": message.order_id},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _tell(self, message: OutboxMessage, outcome: str) -> None:
+        event = Event(
+            type=f"{outcome}.invoke.{message.invoke}",
+            data={"messageId": message.id},
+            id=f"{outcome}:{message.id}",
+            origin="relay",
+        )
+        await self._deliver_quietly(message.order_id, event)
+
+    async def _deliver_quietly(self, order_id: str, event: Event) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._deliver(order_id, event)
+                return
+            except OrchestratorError as exc:
+                if not exc.retryable:
+                    # The order moved on (say PIZZA_READY came first): the outcome is moot.
+                    log.info("%s not applied: %s", event.type, exc.detail,
+                             extra={"order_id": order_id})
+                    return
+                log.warning("%s: %s; retrying", event.type, exc.detail, extra={"order_id": order_id})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _undeliverable(self, delivery: Delivery) -> None:
+        try:
+            command = decode(delivery.body)
+        except MalformedMessage:
+            return  # not one of ours; it is also in the dead-letter queue for a human
+        if command.invoke is None:
+            return
+        reason = delivery.headers.get(REASON_HEADER, "dead-lettered")
+        event = Event(
+            type=f"error.invoke.{command.invoke}",
+            data={"messageId": command.id, "reason": reason},
+            id=f"error:{command.id}",
+            origin="relay",
+        )
+        await self._deliver_quietly(command.subject, event)

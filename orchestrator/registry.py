@@ -1,0 +1,169 @@
+"""Order id -> actor: exactly one live actor per id, passivated when idle.
+
+``_actors`` is only touched from the event loop with no ``await`` between looking an id up
+and inserting its actor, so however many requests arrive at once for a new or idle order,
+one actor is activated. The actor loads its snapshot itself as the first step of its first
+turn; everyone else queues in its mailbox behind that.
+
+Passivation drops idle actors (empty mailbox, no turn running): the least recently used
+ones beyond ``max_actors``, and any idle longer than ``idle_seconds``. Reactivation
+restores the machine from the snapshot without running entry actions, so nothing is sent
+twice. Creates with an Idempotency-Key are serialised per key here, because the order id
+they would go to does not exist yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+
+from orchestrator.actor import Actor, Request
+from orchestrator.charts import Chart
+from orchestrator.errors import IdempotencyConflict, InvalidInput
+from orchestrator.metrics import Metrics
+from orchestrator.model import Event, Reply, Snapshot, TurnRecord
+from orchestrator.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        charts: dict[str, Chart],
+        metrics: Metrics,
+        on_commit: Callable[[TurnRecord], None],
+        max_actors: int = 10_000,
+        idle_seconds: float = 300.0,
+        default_chart: str = "pizza",
+    ) -> None:
+        self.store = store
+        self.charts = charts
+        self.metrics = metrics
+        self.default_chart = default_chart if default_chart in charts else next(iter(charts))
+        self._on_commit = on_commit
+        self.max_actors = max_actors
+        self.idle_seconds = idle_seconds
+        self._actors: OrderedDict[str, Actor] = OrderedDict()
+        self._creating: dict[str, asyncio.Future[Reply]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        metrics.watch(metrics.live_actors, lambda: len(self._actors))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="passivation")
+
+    async def drain(self) -> None:
+        """Wait until every queued turn has been applied and committed."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        while any(actor.busy for actor in self._actors.values()) or self._creating:
+            await asyncio.sleep(0.01)
+
+    # -- routing -----------------------------------------------------------------------
+
+    def actor(self, order_id: str) -> Actor:
+        actor = self._actors.get(order_id)
+        if actor is None:
+            actor = Actor(
+                order_id,
+                store=self.store,
+                charts=self.charts,
+                on_commit=self._on_commit,
+                on_idle=self._idle,
+                metrics=self.metrics,
+            )
+            self._actors[order_id] = actor
+            self.metrics.activations.inc()
+        else:
+            self._actors.move_to_end(order_id)
+        return actor
+
+    async def send(
+        self, order_id: str, event: Event, *, dedupe: bool = False, if_match: int | None = None
+    ) -> Reply:
+        """Apply an event to an existing order; raises the refusal as an error."""
+        return await self.actor(order_id).submit(Request(event, dedupe, if_match))
+
+    async def create(self, event: Event, *, chart: str | None, dedupe: bool) -> Reply:
+        """Create an order whose first event is ``event``; a repeated key gets the first reply."""
+        name = chart or self.default_chart
+        found = self.charts.get(name)
+        if found is None:
+            raise InvalidInput("chart", f"unknown chart {name!r}; known: {sorted(self.charts)}")
+        if not dedupe:
+            return await self._create(found, event)
+        waiting = self._creating.get(event.id)
+        if waiting is not None:
+            reply = await asyncio.shield(waiting)
+        else:
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            self._creating[event.id] = future
+            try:
+                reply = await self._create_once(found, event)
+                future.set_result(reply)
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved here, so no "never retrieved" warning
+                raise
+            finally:
+                del self._creating[event.id]
+            return reply
+        if reply.fingerprint and event.fingerprint and reply.fingerprint != event.fingerprint:
+            raise IdempotencyConflict(event.id)
+        return reply
+
+    async def _create_once(self, chart: Chart, event: Event) -> Reply:
+        existing = await self.store.order_created_by(event.id)
+        if existing is not None:
+            return await self.actor(existing).submit(Request(event, dedupe=True))
+        return await self._create(chart, event)
+
+    async def _create(self, chart: Chart, event: Event) -> Reply:
+        order_id = str(uuid.uuid4())
+        return await self.actor(order_id).submit(Request(event, create=chart))
+
+    async def view(self, order_id: str) -> Snapshot | None:
+        """The committed snapshot, from memory when the actor is live, else from the store."""
+        actor = self._actors.get(order_id)
+        if actor is not None and actor.snapshot is not None:
+            return actor.snapshot
+        return await self.store.load(order_id)
+
+    # -- passivation -------------------------------------------------------------------
+
+    def _idle(self, actor: Actor) -> None:
+        if actor.missing:
+            self._drop(actor)
+            return
+        excess = len(self._actors) - self.max_actors
+        if excess <= 0:
+            return
+        for candidate in list(self._actors.values()):
+            if excess <= 0:
+                break
+            if not candidate.busy:
+                self._drop(candidate)
+                excess -= 1
+
+    def _drop(self, actor: Actor) -> None:
+        if self._actors.get(actor.order_id) is actor and not actor.busy:
+            del self._actors[actor.order_id]
+            self.metrics.passivations.inc()
+
+    async def _sweep(self) -> None:
+        interval = max(min(self.idle_seconds / 2, 30.0), 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            cutoff = time.monotonic() - self.idle_seconds
+            for actor in list(self._actors.values()):
+                if actor.last_used >= cutoff:
+                    break  # ordered by last use, so the rest are newer
+                self._drop(actor)

@@ -1,0 +1,139 @@
+"""The composition root: Settings -> adapters -> registry, relay, inbox, hub, app.
+
+Only this module picks adapters, and only ``cli`` imports it. Start-up and shutdown are
+written sequences, one step per line, so their order can be read and argued about.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from orchestrator.broker.memory import MemoryBroker
+from orchestrator.charts import load_charts
+from orchestrator.edge.app import create_app
+from orchestrator.errors import InvalidInput
+from orchestrator.hub import Hub
+from orchestrator.inbox import Inbox
+from orchestrator.metrics import Metrics
+from orchestrator.model import Event, TurnRecord
+from orchestrator.outbox import OutboxRelay
+from orchestrator.registry import Registry
+from orchestrator.settings import Settings
+from orchestrator.store.sqlite import SqliteStore
+from services.delivery import handlers as delivery
+from services.kitchen import handlers as kitchen
+from services.ledger import Ledger
+from services.stub import StubService
+
+log = logging.getLogger(__name__)
+
+
+def sibling(db: Path, role: str) -> Path:
+    """A file beside the database for another part of embedded mode (orders.broker.db)."""
+    return db.with_name(f"{db.stem}.{role}.db")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.charts = load_charts(settings.charts)
+        self.store = SqliteStore(
+            settings.db,
+            synchronous=settings.synchronous,
+            max_batch=settings.max_batch,
+            on_batch=self.metrics.commit_batch.observe,
+        )
+        if settings.broker != "memory":
+            raise InvalidInput("broker", "only the in-process broker ('memory') is available yet")
+        self.broker = MemoryBroker(sibling(settings.db, "broker"), synchronous=settings.synchronous)
+        self.services = [
+            StubService(
+                kitchen.NAME,
+                kitchen.ANSWERS,
+                broker=self.broker,
+                ledger=Ledger(sibling(settings.db, kitchen.NAME)),
+                delay=settings.kitchen_delay,
+                mode=settings.kitchen_mode,
+            ),
+            StubService(
+                delivery.NAME,
+                delivery.ANSWERS,
+                broker=self.broker,
+                ledger=Ledger(sibling(settings.db, delivery.NAME)),
+                delay=settings.delivery_delay,
+                mode=settings.delivery_mode,
+            ),
+        ]
+        self.hub = Hub(self.metrics, settings.ws_queue)
+        self.registry = Registry(
+            store=self.store,
+            charts=self.charts,
+            metrics=self.metrics,
+            on_commit=self._on_commit,
+            max_actors=settings.max_actors,
+            idle_seconds=settings.idle_seconds,
+        )
+        self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
+        self.inbox = Inbox(self.broker, self.registry)
+        self.app: Starlette = create_app(
+            self.lifespan,
+            registry=self.registry,
+            hub=self.hub,
+            store=self.store,
+            metrics=self.metrics,
+            max_body_bytes=settings.max_body_bytes,
+        )
+
+    def _on_commit(self, record: TurnRecord) -> None:
+        self.hub.publish(record)
+        self.relay.enqueue(record.outbox)
+
+    async def _deliver(self, order_id: str, event: Event) -> None:
+        await self.registry.send(order_id, event, dedupe=True)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await self.stop()
+
+    async def start(self) -> None:
+        # 1. open the store: schema, WAL, the group-commit loop
+        await self.store.open()
+        # 2. connect the broker: messages stored before a crash come back, unacked
+        await self.broker.connect()
+        # 3. start the services so their queues exist before anything is published
+        for service in self.services:
+            await service.start()
+        # 4. consume events for orders (dedupe makes redeliveries harmless)
+        await self.inbox.start()
+        # 5. resend the outbox rows a crash left behind; in-flight orders carry on
+        await self.relay.start()
+        # 6. passivate idle actors from now on
+        self.registry.start()
+        log.info("orchestrator ready: db=%s charts=%s", self.settings.db, sorted(self.charts))
+
+    async def stop(self) -> None:
+        # (uvicorn has stopped accepting connections and finished open requests)
+        # 1. stop relaying: unconfirmed messages stay in the outbox for the next start
+        await self.relay.drain()
+        # 2. stop consuming: an interrupted delivery stays in the broker for the next start
+        await self.broker.close()
+        # 3. drain the turns already queued; each commits before its actor goes idle
+        await self.registry.drain()
+        # 4. close the services' ledgers
+        for service in self.services:
+            await service.ledger.close()
+        # 5. close the store, flushing the last group commit
+        await self.store.close()
+        log.info("orchestrator stopped")

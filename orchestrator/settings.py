@@ -1,0 +1,68 @@
+"""Frozen settings and their validation: the only home of defaults.
+
+``cli`` fills a ``Settings`` from flags and ``ORCHESTRATOR_*`` variables; the runtime and
+everything below it receive values from it through constructors and never read the
+environment themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import InvalidInput
+
+SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+SERVICE_MODES = ("ok", "reject", "ignore")
+
+
+def default_charts_dir() -> Path:
+    """The ``statecharts/`` directory that ships beside the package."""
+    return Path(__file__).resolve().parent.parent / "statecharts"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    db: Path = Path("orders.db")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    broker: str = "memory"
+    charts_dir: Path | None = None
+    # SQLite durability: FULL syncs the WAL on every commit, so an acknowledged event
+    # survives power loss; NORMAL survives a process crash only. FULL is the safe default.
+    synchronous: str = "FULL"
+    # Passivation: at most this many actors stay in memory, and none longer than this idle.
+    max_actors: int = 10_000
+    idle_seconds: float = 300.0
+    # Group commit: turns waiting together share one transaction, up to this many.
+    max_batch: int = 256
+    max_body_bytes: int = 64 * 1024
+    # A WebSocket subscriber that falls this many messages behind is closed (code 4008).
+    ws_queue: int = 256
+    # The in-process kitchen and delivery (embedded mode only).
+    kitchen_delay: float = 0.0
+    delivery_delay: float = 0.0
+    kitchen_mode: str = "ok"
+    delivery_mode: str = "ok"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.synchronous not in SYNCHRONOUS_MODES:
+            raise InvalidInput("synchronous", f"synchronous must be one of {SYNCHRONOUS_MODES}")
+        for name in ("kitchen_mode", "delivery_mode"):
+            if getattr(self, name) not in SERVICE_MODES:
+                raise InvalidInput(name, f"{name} must be one of {SERVICE_MODES}")
+        for name in ("max_actors", "max_batch", "max_body_bytes", "ws_queue"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(name, f"{name} must be at least 1")
+        for name in ("idle_seconds", "kitchen_delay", "delivery_delay"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(name, f"{name} must not be negative")
+        if not (0 <= self.port < 65536):
+            raise InvalidInput("port", "port must be between 0 and 65535")
+        if self.broker != "memory" and not self.broker.startswith(("amqp://", "amqps://")):
+            raise InvalidInput("broker", "broker must be 'memory' or an amqp:// URL")
+
+    @property
+    def charts(self) -> Path:
+        return self.charts_dir if self.charts_dir is not None else default_charts_dir()

@@ -1,0 +1,65 @@
+"""The Store port: what the runtime needs from durable storage, and nothing more.
+
+A store keeps, per order, the latest snapshot, the journal of applied events (which is
+also the dedupe record: an event id answers with the journal entry it produced), the
+outbox of messages not yet handed to the broker, and pending timers. ``commit`` is the
+output gate: when it returns, the turn is durable; it may share one transaction with other
+actors' turns (group commit) but each turn is still all or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A journal entry with the order view it produced, for history and WebSocket replay."""
+
+    entry: JournalEntry
+    view: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the order list; ``cursor`` fetches the next page, None at the end."""
+
+    orders: list[Snapshot]
+    cursor: str | None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Finish the commit in progress, then release the store."""
+
+    async def commit(self, record: TurnRecord) -> None:
+        """Make one turn durable; raises ``Unavailable`` if it could not be stored."""
+
+    async def load(self, order_id: str) -> Snapshot | None: ...
+
+    async def reply_for(self, order_id: str, event_id: str) -> Reply | None:
+        """The recorded answer to an event id already applied to this order."""
+
+    async def order_created_by(self, event_id: str) -> str | None:
+        """The order whose creating event had this id, if any."""
+
+    async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[Recorded]:
+        """Journal entries with version > ``after``, oldest first."""
+
+    async def list_orders(
+        self, *, state: str | None, chart: str | None, cursor: str | None, limit: int
+    ) -> Page:
+        """Orders, newest first; ``state`` matches as a prefix of the state path."""
+
+    async def unsent(self) -> list[OutboxMessage]:
+        """Outbox messages committed but not yet confirmed by the broker, oldest first."""
+
+    def mark_sent(self, message_ids: list[str]) -> None:
+        """Forget messages the broker confirmed (soon, not necessarily durably)."""
+
+    async def outbox_depth(self) -> int: ...

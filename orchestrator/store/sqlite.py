@@ -1,0 +1,384 @@
+"""SQLite adapter of the Store port, on aiosqlite, with group commit.
+
+One writer connection commits turns; a second connection serves reads, so a reader never
+sees a transaction that is still open (WAL lets both run at once). ``synchronous=FULL`` by
+default: every commit is on disk before any turn in it is acknowledged.
+
+Group commit: turns that arrive while a commit is running wait in ``_pending`` and go into
+the next transaction together, written with one ``executemany`` per table. aiosqlite runs
+each call on the connection's own thread, so a batch costs a handful of thread hops and one
+fsync instead of one per turn; a commit per turn tops out near 2,600 turns/s here. If a
+batch fails, each of its turns is retried alone, so one bad turn never sinks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from orchestrator.errors import InvalidInput, Unavailable
+from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+from orchestrator.store.base import Page, Recorded
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    chart TEXT NOT NULL,
+    configuration TEXT NOT NULL,
+    state TEXT NOT NULL,
+    context TEXT NOT NULL,
+    next_events TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    created_by TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS journal (
+    order_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL,
+    state_before TEXT NOT NULL,
+    state_after TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    fingerprint TEXT NOT NULL,
+    view BLOB NOT NULL,
+    PRIMARY KEY (order_id, version),
+    UNIQUE (order_id, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    order_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    invoke TEXT
+);
+CREATE TABLE IF NOT EXISTS timers (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    due_at REAL NOT NULL,
+    event_type TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);
+CREATE INDEX IF NOT EXISTS timers_order ON timers (order_id);
+"""
+
+UPSERT_ORDER = """
+INSERT INTO orders (id, chart, configuration, state, context, next_events, version,
+                    created_at, updated_at, created_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    configuration = excluded.configuration, state = excluded.state,
+    context = excluded.context, next_events = excluded.next_events,
+    version = excluded.version, updated_at = excluded.updated_at
+"""
+INSERT_JOURNAL = "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_TIMER = "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?)"
+DELETE_TIMER = "DELETE FROM timers WHERE id = ?"
+DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ?"
+SNAPSHOT_COLUMNS = (
+    "id, chart, configuration, state, context, next_events, version, created_at, updated_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _snapshot(row: Any) -> Snapshot:
+    return Snapshot(
+        order_id=row[0],
+        chart=row[1],
+        configuration=tuple(json.loads(row[2])),
+        state=row[3],
+        context=json.loads(row[4]),
+        next_events=tuple(json.loads(row[5])),
+        version=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+    )
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        max_batch: int = 256,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._on_batch = on_batch
+        self.synchronous = synchronous
+        self.max_batch = max_batch
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._pending: list[tuple[TurnRecord, asyncio.Future[None]]] = []
+        self._sent: list[str] = []
+        self._wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._writer.executescript(SCHEMA)
+        self._reader = await self._connect()
+        self._committer = asyncio.create_task(self._commit_loop(), name="sqlite-group-commit")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is
+        # taken up front and a transaction never upgrades halfway (no SQLITE_BUSY mid-turn).
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._committer is not None:
+            await self._committer
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def commit(self, record: TurnRecord) -> None:
+        if self._closing:
+            raise Unavailable("the store is closing")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        self._wake.set()
+        await future
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending or self._sent:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                sent, self._sent = self._sent, []
+                await self._commit_batch(batch, sent)
+            if self._closing and not self._pending:
+                return
+
+    async def _commit_batch(
+        self, batch: list[tuple[TurnRecord, asyncio.Future[None]]], sent: list[str]
+    ) -> None:
+        try:
+            await self._write([record for record, _ in batch], sent)
+        except Exception as exc:
+            if not batch:
+                # Harmless: those messages are published again after a restart, and deduped.
+                log.warning("could not forget %d sent outbox messages: %r", len(sent), exc)
+                return
+            if len(batch) == 1:
+                record, future = batch[0]
+                log.error("commit failed: %r", exc, extra={"order_id": record.journal.order_id})
+                _settle(future, Unavailable(f"the turn could not be stored: {exc}"))
+                return
+            log.warning("group commit of %d turns failed (%r); retrying one by one", len(batch), exc)
+            self._sent.extend(sent)
+            for item in batch:
+                await self._commit_batch([item], [])
+            return
+        if batch and self._on_batch is not None:
+            self._on_batch(len(batch))
+        for _, future in batch:
+            _settle(future, None)
+
+    async def _write(self, records: list[TurnRecord], sent: list[str]) -> None:
+        conn = self._writer
+        assert conn is not None, "store is not open"
+        orders, journal, outbox, timers, cancelled = [], [], [], [], []
+        for record in records:
+            snap, entry = record.snapshot, record.journal
+            orders.append(
+                (
+                    snap.order_id,
+                    snap.chart,
+                    _dumps(snap.configuration),
+                    snap.state,
+                    _dumps(snap.context),
+                    _dumps(snap.next_events),
+                    snap.version,
+                    snap.created_at,
+                    snap.updated_at,
+                    entry.event_id if snap.version == 1 else "",
+                )
+            )
+            journal.append(
+                (
+                    entry.order_id,
+                    entry.version,
+                    entry.event_id,
+                    entry.type,
+                    _dumps(entry.data),
+                    entry.at,
+                    entry.state_before,
+                    entry.state_after,
+                    entry.duration_ms,
+                    record.reply.fingerprint,
+                    record.reply.body,
+                )
+            )
+            outbox.extend(
+                (m.id, m.order_id, m.type, m.routing_key, m.body, m.invoke) for m in record.outbox
+            )
+            timers.extend(
+                (t.id, t.order_id, t.due_at, t.event_type, _dumps(t.data)) for t in record.timers_set
+            )
+            cancelled.extend((timer_id,) for timer_id in record.timers_cancelled)
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            if records:
+                await conn.executemany(UPSERT_ORDER, orders)
+                await conn.executemany(INSERT_JOURNAL, journal)
+            if outbox:
+                await conn.executemany(INSERT_OUTBOX, outbox)
+            if cancelled:
+                await conn.executemany(DELETE_TIMER, cancelled)
+            if timers:
+                await conn.executemany(INSERT_TIMER, timers)
+            if sent:
+                await conn.executemany(DELETE_OUTBOX, [(i,) for i in sent])
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    def mark_sent(self, message_ids: list[str]) -> None:
+        """Forget messages the broker confirmed, in the next transaction.
+
+        Not awaited and not part of any turn: a crash before the delete only means the
+        message is published again after the restart, and its consumer dedupes it.
+        """
+        self._sent.extend(message_ids)
+        self._wake.set()
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        conn = self._reader
+        if conn is None:
+            raise Unavailable("the store is not open")
+        async with conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def load(self, order_id: str) -> Snapshot | None:
+        rows = await self._fetchall(
+            f"SELECT {SNAPSHOT_COLUMNS} FROM orders WHERE id = ?", (order_id,)
+        )
+        return _snapshot(rows[0]) if rows else None
+
+    async def reply_for(self, order_id: str, event_id: str) -> Reply | None:
+        rows = await self._fetchall(
+            "SELECT version, view, fingerprint FROM journal WHERE order_id = ? AND event_id = ?",
+            (order_id, event_id),
+        )
+        if not rows:
+            return None
+        version, view, fingerprint = rows[0]
+        return Reply(
+            status=201 if version == 1 else 200,
+            body=view,
+            order_id=order_id,
+            fingerprint=fingerprint,
+        )
+
+    async def order_created_by(self, event_id: str) -> str | None:
+        rows = await self._fetchall("SELECT id FROM orders WHERE created_by = ?", (event_id,))
+        return str(rows[0][0]) if rows else None
+
+    async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[Recorded]:
+        rows = await self._fetchall(
+            "SELECT version, event_id, type, data, at, state_before, state_after, duration_ms,"
+            " view FROM journal WHERE order_id = ? AND version > ? ORDER BY version LIMIT ?",
+            (order_id, after, limit),
+        )
+        return [
+            Recorded(
+                JournalEntry(
+                    order_id=order_id,
+                    version=row[0],
+                    event_id=row[1],
+                    type=row[2],
+                    data=json.loads(row[3]),
+                    at=row[4],
+                    state_before=row[5],
+                    state_after=row[6],
+                    duration_ms=row[7],
+                ),
+                view=row[8],
+            )
+            for row in rows
+        ]
+
+    async def list_orders(
+        self, *, state: str | None, chart: str | None, cursor: str | None, limit: int
+    ) -> Page:
+        where, params = [], []
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InvalidInput("cursor", "cursor must be a value returned as nextCursor")
+            where.append("seq < ?")
+            params.append(int(cursor))
+        if state:
+            # Prefix match on the state path without LIKE, so '%' and '_' are literal.
+            where.append("substr(state, 1, ?) = ?")
+            params.extend([len(state), state])
+        if chart:
+            where.append("chart = ?")
+            params.append(chart)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(
+            f"SELECT {SNAPSHOT_COLUMNS}, seq FROM orders {clause} ORDER BY seq DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = str(rows[-1][9]) if more else None
+        return Page([_snapshot(row) for row in rows], next_cursor)
+
+    async def unsent(self) -> list[OutboxMessage]:
+        rows = await self._fetchall(
+            "SELECT id, order_id, type, routing_key, body, invoke FROM outbox ORDER BY seq", ()
+        )
+        return [OutboxMessage(*row) for row in rows]
+
+    async def outbox_depth(self) -> int:
+        rows = await self._fetchall("SELECT count(*) FROM outbox", ())
+        return int(rows[0][0])
+
+
+def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,123 @@
+"""Apply one event to one order: a value in, a value out.
+
+``apply`` takes the order's live machine (the in-memory form of its last committed
+snapshot), the event and the time the actor read for it, and returns the ``TurnRecord`` to
+commit: the new snapshot, the journal entry, the outbox messages and the reply. It does no
+I/O and reads no clock, so the same input always gives the same record.
+
+A refusal raises an ``OrchestratorError`` (the event is unknown, not allowed now, or an
+action refused it). After any exception the machine may be half-changed: the caller must
+throw it away and rebuild it from the snapshot, which is how a turn stays all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from statemachine.exceptions import TransitionNotAllowed
+
+from orchestrator.charts import Chart, Machine
+from orchestrator.errors import EventNotAllowed, InvalidInput, OrchestratorError, Refused
+from orchestrator.errors import UnknownEvent
+from orchestrator.messages import Message, command_key, encode
+from orchestrator.model import Event, JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/orchestrator"
+
+
+def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
+    """Refuse an event the chart does not know, or one not allowed in the current state."""
+    if event.type not in chart.events:
+        raise UnknownEvent(event.type, chart.name, sorted(chart.events))
+    allowed = machine.allowed_events()
+    if event.type not in allowed:
+        raise EventNotAllowed(event.type, machine.state_path(), list(machine.next_events()), version)
+
+
+def apply(
+    machine: Machine, previous: Snapshot | None, event: Event, now: float
+) -> TurnRecord:
+    """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order."""
+    chart = machine.chart
+    version = 1 if previous is None else previous.version + 1
+    check(chart, machine, event, version - 1)
+    state_before = "" if previous is None else previous.state
+    try:
+        machine.send(event.type, event.data)
+    except OrchestratorError:
+        raise
+    except TransitionNotAllowed as exc:
+        raise EventNotAllowed(
+            event.type, state_before, list(machine.next_events()), version - 1
+        ) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput("data", f"{event.type} cannot use this data: {exc!r}") from exc
+    except Exception as exc:
+        log.exception("action failed", extra={"order_id": machine.context.order_id})
+        raise Refused(f"{event.type} failed in an action: {exc!r}") from exc
+    return _record(machine, previous, event, now, version, state_before)
+
+
+def _record(
+    machine: Machine,
+    previous: Snapshot | None,
+    event: Event,
+    now: float,
+    version: int,
+    state_before: str,
+) -> TurnRecord:
+    order_id = machine.context.order_id
+    snapshot = Snapshot(
+        order_id=order_id,
+        chart=machine.chart.name,
+        configuration=machine.configuration(),
+        state=machine.state_path(),
+        context=machine.context.data(),
+        next_events=machine.next_events(),
+        version=version,
+        created_at=now if previous is None else previous.created_at,
+        updated_at=now,
+    )
+    outbox = []
+    for n, command in enumerate(machine.context.take_commands()):
+        message = Message(
+            id=f"{order_id}:{version}:{n}",
+            type=command.type,
+            source=SOURCE,
+            subject=order_id,
+            data=command.data,
+            invoke=command.invoke,
+        )
+        outbox.append(
+            OutboxMessage(
+                id=message.id,
+                order_id=order_id,
+                type=command.type,
+                routing_key=command_key(command.type),
+                body=encode(message, now),
+                invoke=command.invoke,
+            )
+        )
+    journal = JournalEntry(
+        order_id=order_id,
+        version=version,
+        event_id=event.id,
+        type=event.type,
+        data=event.data,
+        at=now,
+        state_before=state_before,
+        state_after=snapshot.state,
+        # Time the order spent in the state this event left.
+        duration_ms=0.0 if previous is None else round((now - previous.updated_at) * 1000, 3),
+    )
+    body = json.dumps(snapshot.view(), separators=(",", ":")).encode()
+    reply = Reply(
+        status=201 if previous is None else 200,
+        body=body,
+        order_id=order_id,
+        fingerprint=event.fingerprint,
+    )
+    return TurnRecord(snapshot=snapshot, journal=journal, outbox=tuple(outbox), reply=reply)

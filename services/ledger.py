@@ -1,0 +1,96 @@
+"""A service's own durable record of the commands it has carried out.
+
+A redelivered command must not bake a second pizza: the service looks its id up here
+first, and records the command with its answer in one SQLite transaction before it
+publishes the answer. A redelivery then only publishes the recorded answer again, with the
+same id, which the orchestrator dedupes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS handled (
+    message_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at REAL NOT NULL,
+    answer BLOB
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    message_id: str
+    order_id: str
+    type: str
+    answer: bytes | None
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{path.stem}")
+
+    async def _run(self, fn: object, *args: object) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)  # type: ignore[arg-type]
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._thread.shutdown(wait=True)
+
+    def _conn(self) -> sqlite3.Connection:
+        assert self._db is not None, "ledger is not open"
+        return self._db
+
+    async def find(self, message_id: str) -> Entry | None:
+        row = await self._run(self._find, message_id)
+        return row if isinstance(row, Entry) else None
+
+    def _find(self, message_id: str) -> Entry | None:
+        row = self._conn().execute(
+            "SELECT message_id, order_id, type, answer FROM handled WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        return Entry(*row) if row else None
+
+    async def record(self, entry: Entry) -> None:
+        await self._run(self._record, entry)
+
+    def _record(self, entry: Entry) -> None:
+        self._conn().execute(
+            "INSERT OR IGNORE INTO handled VALUES (?, ?, ?, ?, ?)",
+            (entry.message_id, entry.order_id, entry.type, time.time(), entry.answer),
+        )
+
+    async def entries(self) -> list[Entry]:
+        rows = await self._run(self._entries)
+        assert isinstance(rows, list)
+        return rows
+
+    def _entries(self) -> list[Entry]:
+        rows = self._conn().execute(
+            "SELECT message_id, order_id, type, answer FROM handled ORDER BY at"
+        ).fetchall()
+        return [Entry(*row) for row in rows]

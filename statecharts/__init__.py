@@ -1,0 +1,1 @@
+"""Chart documents and their actions; the orchestrator loads every ``*.yaml`` here."""
