@@ -1,4 +1,4 @@
-"""A durable order orchestrator: one statechart actor per order, persisted, fed by HTTP and a broker.
+"""A durable order orchestrator: one statechart actor per order, fed by HTTP and a broker.
 
 General layout, in import order from the bottom: ``errors`` and ``model`` are plain values;
 ``context`` and ``charts`` load chart documents and bind their actions; ``turn`` applies one

@@ -113,7 +113,9 @@ def _load_actions(path: Path) -> type[Context]:
         if inspect.isclass(obj) and issubclass(obj, Context) and obj.__module__ == module.__name__
     ]
     if len(found) != 1:
-        raise ChartError(f"{path.name}: must define exactly one Context subclass, found {len(found)}")
+        raise ChartError(
+            f"{path.name}: must define exactly one Context subclass, found {len(found)}"
+        )
     return found[0]
 
 

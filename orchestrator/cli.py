@@ -26,33 +26,85 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--db", type=click.Path(path_type=Path), default=DEFAULTS.db, show_default=True,
-              help="SQLite file of orders (beside it: .broker, .kitchen, .delivery files).")
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    default=DEFAULTS.db,
+    show_default=True,
+    help="SQLite file of orders (beside it: .broker, .kitchen, .delivery files).",
+)
 @click.option("--host", default=DEFAULTS.host, show_default=True)
 @click.option("--port", type=int, default=DEFAULTS.port, show_default=True)
-@click.option("--broker", default=DEFAULTS.broker, show_default=True,
-              help="'memory' (in-process, persisted beside --db) or an amqp:// URL.")
-@click.option("--charts", "charts_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=None, help="Directory of chart documents [default: bundled statecharts/].")
-@click.option("--synchronous", type=click.Choice(SYNCHRONOUS_MODES, case_sensitive=False),
-              default=DEFAULTS.synchronous, show_default=True,
-              help="SQLite durability: FULL survives power loss, NORMAL only a crash.")
-@click.option("--max-actors", type=int, default=DEFAULTS.max_actors, show_default=True,
-              help="Actors kept in memory; the least recently used idle ones go first.")
-@click.option("--idle-seconds", type=float, default=DEFAULTS.idle_seconds, show_default=True,
-              help="An actor idle this long is dropped from memory.")
-@click.option("--max-batch", type=int, default=DEFAULTS.max_batch, show_default=True,
-              help="Most turns in one group commit.")
+@click.option(
+    "--broker",
+    default=DEFAULTS.broker,
+    show_default=True,
+    help="'memory' (in-process, persisted beside --db) or an amqp:// URL.",
+)
+@click.option(
+    "--charts",
+    "charts_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Directory of chart documents [default: bundled statecharts/].",
+)
+@click.option(
+    "--synchronous",
+    type=click.Choice(SYNCHRONOUS_MODES, case_sensitive=False),
+    default=DEFAULTS.synchronous,
+    show_default=True,
+    help="SQLite durability: FULL survives power loss, NORMAL only a crash.",
+)
+@click.option(
+    "--max-actors",
+    type=int,
+    default=DEFAULTS.max_actors,
+    show_default=True,
+    help="Actors kept in memory; the least recently used idle ones go first.",
+)
+@click.option(
+    "--idle-seconds",
+    type=float,
+    default=DEFAULTS.idle_seconds,
+    show_default=True,
+    help="An actor idle this long is dropped from memory.",
+)
+@click.option(
+    "--max-batch",
+    type=int,
+    default=DEFAULTS.max_batch,
+    show_default=True,
+    help="Most turns in one group commit.",
+)
 @click.option("--max-body-bytes", type=int, default=DEFAULTS.max_body_bytes, show_default=True)
-@click.option("--ws-queue", type=int, default=DEFAULTS.ws_queue, show_default=True,
-              help="Messages a WebSocket subscriber may fall behind before it is closed (4008).")
-@click.option("--kitchen-delay", type=float, default=DEFAULTS.kitchen_delay, show_default=True,
-              help="Seconds the in-process kitchen takes per pizza.")
+@click.option(
+    "--ws-queue",
+    type=int,
+    default=DEFAULTS.ws_queue,
+    show_default=True,
+    help="Messages a WebSocket subscriber may fall behind before it is closed (4008).",
+)
+@click.option(
+    "--kitchen-delay",
+    type=float,
+    default=DEFAULTS.kitchen_delay,
+    show_default=True,
+    help="Seconds the in-process kitchen takes per pizza.",
+)
 @click.option("--delivery-delay", type=float, default=DEFAULTS.delivery_delay, show_default=True)
-@click.option("--kitchen-mode", type=click.Choice(SERVICE_MODES), default=DEFAULTS.kitchen_mode,
-              show_default=True, help="ok; reject (dead-letter every command); ignore (never answer).")
-@click.option("--delivery-mode", type=click.Choice(SERVICE_MODES), default=DEFAULTS.delivery_mode,
-              show_default=True)
+@click.option(
+    "--kitchen-mode",
+    type=click.Choice(SERVICE_MODES),
+    default=DEFAULTS.kitchen_mode,
+    show_default=True,
+    help="ok; reject (dead-letter every command); ignore (never answer).",
+)
+@click.option(
+    "--delivery-mode",
+    type=click.Choice(SERVICE_MODES),
+    default=DEFAULTS.delivery_mode,
+    show_default=True,
+)
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(access_log: bool, **options: object) -> None:

@@ -118,7 +118,10 @@ class OutboxRelay:
                 self._metrics.published.inc()
                 return "done"
             log.warning(
-                "publish of %s failed (attempt %d): %r", message.id, attempt, failure,
+                "publish of %s failed (attempt %d): %r",
+                message.id,
+                attempt,
+                failure,
                 extra={"order_id": message.order_id},
             )
             await asyncio.sleep(delay)
@@ -142,10 +145,13 @@ class OutboxRelay:
             except OrchestratorError as exc:
                 if not exc.retryable:
                     # The order moved on (say PIZZA_READY came first): the outcome is moot.
-                    log.info("%s not applied: %s", event.type, exc.detail,
-                             extra={"order_id": order_id})
+                    log.info(
+                        "%s not applied: %s", event.type, exc.detail, extra={"order_id": order_id}
+                    )
                     return
-                log.warning("%s: %s; retrying", event.type, exc.detail, extra={"order_id": order_id})
+                log.warning(
+                    "%s: %s; retrying", event.type, exc.detail, extra={"order_id": order_id}
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

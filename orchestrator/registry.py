@@ -53,6 +53,7 @@ class Registry:
         self._actors: OrderedDict[str, Actor] = OrderedDict()
         self._creating: dict[str, asyncio.Future[Reply]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()  # set whenever an actor goes idle
         metrics.watch(metrics.live_actors, lambda: len(self._actors))
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -65,7 +66,8 @@ class Registry:
         if self._sweeper is not None:
             self._sweeper.cancel()
         while any(actor.busy for actor in self._actors.values()) or self._creating:
-            await asyncio.sleep(0.01)
+            self._settled.clear()
+            await self._settled.wait()
 
     # -- routing -----------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class Registry:
                 raise
             finally:
                 del self._creating[event.id]
+                self._settled.set()
             return reply
         if reply.fingerprint and event.fingerprint and reply.fingerprint != event.fingerprint:
             raise IdempotencyConflict(event.id)
@@ -140,6 +143,7 @@ class Registry:
     # -- passivation -------------------------------------------------------------------
 
     def _idle(self, actor: Actor) -> None:
+        self._settled.set()
         if actor.missing:
             self._drop(actor)
             return

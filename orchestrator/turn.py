@@ -18,8 +18,13 @@ import logging
 from statemachine.exceptions import TransitionNotAllowed
 
 from orchestrator.charts import Chart, Machine
-from orchestrator.errors import EventNotAllowed, InvalidInput, OrchestratorError, Refused
-from orchestrator.errors import UnknownEvent
+from orchestrator.errors import (
+    EventNotAllowed,
+    InvalidInput,
+    OrchestratorError,
+    Refused,
+    UnknownEvent,
+)
 from orchestrator.messages import Message, command_key, encode
 from orchestrator.model import Event, JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
 
@@ -34,12 +39,12 @@ def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
         raise UnknownEvent(event.type, chart.name, sorted(chart.events))
     allowed = machine.allowed_events()
     if event.type not in allowed:
-        raise EventNotAllowed(event.type, machine.state_path(), list(machine.next_events()), version)
+        raise EventNotAllowed(
+            event.type, machine.state_path(), list(machine.next_events()), version
+        )
 
 
-def apply(
-    machine: Machine, previous: Snapshot | None, event: Event, now: float
-) -> TurnRecord:
+def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float) -> TurnRecord:
     """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order."""
     chart = machine.chart
     version = 1 if previous is None else previous.version + 1

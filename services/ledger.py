@@ -69,10 +69,14 @@ class Ledger:
         return row if isinstance(row, Entry) else None
 
     def _find(self, message_id: str) -> Entry | None:
-        row = self._conn().execute(
-            "SELECT message_id, order_id, type, answer FROM handled WHERE message_id = ?",
-            (message_id,),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT message_id, order_id, type, answer FROM handled WHERE message_id = ?",
+                (message_id,),
+            )
+            .fetchone()
+        )
         return Entry(*row) if row else None
 
     async def record(self, entry: Entry) -> None:
@@ -90,7 +94,9 @@ class Ledger:
         return rows
 
     def _entries(self) -> list[Entry]:
-        rows = self._conn().execute(
-            "SELECT message_id, order_id, type, answer FROM handled ORDER BY at"
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT message_id, order_id, type, answer FROM handled ORDER BY at")
+            .fetchall()
+        )
         return [Entry(*row) for row in rows]

@@ -17,8 +17,7 @@ import time
 import uuid
 
 from orchestrator.broker.base import Broker, Delivery, Poison
-from orchestrator.messages import Message, MalformedMessage, command_key, decode, encode
-from orchestrator.messages import event_key
+from orchestrator.messages import MalformedMessage, Message, command_key, decode, encode, event_key
 from services.ledger import Entry, Ledger
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,9 @@ class StubService:
         entry = await self.ledger.find(command.id)
         if entry is None:
             await asyncio.sleep(self.delay)
-            entry = Entry(command.id, command.subject, command.type, self._answer(command, answer_type))
+            entry = Entry(
+                command.id, command.subject, command.type, self._answer(command, answer_type)
+            )
             await self.ledger.record(entry)
             log.info("%s carried out %s for order %s", self.name, command.type, command.subject)
         if entry.answer is not None:

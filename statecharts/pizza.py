@@ -10,7 +10,7 @@ from orchestrator import Context, InvalidInput, JsonObject, Refused
 def _pizza(data: JsonObject) -> JsonObject:
     pizza = data.get("pizza")
     if not isinstance(pizza, dict):
-        raise InvalidInput("data.pizza", "pizza must be a JSON object, e.g. {\"name\": \"hawaii\"}")
+        raise InvalidInput("data.pizza", 'pizza must be a JSON object, e.g. {"name": "hawaii"}')
     return pizza
 
 

@@ -66,7 +66,12 @@ class Broker(Protocol):
         dead-letter exchange, with ``dead_letter_exchange=True``)."""
 
     async def publish(
-        self, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, str] | None = None
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Hand a persistent message to the broker; returns on confirm."""
 

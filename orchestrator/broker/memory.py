@@ -22,8 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.broker.base import DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER
-from orchestrator.broker.base import Delivery, Handler, Poison, Unroutable
+from orchestrator.broker.base import (
+    DEAD_LETTER_EXCHANGE,
+    EXCHANGE,
+    REASON_HEADER,
+    Delivery,
+    Handler,
+    Poison,
+    Unroutable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +85,9 @@ class _Queue:
     workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def matches(self, exchange: str, routing_key: str) -> bool:
-        return exchange == self.exchange and any(topic_matches(b, routing_key) for b in self.bindings)
+        return exchange == self.exchange and any(
+            topic_matches(b, routing_key) for b in self.bindings
+        )
 
     def put(self, message: _Message, *, front: bool = False) -> None:
         if front:
@@ -170,7 +179,12 @@ class MemoryBroker:
     # -- publishing --------------------------------------------------------------------
 
     async def publish(
-        self, routing_key: str, body: bytes, *, message_id: str, headers: dict[str, str] | None = None
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         await self._route(EXCHANGE, routing_key, body, message_id, headers or {})
 
@@ -201,8 +215,13 @@ class MemoryBroker:
                 publishes, self._publishes = self._publishes, []
                 acks, self._acks = self._acks, []
                 rows = [
-                    (p.queue.name, p.message.routing_key, p.message.message_id,
-                     json.dumps(p.message.headers), p.message.body)
+                    (
+                        p.queue.name,
+                        p.message.routing_key,
+                        p.message.message_id,
+                        json.dumps(p.message.headers),
+                        p.message.body,
+                    )
                     for p in publishes
                 ]
                 try:
@@ -211,7 +230,9 @@ class MemoryBroker:
                     log.error("broker write failed: %r", exc)
                     for p in publishes:
                         if p.future is not None and not p.future.done():
-                            p.future.set_exception(Unroutable(f"could not store the message: {exc}"))
+                            p.future.set_exception(
+                                Unroutable(f"could not store the message: {exc}")
+                            )
                     continue
                 for p, seq in zip(publishes, seqs, strict=True):
                     p.message.seq = seq

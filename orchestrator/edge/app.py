@@ -30,7 +30,7 @@ def create_app(lifespan: Lifespan, **state: Any) -> Starlette:
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
     app.state.ready = False
     for name, value in state.items():
         setattr(app.state, name, value)

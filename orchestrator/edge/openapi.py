@@ -14,7 +14,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
     }
 
 
@@ -42,7 +44,9 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Create"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Create"}}
+                    },
                 },
                 "responses": {
                     "201": _json(VIEW, "The new order"),
@@ -53,12 +57,19 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "List orders, newest first",
                 "parameters": [
-                    {"name": "state", "in": "query", "schema": {"type": "string"},
-                     "description": "Prefix of the state path, e.g. bakePizza"},
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Prefix of the state path, e.g. bakePizza",
+                    },
                     {"name": "chart", "in": "query", "schema": {"type": "string"}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
                 ],
                 "responses": {
                     "200": _json(
@@ -89,13 +100,19 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [
                     ORDER_ID,
                     IDEMPOTENCY_KEY,
-                    {"name": "If-Match", "in": "header", "required": False,
-                     "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                     "description": "Apply only if the order is at this version"},
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        "description": "Apply only if the order is at this version",
+                    },
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Event"}}
+                    },
                 },
                 "responses": {
                     "200": _json(VIEW, "The order after the event"),
@@ -113,8 +130,11 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [
                     ORDER_ID,
                     {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
                 ],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/History"}, "The history"),
@@ -123,7 +143,9 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
+        "/healthz": {
+            "get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}
+        },
         "/readyz": {
             "get": {
                 "summary": "Readiness: recovery done, accepting work",
@@ -131,7 +153,10 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/metrics": {
-            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text format"}}}
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Text format"}},
+            }
         },
     },
     "components": {
@@ -157,8 +182,17 @@ OPENAPI: dict[str, Any] = {
             },
             "OrderView": {
                 "type": "object",
-                "required": ["id", "chart", "state", "status", "items", "nextEvents", "version",
-                             "createdAt", "updatedAt"],
+                "required": [
+                    "id",
+                    "chart",
+                    "state",
+                    "status",
+                    "items",
+                    "nextEvents",
+                    "version",
+                    "createdAt",
+                    "updatedAt",
+                ],
                 "properties": {
                     "id": {"type": "string"},
                     "chart": {"type": "string"},
@@ -182,8 +216,16 @@ OPENAPI: dict[str, Any] = {
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "required": ["version", "eventId", "type", "data", "at",
-                                         "stateBefore", "stateAfter", "durationMs"],
+                            "required": [
+                                "version",
+                                "eventId",
+                                "type",
+                                "data",
+                                "at",
+                                "stateBefore",
+                                "stateAfter",
+                                "durationMs",
+                            ],
                             "properties": {
                                 "version": {"type": "integer"},
                                 "eventId": {"type": "string"},
@@ -192,8 +234,10 @@ OPENAPI: dict[str, Any] = {
                                 "at": {"type": "string", "format": "date-time"},
                                 "stateBefore": {"type": "string"},
                                 "stateAfter": {"type": "string"},
-                                "durationMs": {"type": "number",
-                                               "description": "Time spent in stateBefore"},
+                                "durationMs": {
+                                    "type": "number",
+                                    "description": "Time spent in stateBefore",
+                                },
                             },
                         },
                     },

@@ -93,7 +93,9 @@ async def create_order(request: Request) -> Response:
         raise InvalidInput("chart", "chart must be a string naming a chart")
     chart = registry.charts.get(chart_name)
     if chart is None:
-        raise InvalidInput("chart", f"unknown chart {chart_name!r}; known: {sorted(registry.charts)}")
+        raise InvalidInput(
+            "chart", f"unknown chart {chart_name!r}; known: {sorted(registry.charts)}"
+        )
     allowed = {"chart", *chart.context_class.create_fields}
     for name in body:
         if name not in allowed:

@@ -47,7 +47,9 @@ _TITLES = {
 }
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def problem(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status}
     body["detail"] = detail
     body.update(extra)
@@ -80,7 +82,7 @@ async def on_orchestrator_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, str(exc.detail), exc.headers)
+    return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

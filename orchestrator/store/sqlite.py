@@ -200,7 +200,9 @@ class SqliteStore:
                 log.error("commit failed: %r", exc, extra={"order_id": record.journal.order_id})
                 _settle(future, Unavailable(f"the turn could not be stored: {exc}"))
                 return
-            log.warning("group commit of %d turns failed (%r); retrying one by one", len(batch), exc)
+            log.warning(
+                "group commit of %d turns failed (%r); retrying one by one", len(batch), exc
+            )
             self._sent.extend(sent)
             for item in batch:
                 await self._commit_batch([item], [])
@@ -213,7 +215,11 @@ class SqliteStore:
     async def _write(self, records: list[TurnRecord], sent: list[str]) -> None:
         conn = self._writer
         assert conn is not None, "store is not open"
-        orders, journal, outbox, timers, cancelled = [], [], [], [], []
+        orders: list[tuple[Any, ...]] = []
+        journal: list[tuple[Any, ...]] = []
+        outbox: list[tuple[Any, ...]] = []
+        timers: list[tuple[Any, ...]] = []
+        cancelled: list[tuple[str]] = []
         for record in records:
             snap, entry = record.snapshot, record.journal
             orders.append(
@@ -249,7 +255,8 @@ class SqliteStore:
                 (m.id, m.order_id, m.type, m.routing_key, m.body, m.invoke) for m in record.outbox
             )
             timers.extend(
-                (t.id, t.order_id, t.due_at, t.event_type, _dumps(t.data)) for t in record.timers_set
+                (t.id, t.order_id, t.due_at, t.event_type, _dumps(t.data))
+                for t in record.timers_set
             )
             cancelled.extend((timer_id,) for timer_id in record.timers_cancelled)
         try:
@@ -341,7 +348,8 @@ class SqliteStore:
     async def list_orders(
         self, *, state: str | None, chart: str | None, cursor: str | None, limit: int
     ) -> Page:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if cursor is not None:
             if not cursor.isdigit():
                 raise InvalidInput("cursor", "cursor must be a value returned as nextCursor")
