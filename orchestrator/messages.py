@@ -9,6 +9,7 @@ exchange: ``command.<TYPE>`` goes to a service, ``event.<TYPE>`` comes back.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,18 @@ def encode(message: Message, at: float) -> bytes:
 
 def decode(body: bytes) -> Message:
     """Parse a structured JSON CloudEvent; anything unusable raises ``MalformedMessage``."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"not a CloudEvent: the body is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MalformedMessage("a structured CloudEvent is a JSON object")
+    # The SDK fills in a missing id and assumes a missing specversion; we must not, since
+    # the id is the dedupe key and only CloudEvents 1.0 is spoken here.
+    if raw.get("specversion") != "1.0":
+        raise MalformedMessage("specversion must be '1.0'")
+    if not isinstance(raw.get("id"), str) or not raw["id"]:
+        raise MalformedMessage("the CloudEvent has no id")
     try:
         event = _FORMAT.read(None, body)
     except Exception as exc:  # the SDK raises several types for bad input

@@ -40,6 +40,9 @@ class StubService:
         self.ledger = ledger
         self.delay = delay
         self.mode = mode
+        # Commands being carried out now, by id: a second copy arriving meanwhile (say, a
+        # resend after the orchestrator restarted) waits for the first, then finds it done.
+        self._carrying: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         await self.ledger.open()
@@ -56,6 +59,19 @@ class StubService:
             raise Poison(f"{self.name} does not handle {command.type}")
         if self.mode == "reject":
             raise Poison(f"{self.name} refuses {command.type} (failure mode 'reject')")
+        lock = self._carrying.setdefault(command.id, asyncio.Lock())
+        try:
+            async with lock:
+                entry = await self._carry_out(command, answer_type)
+        finally:
+            if not lock.locked():
+                self._carrying.pop(command.id, None)
+        if entry.answer is not None:
+            await self.broker.publish(
+                event_key(answer_type), entry.answer, message_id=_answer_id(self.name, command.id)
+            )
+
+    async def _carry_out(self, command: Message, answer_type: str) -> Entry:
         entry = await self.ledger.find(command.id)
         if entry is None:
             await asyncio.sleep(self.delay)
@@ -64,10 +80,7 @@ class StubService:
             )
             await self.ledger.record(entry)
             log.info("%s carried out %s for order %s", self.name, command.type, command.subject)
-        if entry.answer is not None:
-            await self.broker.publish(
-                event_key(answer_type), entry.answer, message_id=_answer_id(self.name, command.id)
-            )
+        return entry
 
     def _answer(self, command: Message, answer_type: str) -> bytes | None:
         if self.mode == "ignore":

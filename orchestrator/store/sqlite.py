@@ -424,7 +424,8 @@ class _Rows:
                 (m.id, m.order_id, m.type, m.routing_key, m.body, m.invoke) for m in record.outbox
             )
             rows.timers.extend(
-                (t.id, t.order_id, t.due_at, t.event_type, _dumps(t.data)) for t in record.timers_set
+                (t.id, t.order_id, t.due_at, t.event_type, _dumps(t.data))
+                for t in record.timers_set
             )
             rows.cancelled.extend((timer_id,) for timer_id in record.timers_cancelled)
         return rows

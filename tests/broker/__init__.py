@@ -1,0 +1,1 @@
+"""Tests of orchestrator.broker; mirrors the package."""

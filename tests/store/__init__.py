@@ -1,0 +1,1 @@
+"""Tests of orchestrator.store; mirrors the package."""

@@ -1,0 +1,366 @@
+"""Tests of orchestrator.store.sqlite: the SQLite adapter of the Store port.
+
+Every test runs on a real SQLite file in the test's temporary directory. Records are built
+by hand so each test controls exactly the state paths, versions and outbox rows it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InvalidInput, Unavailable
+from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+from orchestrator.store.sqlite import SqliteStore
+
+T0 = 1_700_000_000.0
+
+
+def record(
+    order_id: str,
+    version: int = 1,
+    *,
+    state: str = "orderPizza",
+    chart: str = "pizza",
+    event_id: str | None = None,
+    items: list[str] | None = None,
+    outbox: int = 0,
+    created_at: float = T0,
+    fingerprint: str = "",
+) -> TurnRecord:
+    """A turn record for ``order_id`` at ``version``, with ``outbox`` command messages."""
+    event_id = event_id if event_id is not None else f"{order_id}/e{version}"
+    at = created_at + version
+    snapshot = Snapshot(
+        order_id=order_id,
+        chart=chart,
+        configuration=tuple(state.split(".")),
+        state=state,
+        context={"status": f"at v{version}", "items": items if items is not None else []},
+        next_events=("ADD_PIZZA", "CONFIRM_PIZZA"),
+        version=version,
+        created_at=created_at,
+        updated_at=at,
+    )
+    entry = JournalEntry(
+        order_id=order_id,
+        version=version,
+        event_id=event_id,
+        type="ADD_PIZZA",
+        data={"pizza": {"name": f"p{version}"}},
+        at=at,
+        state_before="" if version == 1 else "orderPizza",
+        state_after=state,
+        duration_ms=0.0 if version == 1 else 1000.0,
+    )
+    messages = tuple(
+        OutboxMessage(
+            id=f"{order_id}:{version}:{n}",
+            order_id=order_id,
+            type="MAKE_PIZZA",
+            routing_key="command.MAKE_PIZZA",
+            body=json.dumps({"n": n, "order": order_id}).encode(),
+            invoke="sendOrderToKitchen" if n == 0 else None,
+        )
+        for n in range(outbox)
+    )
+    reply = Reply(
+        status=201 if version == 1 else 200,
+        body=json.dumps(snapshot.view()).encode(),
+        order_id=order_id,
+        fingerprint=fingerprint,
+    )
+    return TurnRecord(snapshot=snapshot, journal=entry, outbox=messages, reply=reply)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "orders.db")
+    await db.open()
+    yield db
+    await db.close()
+
+
+async def test_commit_then_load_round_trip(store: SqliteStore) -> None:
+    """load returns the committed snapshot exactly; an unknown order is None."""
+    rec = record("o-1", items=["a"])
+    await store.commit(rec)
+    assert await store.load("o-1") == rec.snapshot
+    assert await store.load("o-2") is None
+
+
+async def test_later_commit_replaces_the_snapshot(store: SqliteStore) -> None:
+    """The store keeps the latest snapshot per order; created_at stays the first one."""
+    await store.commit(record("o-1", 1))
+    second = record("o-1", 2, state="bakePizza.sendingOrderToKitchen")
+    await store.commit(second)
+    loaded = await store.load("o-1")
+    assert loaded == second.snapshot
+    assert loaded is not None and loaded.configuration == ("bakePizza", "sendingOrderToKitchen")
+
+
+async def test_journal_is_oldest_first_and_honours_after(store: SqliteStore) -> None:
+    """journal() lists entries with version > after in version order, with their views."""
+    records = [record("o-1", v) for v in (1, 2, 3)]
+    for rec in records:
+        await store.commit(rec)
+    await store.commit(record("o-2", 1))
+    full = await store.journal("o-1")
+    assert [r.entry for r in full] == [rec.journal for rec in records]
+    assert [r.view for r in full] == [rec.reply.body for rec in records]
+    assert [r.entry.version for r in await store.journal("o-1", after=1)] == [2, 3]
+    assert [r.entry.version for r in await store.journal("o-1", after=1, limit=1)] == [2]
+    assert await store.journal("o-1", after=3) == []
+    assert await store.journal("nobody") == []
+
+
+async def test_reply_for_returns_the_recorded_reply(store: SqliteStore) -> None:
+    """A repeated event id is answered from the journal: same status, body, fingerprint."""
+    first = record("o-1", 1, event_id="key-1", fingerprint="f1")
+    second = record("o-1", 2, event_id="key-2", fingerprint="f2")
+    await store.commit(first)
+    await store.commit(second)
+    assert await store.reply_for("o-1", "key-1") == first.reply
+    assert await store.reply_for("o-1", "key-2") == second.reply
+    assert await store.reply_for("o-1", "key-3") is None
+    assert await store.reply_for("o-2", "key-1") is None
+
+
+async def test_order_created_by_finds_the_creating_event(store: SqliteStore) -> None:
+    """Only the event that created an order maps back to it."""
+    await store.commit(record("o-1", 1, event_id="create-1"))
+    await store.commit(record("o-1", 2, event_id="later-1"))
+    assert await store.order_created_by("create-1") == "o-1"
+    assert await store.order_created_by("later-1") is None
+    assert await store.order_created_by("unknown") is None
+
+
+async def test_event_ids_are_per_order(store: SqliteStore) -> None:
+    """The same event id may be applied to two different orders."""
+    await store.commit(record("o-1", 1, event_id="same"))
+    await store.commit(record("o-2", 1, event_id="other"))
+    await store.commit(record("o-2", 2, event_id="same"))
+    reply = await store.reply_for("o-2", "same")
+    assert reply is not None and reply.status == 200
+
+
+async def test_list_orders_newest_first(store: SqliteStore) -> None:
+    """Orders are listed newest created first; a later turn does not move an order."""
+    for n in range(3):
+        await store.commit(record(f"o-{n}"))
+    await store.commit(record("o-0", 2))
+    page = await store.list_orders(state=None, chart=None, cursor=None, limit=10)
+    assert [s.order_id for s in page.orders] == ["o-2", "o-1", "o-0"]
+    assert page.orders[2].version == 2
+    assert page.cursor is None
+
+
+async def test_list_orders_filters_by_state_prefix(store: SqliteStore) -> None:
+    """``state`` matches as a prefix of the state path."""
+    await store.commit(record("a", state="orderPizza"))
+    await store.commit(record("b", state="bakePizza.sendingOrderToKitchen"))
+    await store.commit(record("c", state="bakePizza.waitingForPizzaToBeBaked"))
+    await store.commit(record("d", state="done"))
+
+    async def ids(state: str) -> list[str]:
+        page = await store.list_orders(state=state, chart=None, cursor=None, limit=10)
+        return [s.order_id for s in page.orders]
+
+    assert await ids("bakePizza") == ["c", "b"]
+    assert await ids("bakePizza.waiting") == ["c"]
+    assert await ids("done") == ["d"]
+    assert await ids("deliverPizza") == []
+
+
+async def test_list_orders_prefix_wildcards_are_literal(store: SqliteStore) -> None:
+    """'%' and '_' in a state prefix match themselves, not any text as in SQL LIKE."""
+    await store.commit(record("pct", state="100%done"))
+    await store.commit(record("x", state="100xdone"))
+    await store.commit(record("under", state="a_b"))
+    await store.commit(record("axb", state="axb"))
+
+    async def ids(state: str) -> list[str]:
+        page = await store.list_orders(state=state, chart=None, cursor=None, limit=10)
+        return sorted(s.order_id for s in page.orders)
+
+    assert await ids("100%") == ["pct"]
+    assert await ids("%") == []
+    assert await ids("a_") == ["under"]
+    assert await ids("_") == []
+
+
+async def test_list_orders_filters_by_chart(store: SqliteStore) -> None:
+    """``chart`` keeps only orders of that chart."""
+    await store.commit(record("p", chart="pizza"))
+    await store.commit(record("t", chart="taco"))
+    page = await store.list_orders(state=None, chart="taco", cursor=None, limit=10)
+    assert [s.order_id for s in page.orders] == ["t"]
+    page = await store.list_orders(state="orderPizza", chart="pizza", cursor=None, limit=10)
+    assert [s.order_id for s in page.orders] == ["p"]
+
+
+async def test_list_orders_cursor_pagination(store: SqliteStore) -> None:
+    """Following the cursor visits every order once, newest first, and ends with None."""
+    for n in range(5):
+        await store.commit(record(f"o-{n}"))
+    seen: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_orders(state=None, chart=None, cursor=cursor, limit=2)
+        seen.append([s.order_id for s in page.orders])
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == [["o-4", "o-3"], ["o-2", "o-1"], ["o-0"]]
+
+
+async def test_list_orders_exact_page_has_no_cursor(store: SqliteStore) -> None:
+    """A last page that is exactly full does not promise another page."""
+    for n in range(2):
+        await store.commit(record(f"o-{n}"))
+    page = await store.list_orders(state=None, chart=None, cursor=None, limit=2)
+    assert len(page.orders) == 2
+    assert page.cursor is None
+
+
+async def test_list_orders_rejects_a_forged_cursor(store: SqliteStore) -> None:
+    """A cursor that the store did not hand out is InvalidInput naming ``cursor``."""
+    with pytest.raises(InvalidInput) as info:
+        await store.list_orders(state=None, chart=None, cursor="x'; DROP", limit=2)
+    assert info.value.field == "cursor"
+
+
+async def test_group_commit_batches_concurrent_turns(tmp_path: Path) -> None:
+    """Turns of different orders that arrive together share transactions (group commit):
+    200 concurrent commits all land, in fewer than 200 batches, and every one is counted."""
+    batches: list[int] = []
+    store = SqliteStore(tmp_path / "orders.db", on_batch=batches.append)
+    await store.open()
+    try:
+        records = [record(f"o-{n}", outbox=1) for n in range(200)]
+        await asyncio.gather(*(store.commit(rec) for rec in records))
+        assert sum(batches) == 200
+        assert len(batches) < 200
+        for rec in records:
+            assert await store.load(rec.snapshot.order_id) == rec.snapshot
+        assert await store.outbox_depth() == 200
+        page = await store.list_orders(state=None, chart=None, cursor=None, limit=500)
+        assert len(page.orders) == 200
+    finally:
+        await store.close()
+
+
+async def test_one_bad_turn_does_not_sink_its_batch(tmp_path: Path) -> None:
+    """All or nothing per turn inside a group commit (rule 4): a turn that violates a
+    constraint (a second journal entry at the same version) raises Unavailable and leaves
+    nothing, while every valid turn committed with it lands."""
+    batches: list[int] = []
+    store = SqliteStore(tmp_path / "orders.db", on_batch=batches.append)
+    await store.open()
+    try:
+        original = record("bad", 1, items=["kept"])
+        await store.commit(original)
+        duplicate = record("bad", 1, event_id="another", items=["lost"], outbox=2)
+        valid = [record(f"ok-{n}", outbox=1) for n in range(10)]
+        results = await asyncio.gather(
+            *(store.commit(rec) for rec in [*valid[:5], duplicate, *valid[5:]]),
+            return_exceptions=True,
+        )
+        assert isinstance(results[5], Unavailable)
+        assert [r for n, r in enumerate(results) if n != 5] == [None] * 10
+
+        for rec in valid:
+            assert await store.load(rec.snapshot.order_id) == rec.snapshot
+        assert await store.load("bad") == original.snapshot
+        assert [r.entry for r in await store.journal("bad")] == [original.journal]
+        assert await store.reply_for("bad", "another") is None
+        unsent_ids = {m.id for m in await store.unsent()}
+        assert unsent_ids == {m.id for rec in valid for m in rec.outbox}
+        assert sum(batches) == 11  # the original plus the ten valid turns
+    finally:
+        await store.close()
+
+
+async def test_store_keeps_working_after_a_failed_turn(store: SqliteStore) -> None:
+    """A refused commit does not wedge the committer: the next turn commits normally."""
+    await store.commit(record("o-1", 1))
+    with pytest.raises(Unavailable):
+        await store.commit(record("o-1", 1, event_id="again"))
+    nxt = record("o-1", 2)
+    await store.commit(nxt)
+    assert await store.load("o-1") == nxt.snapshot
+
+
+async def test_unsent_lists_outbox_oldest_first(store: SqliteStore) -> None:
+    """Committed outbox messages are unsent, in commit order, exactly as written."""
+    first = record("o-1", 1, outbox=2)
+    second = record("o-2", 1, outbox=1)
+    await store.commit(first)
+    await store.commit(second)
+    assert await store.unsent() == [*first.outbox, *second.outbox]
+    assert await store.outbox_depth() == 3
+
+
+async def test_mark_sent_is_applied_by_the_next_transaction(store: SqliteStore) -> None:
+    """mark_sent returns at once; the delete rides the next transaction, so once a later
+    commit returns the confirmed message is gone and the others remain."""
+    first = record("o-1", 1, outbox=2)
+    await store.commit(first)
+    sent, kept = first.outbox
+    store.mark_sent([sent.id])
+    await store.commit(record("o-2", 1))
+    assert await store.unsent() == [kept]
+    assert await store.outbox_depth() == 1
+
+
+async def test_mark_sent_is_applied_without_a_further_commit(store: SqliteStore) -> None:
+    """With no turn to ride on, the confirmed messages are still forgotten soon after."""
+    first = record("o-1", 1, outbox=3)
+    await store.commit(first)
+    store.mark_sent([m.id for m in first.outbox[:2]])
+    for _ in range(500):
+        if await store.outbox_depth() == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert await store.unsent() == [first.outbox[2]]
+
+
+async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    """Everything committed is on disk: a new store on the same file sees the snapshot,
+    journal, replies, creators and unsent outbox."""
+    path = tmp_path / "orders.db"
+    first = record("o-1", 1, event_id="create", outbox=1, fingerprint="fp")
+    second = record("o-1", 2, state="bakePizza.sendingOrderToKitchen", outbox=1)
+    store = SqliteStore(path)
+    await store.open()
+    await store.commit(first)
+    await store.commit(second)
+    store.mark_sent([first.outbox[0].id])
+    await store.close()
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.load("o-1") == second.snapshot
+        assert [r.entry for r in await reopened.journal("o-1")] == [first.journal, second.journal]
+        assert await reopened.reply_for("o-1", "create") == first.reply
+        assert await reopened.order_created_by("create") == "o-1"
+        assert await reopened.unsent() == list(second.outbox)
+        page = await reopened.list_orders(state="bakePizza", chart=None, cursor=None, limit=5)
+        assert [s.order_id for s in page.orders] == ["o-1"]
+    finally:
+        await reopened.close()
+
+
+async def test_commit_after_close_is_unavailable(tmp_path: Path) -> None:
+    """A closing store refuses new turns with the retryable Unavailable."""
+    store = SqliteStore(tmp_path / "orders.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(Unavailable) as info:
+        await store.commit(record("o-1"))
+    assert info.value.retryable

@@ -1,0 +1,322 @@
+"""Tests of orchestrator.charts: loading chart documents, binding actions, state paths.
+
+The pizza chart in ``statecharts/`` is the reference; broken charts are written into the
+test's temporary directory, each beside a copy of ``pizza.py`` where it needs actions.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.charts import Chart, Machine, load_chart, load_charts
+from orchestrator.context import CommandIntent
+from orchestrator.errors import ChartError
+
+ORDERING = "Oh, just ordering some pizza..."
+
+# Events that drive a new order to each atomic state, with the status that state shows.
+PATHS: dict[str, tuple[list[str], str]] = {
+    "orderPizza": ([], ORDERING),
+    "bakePizza.sendingOrderToKitchen": (
+        ["CONFIRM_PIZZA"],
+        "Sending the order for the pizza...",
+    ),
+    "bakePizza.waitingForPizzaToBeBaked": (
+        ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen"],
+        "Waiting for the pizza to be baked...",
+    ),
+    "bakePizza.errorInKitchen": (
+        ["CONFIRM_PIZZA", "error.invoke.sendOrderToKitchen"],
+        "Ooops! Something got burned...",
+    ),
+    "deliverPizza.sendingOrderToDelivery": (
+        ["CONFIRM_PIZZA", "PIZZA_READY"],
+        "Sending the pizza out for delivery...",
+    ),
+    "deliverPizza.waitingForDelivery": (
+        ["CONFIRM_PIZZA", "PIZZA_READY", "done.invoke.sendOrderToDelivery"],
+        "The pizza is on its way...",
+    ),
+    "deliverPizza.errorInDelivery": (
+        ["CONFIRM_PIZZA", "PIZZA_READY", "error.invoke.sendOrderToDelivery"],
+        "Ooops! The delivery got lost...",
+    ),
+    "done": (
+        ["CONFIRM_PIZZA", "PIZZA_READY", "PIZZA_DELIVERED"],
+        "Delivered. Enjoy your pizza!",
+    ),
+}
+
+PIZZA = {"name": "hawaii", "size": "L"}
+
+
+@pytest.fixture
+def chart(charts_dir: Path) -> Chart:
+    return load_charts(charts_dir)["pizza"]
+
+
+def drive(chart: Chart, events: list[str], order_id: str = "o-1") -> Machine:
+    """A new order with one pizza, then ``events`` applied in turn."""
+    machine = chart.start(order_id)
+    machine.send("ADD_PIZZA", {"pizza": dict(PIZZA)})
+    for event in events:
+        machine.send(event, {})
+    return machine
+
+
+def atomic_paths(states: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the leaf states of a chart document, read straight from the YAML."""
+    paths: list[str] = []
+    for name, body in states.items():
+        path = f"{prefix}{name}"
+        children = (body or {}).get("states")
+        paths.extend(atomic_paths(children, f"{path}.") if children else [path])
+    return paths
+
+
+# -- the pizza chart ---------------------------------------------------------------------
+
+
+def test_pizza_chart_loads(charts_dir: Path) -> None:
+    """Every *.yaml in statecharts/ loads, keyed by its stem, with the document's events."""
+    charts = load_charts(charts_dir)
+    assert "pizza" in charts
+    chart = charts["pizza"]
+    assert chart.name == "pizza"
+    assert chart.path == charts_dir / "pizza.yaml"
+    assert chart.context_class.__name__ == "PizzaOrder"
+    assert chart.events == {
+        "ADD_PIZZA",
+        "REMOVE_PIZZA",
+        "CONFIRM_PIZZA",
+        "PIZZA_READY",
+        "PIZZA_DELIVERED",
+        "done.invoke.sendOrderToKitchen",
+        "error.invoke.sendOrderToKitchen",
+        "done.invoke.sendOrderToDelivery",
+        "error.invoke.sendOrderToDelivery",
+    }
+
+
+def test_start_is_in_order_pizza_with_status_and_next_events(chart: Chart) -> None:
+    """A new order starts in the initial state, its entry sets the status, and nextEvents
+    come from that state's transitions in document order."""
+    machine = chart.start("o-1")
+    assert machine.configuration() == ("orderPizza",)
+    assert machine.state_path() == "orderPizza"
+    assert machine.context.status == ORDERING
+    assert machine.context.order_id == "o-1"
+    assert machine.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA")
+    assert not machine.is_final()
+    assert machine.context.take_commands() == []
+
+
+def test_state_path_names_the_compound_state_and_its_leaf(chart: Chart) -> None:
+    """A state inside a compound state is reported as ``parent.child``."""
+    machine = drive(chart, ["CONFIRM_PIZZA"])
+    assert machine.configuration() == ("bakePizza", "sendingOrderToKitchen")
+    assert machine.state_path() == "bakePizza.sendingOrderToKitchen"
+
+
+def test_next_events_hide_platform_events(chart: Chart) -> None:
+    """done.* and error.* events are allowed by the chart but never offered to clients."""
+    machine = drive(chart, ["CONFIRM_PIZZA"])
+    allowed = machine.allowed_events()
+    assert "done.invoke.sendOrderToKitchen" in allowed
+    assert "error.invoke.sendOrderToKitchen" in allowed
+    assert machine.next_events() == ("PIZZA_READY",)
+
+
+def test_actions_are_bound_to_the_context(chart: Chart) -> None:
+    """Bare action names in the document call the Context subclass's methods."""
+    machine = chart.start("o-1")
+    machine.send("ADD_PIZZA", {"pizza": {"name": "a"}})
+    machine.send("ADD_PIZZA", {"pizza": {"name": "b"}})
+    machine.send("REMOVE_PIZZA", {"pizza": {"name": "a"}})
+    assert machine.context.data() == {"status": ORDERING, "items": [{"name": "b"}]}
+
+
+def test_confirm_emits_make_pizza_with_its_invoke(chart: Chart) -> None:
+    """Entering sendingOrderToKitchen runs orderPizzaFromKitchen, which asks for MAKE_PIZZA."""
+    machine = drive(chart, ["CONFIRM_PIZZA"])
+    assert machine.context.take_commands() == [
+        CommandIntent("MAKE_PIZZA", {"items": [PIZZA]}, "sendOrderToKitchen")
+    ]
+    assert machine.context.take_commands() == []
+
+
+def test_restore_lands_in_the_same_state_without_entry_actions(chart: Chart) -> None:
+    """Reactivation from a snapshot must not re-run entry actions (rule 6): the original
+    CONFIRM_PIZZA turn emitted MAKE_PIZZA, the restored machine emits nothing."""
+    original = drive(chart, ["CONFIRM_PIZZA"])
+    emitted = original.context.take_commands()
+    assert [c.type for c in emitted] == ["MAKE_PIZZA"]
+
+    restored = chart.restore("o-1", original.configuration(), original.context.data())
+    assert restored.context.take_commands() == []
+    assert restored.configuration() == original.configuration()
+    assert restored.state_path() == "bakePizza.sendingOrderToKitchen"
+    assert restored.context.data() == original.context.data()
+    assert restored.next_events() == original.next_events()
+    assert restored.allowed_events() == original.allowed_events()
+
+
+def test_restore_keeps_the_saved_status(chart: Chart) -> None:
+    """The initial state's entry assign is not re-run: the saved status survives."""
+    restored = chart.restore("o-1", ("orderPizza",), {"status": "saved", "items": [PIZZA]})
+    assert restored.context.status == "saved"
+    assert restored.context.data() == {"status": "saved", "items": [PIZZA]}
+
+
+def test_restored_machine_carries_on(chart: Chart) -> None:
+    """A restored order continues with the chart's next transitions as if never dropped."""
+    original = drive(chart, ["CONFIRM_PIZZA"])
+    restored = chart.restore("o-1", original.configuration(), original.context.data())
+    restored.send("done.invoke.sendOrderToKitchen", {})
+    assert restored.state_path() == "bakePizza.waitingForPizzaToBeBaked"
+    restored.send("PIZZA_READY", {})
+    assert [c.type for c in restored.context.take_commands()] == ["DELIVER_PIZZA"]
+
+
+def test_every_leaf_state_has_a_status_case(charts_dir: Path) -> None:
+    """The status table below covers every leaf state the document declares."""
+    document = yaml.safe_load((charts_dir / "pizza.yaml").read_text())
+    assert sorted(atomic_paths(document["states"])) == sorted(PATHS)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_every_state_sets_its_status(chart: Chart, path: str) -> None:
+    """Entering a state updates ``status`` to that state's human message."""
+    events, status = PATHS[path]
+    machine = drive(chart, events)
+    assert machine.state_path() == path
+    assert machine.context.status == status
+    assert machine.context.data()["status"] == status
+
+
+def test_done_is_final(chart: Chart) -> None:
+    """The final state is final and offers no further events."""
+    machine = drive(chart, PATHS["done"][0])
+    assert machine.is_final()
+    assert machine.next_events() == ()
+
+
+# -- load errors -------------------------------------------------------------------------
+
+UNKNOWN_TARGET = """\
+name: bad
+states:
+  orderPizza:
+    initial: true
+    transitions:
+      - event: CONFIRM_PIZZA
+        target: nowhere
+  other:
+    final: true
+"""
+
+UNKNOWN_TRANSITION_ACTION = """\
+name: bad
+states:
+  orderPizza:
+    initial: true
+    transitions:
+      - event: ADD_PIZZA
+        on: noSuchAction
+      - event: CONFIRM_PIZZA
+        target: other
+  other:
+    final: true
+"""
+
+UNKNOWN_ENTRY_ACTION = """\
+name: bad
+states:
+  orderPizza:
+    initial: true
+    transitions:
+      - event: CONFIRM_PIZZA
+        target: other
+  other:
+    final: true
+    enter:
+      - noSuchAction
+"""
+
+MINIMAL = """\
+name: bad
+states:
+  only:
+    initial: true
+"""
+
+
+def write_chart(directory: Path, document: str, actions: Path | str | None) -> Path:
+    """``bad.yaml`` in ``directory``, with ``bad.py`` copied from a file or written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "bad.yaml"
+    path.write_text(document)
+    if isinstance(actions, Path):
+        shutil.copy(actions, directory / "bad.py")
+    elif isinstance(actions, str):
+        (directory / "bad.py").write_text(actions)
+    return path
+
+
+@pytest.mark.parametrize(
+    "document",
+    [UNKNOWN_TARGET, UNKNOWN_TRANSITION_ACTION, UNKNOWN_ENTRY_ACTION],
+    ids=["unknown-target", "unknown-transition-action", "unknown-entry-action"],
+)
+def test_broken_document_is_a_chart_error_naming_the_file(
+    tmp_path: Path, charts_dir: Path, document: str
+) -> None:
+    """A transition to an unknown state or an action the module lacks fails at load time,
+    not at the first order that reaches it, and the error names the document."""
+    write_chart(tmp_path, document, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match=r"bad\.yaml"):
+        load_charts(tmp_path)
+
+
+def test_unknown_action_named_by_load_chart_too(tmp_path: Path, charts_dir: Path) -> None:
+    """load_chart on one document applies the same checks as load_charts."""
+    path = write_chart(tmp_path, UNKNOWN_TRANSITION_ACTION, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match="noSuchAction") as info:
+        load_chart(path)
+    assert "bad.yaml" in str(info.value)
+
+
+def test_document_without_actions_module_is_a_chart_error(tmp_path: Path) -> None:
+    """A chart is a pair of files: a YAML alone is refused, naming both files."""
+    write_chart(tmp_path, MINIMAL, None)
+    with pytest.raises(ChartError) as info:
+        load_charts(tmp_path)
+    assert "bad.yaml" in str(info.value)
+    assert "bad.py" in str(info.value)
+
+
+def test_actions_module_without_context_subclass_is_a_chart_error(tmp_path: Path) -> None:
+    """The actions module must define a Context subclass; the error names the module."""
+    write_chart(tmp_path, MINIMAL, '"""No context here."""\n\nX = 1\n')
+    with pytest.raises(ChartError, match=r"bad\.py") as info:
+        load_charts(tmp_path)
+    assert "Context" in str(info.value)
+
+
+def test_actions_module_that_fails_to_import_is_a_chart_error(tmp_path: Path) -> None:
+    """An actions module raising on import is a ChartError naming the module."""
+    write_chart(tmp_path, MINIMAL, "raise RuntimeError('boom')\n")
+    with pytest.raises(ChartError, match=r"bad\.py.*boom"):
+        load_charts(tmp_path)
+
+
+def test_directory_without_documents_is_a_chart_error(tmp_path: Path) -> None:
+    """Starting with no chart at all is refused, naming the directory."""
+    with pytest.raises(ChartError, match=re.escape(str(tmp_path))):
+        load_charts(tmp_path)

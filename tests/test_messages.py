@@ -1,0 +1,115 @@
+"""Tests of orchestrator.messages: CloudEvents 1.0 structured JSON in and out.
+
+``decode`` is the gate for everything a service or the broker hands the orchestrator, so
+each way a body can be unusable must end as ``MalformedMessage`` (dead-lettered), never as
+another exception type or a made-up value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator.messages import (
+    MalformedMessage,
+    Message,
+    command_key,
+    decode,
+    encode,
+    event_key,
+)
+
+AT = 1_700_000_000.25
+
+
+def body_with(**changes: Any) -> bytes:
+    """A valid structured CloudEvent with some attributes changed (None removes one)."""
+    message = Message("m-1", "MAKE_PIZZA", "/orchestrator", "o-1", {"items": [{"name": "a"}]})
+    event = json.loads(encode(message, AT))
+    for name, value in changes.items():
+        if value is None:
+            event.pop(name, None)
+        else:
+            event[name] = value
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize("invoke", [None, "sendOrderToKitchen"])
+def test_round_trip(invoke: str | None) -> None:
+    """decode(encode(m)) gives m back, with or without the invoke extension."""
+    message = Message(
+        id="o-1:2:0",
+        type="MAKE_PIZZA",
+        source="/orchestrator",
+        subject="o-1",
+        data={"items": [{"name": "hawaii", "size": "L"}], "n": 1},
+        invoke=invoke,
+    )
+    assert decode(encode(message, AT)) == message
+
+
+def test_encode_is_a_structured_cloudevent() -> None:
+    """The wire form is CloudEvents 1.0 structured JSON with the attributes we rely on."""
+    message = Message("m-1", "PIZZA_READY", "/kitchen", "o-1", {"command": "c-1"}, "inv")
+    event = json.loads(encode(message, AT))
+    assert event["specversion"] == "1.0"
+    assert event["id"] == "m-1"
+    assert event["type"] == "PIZZA_READY"
+    assert event["source"] == "/kitchen"
+    assert event["subject"] == "o-1"
+    assert event["datacontenttype"] == "application/json"
+    assert event["data"] == {"command": "c-1"}
+    assert event["invokeid"] == "inv"
+    assert event["time"].startswith("2023-11-14T22:13:20.25")
+
+
+def test_encode_is_deterministic_for_a_given_time() -> None:
+    """The same message at the same time encodes to the same bytes (turns are replayable)."""
+    message = Message("m-1", "MAKE_PIZZA", "/orchestrator", "o-1", {"a": 1})
+    assert encode(message, AT) == encode(message, AT)
+
+
+def test_missing_data_decodes_as_an_empty_object() -> None:
+    """An event with no data carries an empty object, not None."""
+    assert decode(body_with(data=None)).data == {}
+
+
+def test_routing_keys() -> None:
+    """Commands and events are told apart by their routing-key prefix."""
+    assert command_key("MAKE_PIZZA") == "command.MAKE_PIZZA"
+    assert event_key("PIZZA_READY") == "event.PIZZA_READY"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"{", b"[1, 2]", b'"a string"', b"\xff\xfe"],
+    ids=["empty", "text", "truncated", "array", "string", "binary"],
+)
+def test_non_json_or_non_object_is_malformed(body: bytes) -> None:
+    """A body that is not a JSON object is MalformedMessage."""
+    with pytest.raises(MalformedMessage):
+        decode(body)
+
+
+@pytest.mark.parametrize("subject", [None, ""], ids=["absent", "empty"])
+def test_missing_subject_is_malformed(subject: str | None) -> None:
+    """The subject is the order id; without it the event cannot be routed to an order."""
+    with pytest.raises(MalformedMessage):
+        decode(body_with(subject=subject))
+
+
+@pytest.mark.parametrize("data", [[1, 2], "text", 3], ids=["array", "string", "number"])
+def test_data_that_is_not_an_object_is_malformed(data: object) -> None:
+    """Event data must be a JSON object, since actions read named fields from it."""
+    with pytest.raises(MalformedMessage, match="JSON object"):
+        decode(body_with(data=data))
+
+
+@pytest.mark.parametrize("attribute", ["id", "source", "type", "specversion"])
+def test_missing_required_attribute_is_malformed(attribute: str) -> None:
+    """CloudEvents 1.0 requires id, source, type and specversion. Without ``id`` there is
+    no dedupe key, so it must be refused, never replaced by a made-up one."""
+    with pytest.raises(MalformedMessage):
+        decode(body_with(**{attribute: None}))

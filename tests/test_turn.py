@@ -1,0 +1,218 @@
+"""Tests of orchestrator.turn: one event applied to one order, as a pure function.
+
+Every test feeds ``apply`` a machine, the previous snapshot and an explicit ``now``; no
+clock is read, so records are compared exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.charts import Chart, Machine, load_charts
+from orchestrator.errors import EventNotAllowed, InvalidInput, Refused, UnknownEvent
+from orchestrator.messages import decode
+from orchestrator.model import Event, Snapshot, TurnRecord
+from orchestrator.turn import apply
+
+T0 = 1_700_000_000.0
+PIZZA = {"name": "hawaii", "size": "L"}
+
+
+@pytest.fixture
+def chart(charts_dir: Path) -> Chart:
+    return load_charts(charts_dir)["pizza"]
+
+
+def restore(chart: Chart, snapshot: Snapshot) -> Machine:
+    return chart.restore(snapshot.order_id, snapshot.configuration, snapshot.context)
+
+
+def create(chart: Chart, order_id: str = "o-1", now: float = T0) -> TurnRecord:
+    machine = chart.start(order_id)
+    return apply(machine, None, Event("ADD_PIZZA", {"pizza": dict(PIZZA)}, "e-1"), now)
+
+
+def step(chart: Chart, previous: Snapshot, event: Event, now: float) -> TurnRecord:
+    """Apply ``event`` to a machine freshly rebuilt from ``previous``, as an actor does."""
+    return apply(restore(chart, previous), previous, event, now)
+
+
+def test_create_is_version_one_with_a_201_reply(chart: Chart) -> None:
+    """The creating turn is version 1, answered 201, journaled from "" to orderPizza."""
+    record = create(chart)
+    snap = record.snapshot
+    assert snap.version == 1
+    assert snap.order_id == "o-1"
+    assert snap.chart == "pizza"
+    assert snap.state == "orderPizza"
+    assert snap.configuration == ("orderPizza",)
+    assert snap.context == {"status": "Oh, just ordering some pizza...", "items": [PIZZA]}
+    assert snap.next_events == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA")
+    assert snap.created_at == snap.updated_at == T0
+    assert record.reply.status == 201
+    assert record.reply.order_id == "o-1"
+    assert json.loads(record.reply.body) == snap.view()
+    entry = record.journal
+    assert (entry.version, entry.event_id, entry.type) == (1, "e-1", "ADD_PIZZA")
+    assert entry.state_before == ""
+    assert entry.state_after == "orderPizza"
+    assert entry.data == {"pizza": PIZZA}
+    assert entry.at == T0
+    assert entry.duration_ms == 0.0
+    assert record.outbox == ()
+
+
+def test_later_turn_is_the_next_version_with_a_200_reply(chart: Chart) -> None:
+    """Each applied event raises the version by one; created_at is kept."""
+    first = create(chart)
+    second = step(
+        chart, first.snapshot, Event("ADD_PIZZA", {"pizza": {"name": "b"}}, "e-2"), T0 + 1
+    )
+    assert second.snapshot.version == 2
+    assert second.reply.status == 200
+    assert second.snapshot.created_at == T0
+    assert second.snapshot.updated_at == T0 + 1
+    assert second.snapshot.context["items"] == [PIZZA, {"name": "b"}]
+    assert (second.journal.state_before, second.journal.state_after) == ("orderPizza",) * 2
+
+
+def test_confirm_puts_make_pizza_in_the_outbox(chart: Chart) -> None:
+    """CONFIRM_PIZZA yields one MAKE_PIZZA command for the kitchen, tied to its invoke, as
+    a CloudEvent whose subject is the order id."""
+    first = create(chart)
+    record = step(chart, first.snapshot, Event("CONFIRM_PIZZA", {}, "e-2"), T0 + 2)
+    assert record.snapshot.state == "bakePizza.sendingOrderToKitchen"
+    assert record.snapshot.next_events == ("PIZZA_READY",)
+    assert len(record.outbox) == 1
+    out = record.outbox[0]
+    assert out.type == "MAKE_PIZZA"
+    assert out.routing_key == "command.MAKE_PIZZA"
+    assert out.invoke == "sendOrderToKitchen"
+    assert out.order_id == "o-1"
+    message = decode(out.body)
+    assert message.id == out.id
+    assert message.subject == "o-1"
+    assert message.type == "MAKE_PIZZA"
+    assert message.invoke == "sendOrderToKitchen"
+    assert message.data == {"items": [PIZZA]}
+
+
+def test_outbox_ids_are_unique_per_turn(chart: Chart) -> None:
+    """Commands of different turns get different ids, since the id is the dedupe key."""
+    first = create(chart)
+    confirmed = step(chart, first.snapshot, Event("CONFIRM_PIZZA", {}, "e-2"), T0 + 1)
+    kitchen = step(
+        chart,
+        confirmed.snapshot,
+        Event("done.invoke.sendOrderToKitchen", {}, "e-3", origin="broker"),
+        T0 + 2,
+    )
+    ready = step(chart, kitchen.snapshot, Event("PIZZA_READY", {}, "e-4"), T0 + 3)
+    assert [m.type for m in ready.outbox] == ["DELIVER_PIZZA"]
+    assert ready.outbox[0].routing_key == "command.DELIVER_PIZZA"
+    assert ready.outbox[0].id != confirmed.outbox[0].id
+
+
+def test_same_input_gives_the_same_record(chart: Chart) -> None:
+    """apply is deterministic: two fresh machines restored from one snapshot, given the
+    same event and the same ``now``, produce equal records, outbox bytes included."""
+    first = create(chart)
+    event = Event("CONFIRM_PIZZA", {}, "e-2", fingerprint="f")
+    one = step(chart, first.snapshot, event, T0 + 5)
+    two = step(chart, first.snapshot, event, T0 + 5)
+    assert one == two
+    assert one.outbox[0].body == two.outbox[0].body
+    assert one.reply.body == two.reply.body
+
+
+def test_the_fingerprint_is_kept_in_the_reply(chart: Chart) -> None:
+    """The reply records the request fingerprint, so a reused key is told from a retry."""
+    first = create(chart)
+    record = step(chart, first.snapshot, Event("CONFIRM_PIZZA", {}, "e-2", fingerprint="abc"), T0)
+    assert record.reply.fingerprint == "abc"
+
+
+def test_unknown_event_is_refused(chart: Chart) -> None:
+    """A type the chart does not declare raises UnknownEvent naming it."""
+    first = create(chart)
+    with pytest.raises(UnknownEvent) as info:
+        step(chart, first.snapshot, Event("BURN_PIZZA", {}, "e-2"), T0 + 1)
+    assert info.value.event_type == "BURN_PIZZA"
+    assert "CONFIRM_PIZZA" in info.value.known
+
+
+def test_event_not_allowed_lists_the_allowed_events(chart: Chart) -> None:
+    """A known event not allowed now raises EventNotAllowed with the client's choices and
+    the order's current version."""
+    first = create(chart)
+    with pytest.raises(EventNotAllowed) as info:
+        step(chart, first.snapshot, Event("PIZZA_READY", {}, "e-2"), T0 + 1)
+    assert info.value.allowed == ["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA"]
+    assert info.value.state == "orderPizza"
+    assert info.value.version == 1
+
+
+def test_platform_event_out_of_place_is_not_allowed(chart: Chart) -> None:
+    """An invoke's done event is refused in a state that is not waiting for it."""
+    first = create(chart)
+    with pytest.raises(EventNotAllowed) as info:
+        step(chart, first.snapshot, Event("done.invoke.sendOrderToKitchen", {}, "e-2"), T0)
+    assert "done.invoke.sendOrderToKitchen" not in info.value.allowed
+
+
+def test_removing_a_missing_pizza_is_refused(chart: Chart) -> None:
+    """REMOVE_PIZZA of a pizza not in the order raises Refused."""
+    first = create(chart)
+    event = Event("REMOVE_PIZZA", {"pizza": {"name": "margherita"}}, "e-2")
+    with pytest.raises(Refused, match="margherita"):
+        step(chart, first.snapshot, event, T0 + 1)
+
+
+@pytest.mark.parametrize("data", [{"pizza": "hawaii"}, {"pizza": ["a"]}, {}])
+def test_pizza_that_is_not_an_object_is_invalid_input(
+    chart: Chart, data: dict[str, object]
+) -> None:
+    """ADD_PIZZA needs ``data.pizza`` to be a JSON object; the error names that field."""
+    first = create(chart)
+    with pytest.raises(InvalidInput) as info:
+        step(chart, first.snapshot, Event("ADD_PIZZA", data, "e-2"), T0 + 1)
+    assert info.value.field == "data.pizza"
+
+
+def test_a_refusal_changes_nothing_in_the_snapshot(chart: Chart) -> None:
+    """A refused turn leaves the committed snapshot as it was (rule 4)."""
+    first = create(chart)
+    before = first.snapshot
+    with pytest.raises(Refused):
+        step(chart, before, Event("REMOVE_PIZZA", {"pizza": {"name": "x"}}, "e-2"), T0 + 1)
+    assert before.context == {"status": "Oh, just ordering some pizza...", "items": [PIZZA]}
+    after = step(chart, before, Event("CONFIRM_PIZZA", {}, "e-2"), T0 + 2)
+    assert after.snapshot.version == 2
+
+
+def test_duration_is_the_time_spent_in_the_previous_state(chart: Chart) -> None:
+    """durationMs is the time between the previous turn and this one, in milliseconds."""
+    first = create(chart, now=T0)
+    record = step(chart, first.snapshot, Event("CONFIRM_PIZZA", {}, "e-2"), T0 + 2.5)
+    assert record.journal.duration_ms == 2500.0
+    assert record.journal.state_before == "orderPizza"
+    assert record.journal.state_after == "bakePizza.sendingOrderToKitchen"
+
+
+def test_durations_partition_the_timeline(chart: Chart) -> None:
+    """Summed over the history, durations cover the whole time from creation to the last
+    event, so the time spent per state can be added up from the journal."""
+    times = [T0, T0 + 1.25, T0 + 4.0, T0 + 4.5]
+    record = create(chart, now=times[0])
+    entries = [record.journal]
+    events = ["ADD_PIZZA", "CONFIRM_PIZZA", "PIZZA_READY"]
+    for n, (event_type, now) in enumerate(zip(events, times[1:], strict=True), start=2):
+        data = {"pizza": {"name": "b"}} if event_type == "ADD_PIZZA" else {}
+        record = step(chart, record.snapshot, Event(event_type, data, f"e-{n}"), now)
+        entries.append(record.journal)
+    assert [e.duration_ms for e in entries] == [0.0, 1250.0, 2750.0, 500.0]
+    assert sum(e.duration_ms for e in entries) == (times[-1] - times[0]) * 1000
+    assert [e.version for e in entries] == [1, 2, 3, 4]
