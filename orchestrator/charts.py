@@ -118,6 +118,10 @@ class Engine:
         except BaseException:
             self._sm = None
             raise
+        # Entering a top-level final state stops python-statemachine's engine for good
+        # (``is_terminated``); the next order needs a running one.
+        if sm.is_terminated:
+            self._sm = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ it imports the runtime.
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
+from types import FrameType
 
 import click
 import uvicorn
@@ -130,7 +132,18 @@ def serve(access_log: bool, **options: object) -> None:
         # Draining turns and the relay happens in the lifespan shutdown; give it time.
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM once its graceful shutdown is over, so the process dies
+    by the signal (exit 143). Here SIGTERM means "drain and stop", and a drained stop is a
+    success: exit 0. SIGINT keeps uvicorn's behaviour."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM and sig in self._captured_signals:
+            self._captured_signals.remove(sig)
 
 
 def run() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.broker.base import Broker, Delivery, Poison
+from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison
 from orchestrator.errors import OrchestratorError
 from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode
 from orchestrator.model import Event
@@ -29,6 +29,8 @@ class Inbox:
         self._registry = registry
 
     async def start(self) -> None:
+        # Every dead letter lands here, with its reason in a header, for a human to read.
+        await self._broker.declare_queue(DEAD_LETTER_QUEUE, ["#"], dead_letter_exchange=True)
         await self._broker.declare_queue(INBOX_QUEUE, [EVENT_PREFIX + "#"])
         await self._broker.consume(INBOX_QUEUE, self.handle)
 

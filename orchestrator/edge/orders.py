@@ -25,6 +25,8 @@ JSON = "application/json"
 EVENT_FIELDS = {"type", "data"}
 MAX_KEY_LENGTH = 200
 MAX_PAGE = 500
+# Bodies nest at most this deep; deeper ones would only exhaust recursion further in.
+MAX_DEPTH = 32
 
 
 def _registry(request: Request) -> Registry:
@@ -40,7 +42,7 @@ def _store(request: Request) -> Store:
 async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _is_number(declared) and int(declared) > limit:
         raise BodyTooLarge(limit)
     raw = b""
     async for chunk in request.stream():
@@ -48,12 +50,36 @@ async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
         if len(raw) > limit:
             raise BodyTooLarge(limit)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise InvalidInput("body", "the body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("body", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidInput("body", "the body must be a JSON object")
+    if _depth(body) > MAX_DEPTH:
+        raise InvalidInput("body", f"the body is nested deeper than {MAX_DEPTH} levels")
     return body, raw
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: object, level: int = 1) -> int:
+    """How deeply ``value`` nests, counting no further than one past ``MAX_DEPTH``."""
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 class BodyTooLarge(Exception):
@@ -157,7 +183,7 @@ def _if_match(request: Request) -> int | None:
     if value is None:
         return None
     value = value.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if not _is_number(value):
         raise InvalidInput("If-Match", "If-Match must be the order's version, e.g. If-Match: 3")
     return int(value)
 
@@ -196,7 +222,7 @@ def _int_param(request: Request, name: str, default: int, upper: int | None = No
     value = request.query_params.get(name)
     if value is None:
         return default
-    if not value.isdigit() or (upper is not None and not 0 < int(value) <= upper):
+    if not _is_number(value) or (upper is not None and not 0 < int(value) <= upper):
         bound = f" between 1 and {upper}" if upper is not None else ""
         raise InvalidInput(name, f"{name} must be a whole number{bound}")
     return int(value)

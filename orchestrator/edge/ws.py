@@ -31,7 +31,7 @@ async def order_socket(websocket: WebSocket) -> None:
     store: Store = websocket.app.state.store
     after_param = websocket.query_params.get("after")
     await websocket.accept()
-    if after_param is not None and not after_param.isdigit():
+    if after_param is not None and not (after_param.isascii() and after_param.isdigit()):
         await websocket.close(4422, "after must be a version number")
         return
     subscriber = hub.subscribe(order_id)

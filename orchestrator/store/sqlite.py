@@ -326,7 +326,7 @@ class SqliteStore:
         where: list[str] = []
         params: list[Any] = []
         if cursor is not None:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit()):
                 raise InvalidInput("cursor", "cursor must be a value returned as nextCursor")
             where.append("seq < ?")
             params.append(int(cursor))
