@@ -268,8 +268,10 @@ class SqliteStore:
         conn = self._reader
         if conn is None:
             raise Unavailable("the store is not open")
-        async with conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One call runs the statement to its end on the reader's thread. Rejected: execute
+        # then fetchall as two awaits, which lets concurrent queries overlap and hold one
+        # read transaction open, so reads miss commits made meanwhile (stale snapshots).
+        return list(await conn.execute_fetchall(sql, params))
 
     async def load(self, order_id: str) -> Snapshot | None:
         rows = await self._fetchall(

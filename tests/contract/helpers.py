@@ -1,0 +1,232 @@
+"""Small helpers shared by the contract and crash tests: waiting, metrics, ledgers, history.
+
+Every wait here is bounded by a deadline and fails with what it was waiting for, so a
+stuck product gives a readable failure instead of a hung test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+JsonObject = dict[str, Any]
+
+HAWAII: JsonObject = {"name": "hawaii", "size": "L"}
+MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
+
+WAITING_FOR_KITCHEN = "bakePizza.waitingForPizzaToBeBaked"
+DONE = "done"
+
+
+def http_client(url: str, *, connections: int = 300) -> httpx.AsyncClient:
+    """A client with enough connections that concurrent requests really are concurrent."""
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=30.0,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+def add(pizza: JsonObject) -> JsonObject:
+    return {"type": "ADD_PIZZA", "data": {"pizza": pizza}}
+
+
+def remove(pizza: JsonObject) -> JsonObject:
+    return {"type": "REMOVE_PIZZA", "data": {"pizza": pizza}}
+
+
+CONFIRM: JsonObject = {"type": "CONFIRM_PIZZA"}
+
+
+async def create_order(http: httpx.AsyncClient, pizza: JsonObject = HAWAII) -> JsonObject:
+    response = await http.post("/orders", json={"pizza": pizza})
+    assert response.status_code == 201, response.text
+    body: JsonObject = response.json()
+    return body
+
+
+async def send(
+    http: httpx.AsyncClient, order_id: str, event: JsonObject, *, key: str | None = None
+) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key is not None else None
+    return await http.post(f"/orders/{order_id}/events", json=event, headers=headers)
+
+
+async def view(http: httpx.AsyncClient, order_id: str) -> JsonObject:
+    response = await http.get(f"/orders/{order_id}")
+    assert response.status_code == 200, response.text
+    body: JsonObject = response.json()
+    return body
+
+
+async def history(http: httpx.AsyncClient, order_id: str) -> list[JsonObject]:
+    response = await http.get(f"/orders/{order_id}/history")
+    assert response.status_code == 200, response.text
+    entries: list[JsonObject] = response.json()["entries"]
+    return entries
+
+
+def types_of(entries: Iterable[JsonObject]) -> Counter[str]:
+    return Counter(str(entry["type"]) for entry in entries)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, within: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``check`` until it is true; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        if await check():
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_for_state(
+    http: httpx.AsyncClient, order_id: str, state: str, *, within: float = 30.0
+) -> JsonObject:
+    last: JsonObject = {}
+
+    async def reached() -> bool:
+        nonlocal last
+        last = await view(http, order_id)
+        return bool(last["state"] == state)
+
+    try:
+        await eventually(reached, within=within, what=f"order {order_id} in {state}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last view: {last}") from None
+    return last
+
+
+async def states_of(http: httpx.AsyncClient, order_ids: Iterable[str]) -> dict[str, str]:
+    """The current state of every listed order, read through the paginated list."""
+    wanted = set(order_ids)
+    states: dict[str, str] = {}
+    cursor: str | None = None
+    for _ in range(1000):
+        params = {"limit": "500"} if cursor is None else {"limit": "500", "cursor": cursor}
+        response = await http.get("/orders", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        for order in page["orders"]:
+            if order["id"] in wanted:
+                states[order["id"]] = order["state"]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    return states
+
+
+async def wait_all_in_state(
+    http: httpx.AsyncClient, order_ids: Iterable[str], state: str, *, within: float
+) -> None:
+    ids = set(order_ids)
+    lagging: dict[str, str] = {}
+
+    async def all_there() -> bool:
+        nonlocal lagging
+        states = await states_of(http, ids)
+        lagging = {i: states.get(i, "<missing>") for i in ids if states.get(i) != state}
+        return not lagging
+
+    try:
+        await eventually(all_there, within=within, what=f"{len(ids)} orders in {state}")
+    except AssertionError as exc:
+        sample = dict(list(lagging.items())[:10])
+        raise AssertionError(f"{exc}; {len(lagging)} not there, e.g. {sample}") from None
+
+
+async def metric(http: httpx.AsyncClient, name: str) -> float:
+    """One unlabelled sample from /metrics, e.g. ``orchestrator_live_actors``."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200, response.text
+    for line in response.text.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if sample == name:
+            return float(value)
+    raise AssertionError(f"metric {name} not found in /metrics:\n{response.text}")
+
+
+def ledger_path(db: Path, service: str) -> Path:
+    """The stub service's ledger beside the orders database (orders.kitchen.db)."""
+    return db.with_name(f"{db.stem}.{service}.db")
+
+
+def ledger_rows(db: Path, service: str) -> list[tuple[str, str, str]]:
+    """(message_id, order_id, type) of every command the service carried out."""
+    path = ledger_path(db, service)
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path, timeout=10.0)
+    try:
+        rows = conn.execute("SELECT message_id, order_id, type FROM handled").fetchall()
+    finally:
+        conn.close()
+    return [(str(m), str(o), str(t)) for m, o, t in rows]
+
+
+def rows_per_order(db: Path, service: str, command: str) -> Counter[str]:
+    return Counter(order for _, order, kind in ledger_rows(db, service) if kind == command)
+
+
+def assert_once_per_order(db: Path, order_ids: Iterable[str]) -> None:
+    """Exactly one MAKE_PIZZA in the kitchen and one DELIVER_PIZZA in delivery per order."""
+    ids = sorted(order_ids)
+    kitchen = rows_per_order(db, "kitchen", "MAKE_PIZZA")
+    delivery = rows_per_order(db, "delivery", "DELIVER_PIZZA")
+    wrong_kitchen = {i: kitchen.get(i, 0) for i in ids if kitchen.get(i, 0) != 1}
+    wrong_delivery = {i: delivery.get(i, 0) for i in ids if delivery.get(i, 0) != 1}
+    assert not wrong_kitchen, f"MAKE_PIZZA rows per order, expected 1 each: {wrong_kitchen}"
+    assert not wrong_delivery, f"DELIVER_PIZZA rows per order, expected 1 each: {wrong_delivery}"
+
+
+async def assert_flow_histories(http: httpx.AsyncClient, order_ids: Iterable[str]) -> None:
+    """Each history is contiguous from 1 with one PIZZA_READY and one PIZZA_DELIVERED."""
+    for order_id in order_ids:
+        entries = await history(http, order_id)
+        versions = [entry["version"] for entry in entries]
+        assert versions == list(range(1, len(entries) + 1)), (order_id, versions)
+        counts = types_of(entries)
+        assert counts["PIZZA_READY"] == 1, (order_id, counts)
+        assert counts["PIZZA_DELIVERED"] == 1, (order_id, counts)
+        assert counts["CONFIRM_PIZZA"] == 1, (order_id, counts)
+
+
+# The queues of the flow: the two services' commands and the orchestrator's events.
+FLOW_QUEUES = ("kitchen", "delivery", "orchestrator")
+
+
+def broker_backlog(db: Path) -> int:
+    """Messages of the flow the in-process broker still holds (not yet acknowledged)."""
+    path = db.with_name(f"{db.stem}.broker.db")
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(path, timeout=10.0)
+    try:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM messages WHERE queue IN (?, ?, ?)", FLOW_QUEUES
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(count)
+
+
+async def wait_quiet(http: httpx.AsyncClient, db: Path, *, within: float = 30.0) -> None:
+    """Wait until nothing is left to publish or consume, so the ledgers are final."""
+
+    async def quiet() -> bool:
+        depth = await metric(http, "orchestrator_outbox_depth")
+        return depth == 0 and broker_backlog(db) == 0
+
+    await eventually(quiet, within=within, what="an empty outbox and broker")
