@@ -40,11 +40,9 @@ RECENT_REPLIES = 32
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """An event for the actor. ``dedupe`` is set when the event id came from the sender
-    (Idempotency-Key, CloudEvent id), so a repeat must be answered, not applied."""
+    """An event for the actor, with the conditions it is applied under."""
 
     event: Event
-    dedupe: bool = False
     if_match: int | None = None
     create: Chart | None = None
 
@@ -118,7 +116,7 @@ class Actor:
             await self._load()
         else:
             self._loaded = True
-        if request.dedupe:
+        if event.keyed:
             recorded = await self._recorded(event)
             if recorded is not None:
                 self._metrics.turns.labels("repeated").inc()

@@ -45,9 +45,10 @@ class Inbox:
             id=message.id,
             origin="broker",
             fingerprint=message.source,
+            keyed=True,
         )
         try:
-            await self._registry.send(message.subject, event, dedupe=True)
+            await self._registry.send(message.subject, event)
         except OrchestratorError as exc:
             if exc.retryable:
                 raise  # redelivered later

@@ -30,9 +30,11 @@ def iso(timestamp: float) -> str:
 class Event:
     """One input to an actor.
 
-    ``id`` is the dedupe key: the client's Idempotency-Key, a CloudEvent id, or one the
-    orchestrator made up. ``fingerprint`` identifies the request that carried it, so a key
-    reused for a different request is told apart from an honest retry.
+    ``id`` is the dedupe key: the client's Idempotency-Key, a CloudEvent id, an id derived
+    from an outbox message, or one the orchestrator made up. ``keyed`` says the sender chose
+    it, so a repeat must be answered with the recorded result, not applied again.
+    ``fingerprint`` identifies the request that carried it, so a key reused for a different
+    request is told apart from an honest retry.
     """
 
     type: str
@@ -40,6 +42,7 @@ class Event:
     id: str
     origin: str = "http"
     fingerprint: str = ""
+    keyed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,5 +147,7 @@ class TurnRecord:
     journal: JournalEntry
     outbox: tuple[OutboxMessage, ...]
     reply: Reply
+    # The creating event's id when the sender chose it, so a repeated create finds the order.
+    created_by: str | None = None
     timers_set: tuple[Timer, ...] = ()
     timers_cancelled: tuple[str, ...] = ()

@@ -133,6 +133,7 @@ class OutboxRelay:
             data={"messageId": message.id},
             id=f"{outcome}:{message.id}",
             origin="relay",
+            keyed=True,
         )
         await self._deliver_quietly(message.order_id, event)
 
@@ -168,5 +169,6 @@ class OutboxRelay:
             data={"messageId": command.id, "reason": reason},
             id=f"error:{command.id}",
             origin="relay",
+            keyed=True,
         )
         await self._deliver_quietly(command.subject, event)

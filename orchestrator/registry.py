@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -29,6 +30,16 @@ from orchestrator.model import Event, Reply, Snapshot, TurnRecord
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
+
+
+def new_order_id() -> str:
+    """A time-ordered UUID (version 7, RFC 9562 section 5.7): 48 bits of Unix milliseconds,
+    then random bits. New orders then land at the end of every index keyed by order id,
+    instead of on a random page each, which keeps a group commit to a few pages."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10)) & ((1 << 80) - 1)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
 
 
 class Registry:
@@ -89,18 +100,18 @@ class Registry:
         return actor
 
     async def send(
-        self, order_id: str, event: Event, *, dedupe: bool = False, if_match: int | None = None
+        self, order_id: str, event: Event, *, if_match: int | None = None
     ) -> Reply:
         """Apply an event to an existing order; raises the refusal as an error."""
-        return await self.actor(order_id).submit(Request(event, dedupe, if_match))
+        return await self.actor(order_id).submit(Request(event, if_match))
 
-    async def create(self, event: Event, *, chart: str | None, dedupe: bool) -> Reply:
+    async def create(self, event: Event, *, chart: str | None) -> Reply:
         """Create an order whose first event is ``event``; a repeated key gets the first reply."""
         name = chart or self.default_chart
         found = self.charts.get(name)
         if found is None:
             raise InvalidInput("chart", f"unknown chart {name!r}; known: {sorted(self.charts)}")
-        if not dedupe:
+        if not event.keyed:
             return await self._create(found, event)
         waiting = self._creating.get(event.id)
         if waiting is not None:
@@ -126,11 +137,11 @@ class Registry:
     async def _create_once(self, chart: Chart, event: Event) -> Reply:
         existing = await self.store.order_created_by(event.id)
         if existing is not None:
-            return await self.actor(existing).submit(Request(event, dedupe=True))
+            return await self.actor(existing).submit(Request(event))
         return await self._create(chart, event)
 
     async def _create(self, chart: Chart, event: Event) -> Reply:
-        order_id = str(uuid.uuid4())
+        order_id = new_order_id()
         return await self.actor(order_id).submit(Request(event, create=chart))
 
     async def view(self, order_id: str) -> Snapshot | None:

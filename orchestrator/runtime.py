@@ -95,7 +95,7 @@ class Runtime:
         self.relay.enqueue(record.outbox)
 
     async def _deliver(self, order_id: str, event: Event) -> None:
-        await self.registry.send(order_id, event, dedupe=True)
+        await self.registry.send(order_id, event)
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

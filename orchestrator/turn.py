@@ -125,4 +125,10 @@ def _record(
         order_id=order_id,
         fingerprint=event.fingerprint,
     )
-    return TurnRecord(snapshot=snapshot, journal=journal, outbox=tuple(outbox), reply=reply)
+    return TurnRecord(
+        snapshot=snapshot,
+        journal=journal,
+        outbox=tuple(outbox),
+        reply=reply,
+        created_by=event.id if previous is None and event.keyed else None,
+    )

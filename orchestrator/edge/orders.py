@@ -136,9 +136,9 @@ async def create_order(request: Request) -> Response:
     event_type = chart.context_class.create_event
     if event_type is None:
         raise InvalidInput("chart", f"chart {chart_name!r} cannot be created over HTTP")
-    event_id, dedupe, fingerprint = _event_id(request, raw)
-    event = Event(event_type, data, event_id, "http", fingerprint)
-    reply = await registry.create(event, chart=chart_name, dedupe=dedupe)
+    event_id, keyed, fingerprint = _event_id(request, raw)
+    event = Event(event_type, data, event_id, "http", fingerprint, keyed)
+    reply = await registry.create(event, chart=chart_name)
     return _reply(reply, location=f"/orders/{reply.order_id}")
 
 
@@ -172,9 +172,9 @@ async def send_event(request: Request) -> Response:
     if not isinstance(data, dict):
         raise InvalidInput("data", "data must be a JSON object")
     if_match = _if_match(request)
-    event_id, dedupe, fingerprint = _event_id(request, raw)
-    event = Event(event_type, data, event_id, "http", fingerprint)
-    reply = await _registry(request).send(order_id, event, dedupe=dedupe, if_match=if_match)
+    event_id, keyed, fingerprint = _event_id(request, raw)
+    event = Event(event_type, data, event_id, "http", fingerprint, keyed)
+    reply = await _registry(request).send(order_id, event, if_match=if_match)
     return _reply(reply)
 
 

@@ -404,7 +404,7 @@ class _Rows:
                     snap.version,
                     snap.created_at,
                     snap.updated_at,
-                    entry.event_id if snap.version == 1 else None,
+                    record.created_by,
                 )
             )
             rows.journal.append(

@@ -31,6 +31,7 @@ def record(
     outbox: int = 0,
     created_at: float = T0,
     fingerprint: str = "",
+    created_by: str | None = None,
 ) -> TurnRecord:
     """A turn record for ``order_id`` at ``version``, with ``outbox`` command messages."""
     event_id = event_id if event_id is not None else f"{order_id}/e{version}"
@@ -74,7 +75,9 @@ def record(
         order_id=order_id,
         fingerprint=fingerprint,
     )
-    return TurnRecord(snapshot=snapshot, journal=entry, outbox=messages, reply=reply)
+    return TurnRecord(
+        snapshot=snapshot, journal=entry, outbox=messages, reply=reply, created_by=created_by
+    )
 
 
 @pytest.fixture
@@ -131,11 +134,13 @@ async def test_reply_for_returns_the_recorded_reply(store: SqliteStore) -> None:
 
 
 async def test_order_created_by_finds_the_creating_event(store: SqliteStore) -> None:
-    """Only the event that created an order maps back to it."""
-    await store.commit(record("o-1", 1, event_id="create-1"))
+    """Only the keyed event that created an order maps back to it."""
+    await store.commit(record("o-1", 1, event_id="create-1", created_by="create-1"))
     await store.commit(record("o-1", 2, event_id="later-1"))
+    await store.commit(record("o-2", 1, event_id="create-2"))
     assert await store.order_created_by("create-1") == "o-1"
     assert await store.order_created_by("later-1") is None
+    assert await store.order_created_by("create-2") is None  # no key: nothing to find
     assert await store.order_created_by("unknown") is None
 
 
@@ -333,7 +338,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     """Everything committed is on disk: a new store on the same file sees the snapshot,
     journal, replies, creators and unsent outbox."""
     path = tmp_path / "orders.db"
-    first = record("o-1", 1, event_id="create", outbox=1, fingerprint="fp")
+    first = record("o-1", 1, event_id="create", created_by="create", outbox=1, fingerprint="fp")
     second = record("o-1", 2, state="bakePizza.sendingOrderToKitchen", outbox=1)
     store = SqliteStore(path)
     await store.open()
