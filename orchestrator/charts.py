@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,16 +46,53 @@ class Machine:
         self.chart = chart
         self.context = context
 
-    def _sm(self) -> StateChart[Any]:
-        return self.chart.engine.bind(self.context)
-
     def configuration(self) -> tuple[str, ...]:
-        return tuple(str(value) for value in self._sm().configuration_values)
+        return tuple(str(v) for v in self.chart.engine.bind(self.context).configuration_values)
+
+    def facts(self) -> StateFacts:
+        """What the chart says about the current configuration (computed once per chart)."""
+        configuration = self.configuration()
+        facts = self.chart.facts.get(configuration)
+        if facts is None:
+            facts = StateFacts.of(self.chart.engine.bind(self.context))
+            self.chart.facts[configuration] = facts
+        return facts
 
     def state_path(self) -> str:
-        """Dotted path of each active leaf state, e.g. ``bakePizza.waitingForPizzaToBeBaked``."""
+        return self.facts().path
+
+    def allowed_events(self) -> tuple[str, ...]:
+        return self.facts().allowed
+
+    def next_events(self) -> tuple[str, ...]:
+        return self.facts().next_events
+
+    def is_final(self) -> bool:
+        return self.facts().final
+
+    def send(self, event_type: str, data: JsonObject) -> None:
+        """Apply one event; actions receive the event's data as the ``data`` argument."""
+        self.chart.engine.run(self.context, lambda sm: sm.send(event_type, data=data))
+
+
+@dataclass(frozen=True, slots=True)
+class StateFacts:
+    """Facts that depend only on a configuration, so a chart computes each once.
+
+    ``path`` is the dotted path of each active leaf (``bakePizza.waitingForPizzaToBeBaked``);
+    ``allowed`` the events with a transition now; ``next_events`` those a client may send,
+    that is ``allowed`` less the platform's own (``done.*``, ``error.*``).
+    """
+
+    path: str
+    allowed: tuple[str, ...]
+    next_events: tuple[str, ...]
+    final: bool
+
+    @classmethod
+    def of(cls, sm: StateChart[Any]) -> StateFacts:
         paths = []
-        for state in self._sm().configuration:
+        for state in sm.configuration:
             if state.is_atomic:
                 names = [state.id]
                 parent = state.parent
@@ -63,24 +100,10 @@ class Machine:
                     names.append(parent.id)
                     parent = parent.parent
                 paths.append(".".join(reversed(names)))
-        return ",".join(paths)
-
-    def allowed_events(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for event in self._sm().allowed_events:
-            seen.setdefault(event.id, None)
-        return list(seen)
-
-    def next_events(self) -> tuple[str, ...]:
-        """Events a client may send now: the allowed ones, less the platform's own."""
-        return tuple(e for e in self.allowed_events() if not is_platform_event(e))
-
-    def is_final(self) -> bool:
-        return any(state.final for state in self._sm().configuration if state.parent is None)
-
-    def send(self, event_type: str, data: JsonObject) -> None:
-        """Apply one event; actions receive the event's data as the ``data`` argument."""
-        self.chart.engine.run(self.context, lambda sm: sm.send(event_type, data=data))
+        allowed = tuple(dict.fromkeys(event.id for event in sm.allowed_events))
+        next_events = tuple(e for e in allowed if not is_platform_event(e))
+        final = any(state.final for state in sm.configuration if state.parent is None)
+        return cls(",".join(paths), allowed, next_events, final)
 
 
 class Engine:
@@ -134,6 +157,7 @@ class Chart:
     context_class: type[Context]
     events: frozenset[str]
     engine: Engine
+    facts: dict[tuple[str, ...], StateFacts] = field(default_factory=dict)
 
     def start(self, order_id: str) -> Machine:
         """A new order in the initial state; entry actions of that state run now."""

@@ -99,9 +99,7 @@ class Registry:
             self._actors.move_to_end(order_id)
         return actor
 
-    async def send(
-        self, order_id: str, event: Event, *, if_match: int | None = None
-    ) -> Reply:
+    async def send(self, order_id: str, event: Event, *, if_match: int | None = None) -> Reply:
         """Apply an event to an existing order; raises the refusal as an error."""
         return await self.actor(order_id).submit(Request(event, if_match))
 

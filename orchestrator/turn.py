@@ -37,8 +37,7 @@ def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
     """Refuse an event the chart does not know, or one not allowed in the current state."""
     if event.type not in chart.events:
         raise UnknownEvent(event.type, chart.name, sorted(chart.events))
-    allowed = machine.allowed_events()
-    if event.type not in allowed:
+    if event.type not in machine.allowed_events():
         raise EventNotAllowed(
             event.type, machine.state_path(), list(machine.next_events()), version
         )
