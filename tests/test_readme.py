@@ -45,9 +45,11 @@ def test_tour_runs_to_done(server: ServerProcess) -> None:
     assert '"state":"done"' in result.stdout.replace(" ", "")
 
 
-async def test_websocket_snippet_replays_the_history(server: ServerProcess) -> None:
+async def test_websocket_snippet_replays_the_history(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
     """``ws://.../orders/$ORDER/ws?after=0`` from the README replays every event from 1."""
-    created = httpx.post(f"{server.url}/orders", json={"pizza": {"name": "pineapple"}}).json()
+    created = (await client.post("/orders", json={"pizza": {"name": "pineapple"}})).json()
     async with connect(f"{server.ws_url}/orders/{created['id']}/ws?after=0") as ws:
         first = json.loads(await ws.recv())
     assert first["version"] == 1
