@@ -93,17 +93,17 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
     """The event id (Idempotency-Key or a new one), whether it came from the client, and
     a fingerprint of the request that carried it."""
     key = request.headers.get("idempotency-key")
-    fingerprint = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + raw
-    ).hexdigest()[:32]
     if key is None:
         # Only needs to be unique within the order's journal, not unguessable, so the
-        # Mersenne Twister serves; os.urandom costs a system call per request.
-        return str(uuid.UUID(int=random.getrandbits(128), version=4)), False, fingerprint
+        # Mersenne Twister serves; os.urandom costs a system call per request. Nothing
+        # is compared against an unkeyed event, so it needs no fingerprint.
+        return str(uuid.UUID(int=random.getrandbits(128), version=4)), False, ""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidInput(
             "Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
         )
+    path: str = request.scope["path"]
+    fingerprint = hashlib.sha256(f"{request.method} {path}\n".encode() + raw).hexdigest()[:32]
     return key, True, fingerprint
 
 
