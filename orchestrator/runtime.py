@@ -54,21 +54,17 @@ class Runtime:
         self.broker = MemoryBroker(sibling(settings.db, "broker"), synchronous=settings.synchronous)
         self.services = [
             StubService(
-                kitchen.NAME,
-                kitchen.ANSWERS,
+                stub.NAME,
+                stub.ANSWERS,
                 broker=self.broker,
-                ledger=Ledger(sibling(settings.db, kitchen.NAME)),
-                delay=settings.kitchen_delay,
-                mode=settings.kitchen_mode,
-            ),
-            StubService(
-                delivery.NAME,
-                delivery.ANSWERS,
-                broker=self.broker,
-                ledger=Ledger(sibling(settings.db, delivery.NAME)),
-                delay=settings.delivery_delay,
-                mode=settings.delivery_mode,
-            ),
+                ledger=Ledger(sibling(settings.db, stub.NAME)),
+                delay=delay,
+                mode=mode,
+            )
+            for stub, delay, mode in (
+                (kitchen, settings.kitchen_delay, settings.kitchen_mode),
+                (delivery, settings.delivery_delay, settings.delivery_mode),
+            )
         ]
         self.hub = Hub(self.metrics, settings.ws_queue)
         self.registry = Registry(
