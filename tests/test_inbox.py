@@ -1,0 +1,113 @@
+"""Broker events into actors: applied once, and poison dead-lettered with its reason.
+
+Runs the inbox on a real SQLite store and the in-process broker (its SQLite file too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.broker.base import DEAD_LETTER_QUEUE, REASON_HEADER, Delivery
+from orchestrator.broker.memory import MemoryBroker
+from orchestrator.charts import load_charts
+from orchestrator.inbox import Inbox
+from orchestrator.messages import Message, encode, event_key
+from orchestrator.metrics import Metrics
+from orchestrator.model import Event
+from orchestrator.registry import Registry
+from orchestrator.store.sqlite import SqliteStore
+
+
+class Rig:
+    def __init__(self, registry: Registry, broker: MemoryBroker) -> None:
+        self.registry = registry
+        self.broker = broker
+        self.dead: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def letter(self) -> Delivery:
+        return await asyncio.wait_for(self.dead.get(), timeout=10)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, charts_dir: Path) -> AsyncIterator[Rig]:
+    store = SqliteStore(tmp_path / "orders.db")
+    broker = MemoryBroker(tmp_path / "orders.broker.db")
+    await store.open()
+    await broker.connect()
+    registry = Registry(
+        store=store, charts=load_charts(charts_dir), metrics=Metrics(), on_commit=lambda r: None
+    )
+    await Inbox(broker, registry).start()
+    rig = Rig(registry, broker)
+
+    async def collect(delivery: Delivery) -> None:
+        await rig.dead.put(delivery)
+
+    await broker.consume(DEAD_LETTER_QUEUE, collect)
+    yield rig
+    await broker.close()
+    await store.close()
+
+
+async def confirmed_order(registry: Registry) -> str:
+    created = await registry.create(Event("ADD_PIZZA", {"pizza": {"n": 1}}, "c1"), chart=None)
+    await registry.send(created.order_id, Event("CONFIRM_PIZZA", {}, "c2"))
+    return created.order_id
+
+
+def ready(order_id: str, message_id: str = "ready-1") -> bytes:
+    return encode(Message(message_id, "PIZZA_READY", "/kitchen", order_id, {}), time.time())
+
+
+async def test_an_event_is_applied_once_even_when_redelivered(rig: Rig) -> None:
+    """Rule 5 on the broker path: the CloudEvent id dedupes a redelivery."""
+    order_id = await confirmed_order(rig.registry)
+    for _ in range(2):
+        await rig.broker.publish(event_key("PIZZA_READY"), ready(order_id), message_id="ready-1")
+    for _ in range(200):
+        snapshot = await rig.registry.view(order_id)
+        if snapshot is not None and snapshot.state.startswith("deliverPizza"):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    journal = await rig.registry.store.journal(order_id)
+    assert [r.entry.type for r in journal].count("PIZZA_READY") == 1
+    assert rig.dead.empty()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not a CloudEvent"),
+        (b'{"specversion": "1.0", "type": "PIZZA_READY", "source": "/k", "subject": "x"}', "id"),
+    ],
+)
+async def test_a_malformed_message_is_dead_lettered(rig: Rig, body: bytes, reason: str) -> None:
+    await rig.broker.publish(event_key("PIZZA_READY"), body, message_id="bad")
+    letter = await rig.letter()
+    assert letter.body == body
+    assert reason in letter.headers[REASON_HEADER]
+
+
+async def test_an_event_for_an_unknown_order_is_dead_lettered(rig: Rig) -> None:
+    await rig.broker.publish(event_key("PIZZA_READY"), ready("no-such-order"), message_id="r")
+    letter = await rig.letter()
+    assert "OrderNotFound" in letter.headers[REASON_HEADER]
+
+
+async def test_an_event_not_allowed_now_is_dead_lettered_and_changes_nothing(rig: Rig) -> None:
+    """Out-of-order input: PIZZA_DELIVERED while the pizza is still being baked."""
+    order_id = await confirmed_order(rig.registry)
+    before = await rig.registry.view(order_id)
+    delivered = encode(Message("d-1", "PIZZA_DELIVERED", "/delivery", order_id, {}), time.time())
+    await rig.broker.publish(event_key("PIZZA_DELIVERED"), delivered, message_id="d-1")
+    letter = await rig.letter()
+    assert "EventNotAllowed" in letter.headers[REASON_HEADER]
+    after = await rig.registry.view(order_id)
+    assert before is not None and after is not None
+    assert after.version == before.version
