@@ -8,23 +8,13 @@ it receives is dead-lettered; the orchestrator hears it back and applies
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import httpx
 import pytest
 
 from tests.conftest import ServerFactory
-
-
-async def wait_for(client: httpx.AsyncClient, order_id: str, state: str) -> dict[str, object]:
-    view: dict[str, object] = {}
-    for _ in range(500):
-        view = (await client.get(f"/orders/{order_id}")).json()
-        if view["state"] == state:
-            return view
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"order never reached {state}; last view {view}")
+from tests.helpers import wait_for_state
 
 
 @pytest.mark.parametrize(
@@ -56,7 +46,7 @@ async def test_a_dead_lettered_command_moves_the_order_to_its_error_state(
             f"/orders/{created['id']}/events", json={"type": "CONFIRM_PIZZA"}
         )
         assert confirmed.status_code == 200
-        view = await wait_for(client, created["id"], state)
+        view = await wait_for_state(client, created["id"], state)
         assert view["status"] == status
         history = (await client.get(f"/orders/{created['id']}/history")).json()["entries"]
     errors = [e for e in history if e["type"] == f"error.invoke.{invoke}"]

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory, ServerProcess
-from tests.contract.helpers import (
+from tests.helpers import (
     CONFIRM,
     DONE,
     HAWAII,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from tests.conftest import ServerFactory, ServerProcess
-from tests.contract.helpers import (
+from tests.helpers import (
     CONFIRM,
     DONE,
     HAWAII,

@@ -9,7 +9,6 @@ answer is never a 5xx, and the order still takes a good event.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,30 +17,25 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
+from tests.helpers import (
+    HAWAII,
+    MARGHERITA,
+    UNKNOWN_ID,
+    WAITING_FOR_KITCHEN,
+    JsonObject,
+    add,
+    create_order,
+    history,
+    list_orders,
+    view,
+    wait_for_state,
+)
 
-JsonObject = dict[str, Any]
-
-HAWAII: JsonObject = {"name": "hawaii", "size": "L"}
-MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
 PROBLEM = "application/problem+json"
-WAITING_FOR_KITCHEN = "bakePizza.waitingForPizzaToBeBaked"
-UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
-POLLS = 500
 
 
 def encode(body: object) -> bytes:
     return json.dumps(body).encode()
-
-
-def add(pizza: object) -> JsonObject:
-    return {"type": "ADD_PIZZA", "data": {"pizza": pizza}}
-
-
-async def create(client: httpx.AsyncClient) -> JsonObject:
-    response = await client.post("/orders", json={"pizza": HAWAII})
-    assert response.status_code == 201, response.text
-    body: JsonObject = response.json()
-    return body
 
 
 async def post_raw(
@@ -50,29 +44,6 @@ async def post_raw(
     return await client.post(
         path, content=content, headers={"content-type": "application/json", **(headers or {})}
     )
-
-
-async def view(client: httpx.AsyncClient, order_id: str) -> JsonObject:
-    response = await client.get(f"/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def journal_length(client: httpx.AsyncClient, order_id: str) -> int:
-    response = await client.get(f"/orders/{order_id}/history")
-    assert response.status_code == 200, response.text
-    return len(response.json()["entries"])
-
-
-async def wait_for_state(client: httpx.AsyncClient, order_id: str, state: str) -> JsonObject:
-    current = await view(client, order_id)
-    for _ in range(POLLS):
-        if current["state"] == state:
-            return current
-        await asyncio.sleep(0.02)
-        current = await view(client, order_id)
-    raise AssertionError(f"order {order_id} never reached {state!r}; last view: {current}")
 
 
 def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> JsonObject:
@@ -96,19 +67,17 @@ async def assert_unchanged(client: httpx.AsyncClient, before: JsonObject) -> Non
     assert after["items"] == before["items"]
     assert after["state"] == before["state"]
     assert after["updatedAt"] == before["updatedAt"]
-    assert await journal_length(client, before["id"]) == before["version"]
+    assert len(await history(client, before["id"])) == before["version"]
 
 
 async def assert_no_orders(client: httpx.AsyncClient) -> None:
-    response = await client.get("/orders")
-    assert response.status_code == 200
-    assert response.json()["orders"] == []
+    assert (await list_orders(client))["orders"] == []
 
 
 @pytest.fixture
 async def order(client: httpx.AsyncClient) -> JsonObject:
     """A fresh order in orderPizza at version 1 with items [HAWAII]."""
-    return await create(client)
+    return await create_order(client)
 
 
 VALID_ADD = encode(add(MARGHERITA))
@@ -228,7 +197,7 @@ async def test_event_not_allowed_in_state_is_409_with_allowed(
     bakePizza.waitingForPizzaToBeBaked)."""
     server = server_factory("--kitchen-mode", "ignore")
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
-        order = await create(client)
+        order = await create_order(client)
         confirmed = await client.post(
             f"/orders/{order['id']}/events", json={"type": "CONFIRM_PIZZA"}
         )
@@ -320,7 +289,7 @@ async def test_body_over_the_limit_is_413(server_factory: ServerFactory) -> None
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
         assert_problem(await client.post("/orders", json={"pizza": big}), 413)
         await assert_no_orders(client)
-        order = await create(client)
+        order = await create_order(client)
         path = f"/orders/{order['id']}/events"
         assert_problem(await client.post(path, json=add(big)), 413)
         await assert_unchanged(client, order)

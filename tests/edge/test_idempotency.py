@@ -9,59 +9,34 @@ the order has moved on, and a key reused for a different body (422, nothing chan
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 
-JsonObject = dict[str, Any]
+from tests.helpers import (
+    HAWAII,
+    MARGHERITA,
+    add,
+    create_order,
+    history,
+    http_client,
+    list_orders,
+    view,
+)
 
-HAWAII: JsonObject = {"name": "hawaii", "size": "L"}
-MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
 CONCURRENT = 20
-
-
-def add(pizza: JsonObject) -> JsonObject:
-    return {"type": "ADD_PIZZA", "data": {"pizza": pizza}}
 
 
 def keyed(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
 
 
-async def create(client: httpx.AsyncClient) -> JsonObject:
-    response = await client.post("/orders", json={"pizza": HAWAII})
-    assert response.status_code == 201, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def view(client: httpx.AsyncClient, order_id: str) -> JsonObject:
-    response = await client.get(f"/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def history(client: httpx.AsyncClient, order_id: str) -> list[JsonObject]:
-    response = await client.get(f"/orders/{order_id}/history")
-    assert response.status_code == 200, response.text
-    entries: list[JsonObject] = response.json()["entries"]
-    return entries
-
-
 async def listed_ids(client: httpx.AsyncClient) -> list[str]:
-    response = await client.get("/orders")
-    assert response.status_code == 200, response.text
-    return [order["id"] for order in response.json()["orders"]]
+    return [order["id"] for order in (await list_orders(client))["orders"]]
 
 
 def wide_client(client: httpx.AsyncClient) -> httpx.AsyncClient:
     """A client on the same server with a connection per concurrent request."""
-    return httpx.AsyncClient(
-        base_url=client.base_url,
-        timeout=30.0,
-        limits=httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT),
-    )
+    return http_client(client.base_url, connections=CONCURRENT)
 
 
 async def test_repeated_event_is_answered_identically_and_applied_once(
@@ -69,7 +44,7 @@ async def test_repeated_event_is_answered_identically_and_applied_once(
 ) -> None:
     """Actor rule 5; HTTP contract: a repeat returns the first answer (same status, same
     body) and is not applied twice."""
-    order = await create(client)
+    order = await create_order(client)
     path = f"/orders/{order['id']}/events"
     first = await client.post(path, json=add(MARGHERITA), headers=keyed("add-once"))
     assert first.status_code == 200
@@ -91,7 +66,7 @@ async def test_repeat_after_the_order_moved_on_gets_the_first_answer(
 ) -> None:
     """Actor rule 5: the recorded result is returned, not the current view, and the order
     does not change."""
-    order = await create(client)
+    order = await create_order(client)
     path = f"/orders/{order['id']}/events"
     first = await client.post(path, json=add(MARGHERITA), headers=keyed("early"))
     assert first.status_code == 200
@@ -128,7 +103,7 @@ async def test_repeated_create_is_answered_identically_and_creates_one_order(
 async def test_concurrent_identical_events_are_applied_once(client: httpx.AsyncClient) -> None:
     """Actor rules 1, 2 and 5: 20 identical keyed requests at once are applied once and all
     get the same answer."""
-    order = await create(client)
+    order = await create_order(client)
     path = f"/orders/{order['id']}/events"
     async with wide_client(client) as wide:
         responses = await asyncio.gather(
@@ -168,7 +143,7 @@ async def test_concurrent_identical_creates_make_one_order(client: httpx.AsyncCl
 async def test_event_key_reused_with_another_body_is_422(client: httpx.AsyncClient) -> None:
     """HTTP contract: a key answers one request; reused for a different body it is 422
     naming Idempotency-Key, nothing is applied, and the first request still repeats."""
-    order = await create(client)
+    order = await create_order(client)
     path = f"/orders/{order['id']}/events"
     first = await client.post(path, json=add(MARGHERITA), headers=keyed("mine"))
     assert first.status_code == 200
@@ -203,7 +178,7 @@ async def test_create_key_reused_with_another_body_is_422(client: httpx.AsyncCli
 async def test_longest_allowed_key_is_accepted(client: httpx.AsyncClient) -> None:
     """HTTP contract: a 200-character Idempotency-Key is valid (201 is refused, see
     test_errors.py) and becomes the journal's eventId."""
-    order = await create(client)
+    order = await create_order(client)
     key = "k" * 200
     path = f"/orders/{order['id']}/events"
     first = await client.post(path, json=add(MARGHERITA), headers=keyed(key))
@@ -216,7 +191,7 @@ async def test_longest_allowed_key_is_accepted(client: httpx.AsyncClient) -> Non
 async def test_requests_without_a_key_are_each_applied(client: httpx.AsyncClient) -> None:
     """Actor rule 5 applies to ids the client gave: without Idempotency-Key, two equal
     requests are two events, each with its own eventId."""
-    order = await create(client)
+    order = await create_order(client)
     path = f"/orders/{order['id']}/events"
     first = await client.post(path, json=add(MARGHERITA))
     second = await client.post(path, json=add(MARGHERITA))

@@ -15,11 +15,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerFactory, ServerProcess
+from tests.helpers import HAWAII, MARGHERITA, POLLS, add, create_order
 
-JsonObject = dict[str, Any]
-
-HAWAII: JsonObject = {"name": "hawaii", "size": "L"}
-MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
 ROUTES = {
     "/orders": {"get", "post"},
     "/orders/{order_id}": {"get"},
@@ -39,18 +36,6 @@ METRICS = [
     "orchestrator_websocket_subscribers",
 ]
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-POLLS = 500
-
-
-def add(pizza: JsonObject) -> JsonObject:
-    return {"type": "ADD_PIZZA", "data": {"pizza": pizza}}
-
-
-async def create(client: httpx.AsyncClient) -> JsonObject:
-    response = await client.post("/orders", json={"pizza": HAWAII})
-    assert response.status_code == 201, response.text
-    body: JsonObject = response.json()
-    return body
 
 
 async def metrics(
@@ -122,7 +107,7 @@ async def test_openapi_document_lists_every_route(client: httpx.AsyncClient) -> 
 
 async def test_metrics_is_prometheus_text_with_every_metric(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /metrics: Prometheus text with the orchestrator's metrics."""
-    await create(client)
+    await create_order(client)
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -141,7 +126,7 @@ async def test_turn_counters_rise_with_events(client: httpx.AsyncClient) -> None
     """GET /metrics: each applied event counts one applied turn (and one timed turn); a
     refused event counts as refused, not applied."""
     before = await metrics(client)
-    order = await create(client)
+    order = await create_order(client)
     for pizza in (MARGHERITA, HAWAII):
         response = await client.post(f"/orders/{order['id']}/events", json=add(pizza))
         assert response.status_code == 200
@@ -164,7 +149,7 @@ async def test_sigterm_exits_with_code_0(server_factory: ServerFactory) -> None:
     """Ways to run it: SIGTERM drains in-flight turns and exits cleanly (exit code 0)."""
     server: ServerProcess = server_factory()
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
-        order = await create(client)
+        order = await create_order(client)
         added = await client.post(f"/orders/{order['id']}/events", json=add(MARGHERITA))
         assert added.status_code == 200
     assert server.terminate() == 0, server.log()
@@ -176,10 +161,10 @@ async def test_restart_after_sigterm_keeps_the_orders(server_factory: ServerFact
     created before, as it was, and they take new events where they left off."""
     server: ServerProcess = server_factory()
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
-        first = await create(client)
+        first = await create_order(client)
         added = await client.post(f"/orders/{first['id']}/events", json=add(MARGHERITA))
         assert added.status_code == 200
-        second = await create(client)
+        second = await create_order(client)
         confirmed = await client.post(
             f"/orders/{second['id']}/events", json={"type": "CONFIRM_PIZZA"}
         )
@@ -218,7 +203,7 @@ async def test_events_answered_before_sigterm_survive_it(server_factory: ServerF
     server: ServerProcess = server_factory()
     limits = httpx.Limits(max_connections=30, max_keepalive_connections=30)
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0, limits=limits) as client:
-        order = await create(client)
+        order = await create_order(client)
         path = f"/orders/{order['id']}/events"
 
         async def post(n: int) -> httpx.Response:

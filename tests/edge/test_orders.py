@@ -7,81 +7,31 @@ filters, cursor pagination), the order view's fields, and the optional If-Match 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
 
 import httpx
 
 from tests.conftest import ServerFactory
+from tests.helpers import (
+    CONFIRM,
+    HAWAII,
+    MARGHERITA,
+    WAITING_FOR_KITCHEN,
+    JsonObject,
+    add,
+    checked_history,
+    create_order,
+    list_orders,
+    remove,
+    send,
+    view,
+    wait_for_state,
+)
 
-JsonObject = dict[str, Any]
-
-HAWAII: JsonObject = {"name": "hawaii", "size": "L"}
-MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
 VIEW_FIELDS = {
     "id", "chart", "state", "status", "items", "nextEvents", "version", "createdAt", "updatedAt",
 }  # fmt: skip
-WAITING_FOR_KITCHEN = "bakePizza.waitingForPizzaToBeBaked"
-POLLS = 500
-
-
-async def create(
-    client: httpx.AsyncClient, pizza: JsonObject = HAWAII, key: str | None = None
-) -> JsonObject:
-    headers = {"Idempotency-Key": key} if key is not None else {}
-    response = await client.post("/orders", json={"pizza": pizza}, headers=headers)
-    assert response.status_code == 201, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def send(
-    client: httpx.AsyncClient,
-    order_id: str,
-    event_type: str,
-    data: JsonObject | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    body: JsonObject = {"type": event_type}
-    if data is not None:
-        body["data"] = data
-    return await client.post(f"/orders/{order_id}/events", json=body, headers=headers or {})
-
-
-async def view(client: httpx.AsyncClient, order_id: str) -> JsonObject:
-    response = await client.get(f"/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def wait_for_state(client: httpx.AsyncClient, order_id: str, state: str) -> JsonObject:
-    """Poll GET until the order is in ``state``; bounded, fails with the last view."""
-    current = await view(client, order_id)
-    for _ in range(POLLS):
-        if current["state"] == state:
-            return current
-        await asyncio.sleep(0.02)
-        current = await view(client, order_id)
-    raise AssertionError(f"order {order_id} never reached {state!r}; last view: {current}")
-
-
-async def history(client: httpx.AsyncClient, order_id: str) -> list[JsonObject]:
-    response = await client.get(f"/orders/{order_id}/history")
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["id"] == order_id
-    entries: list[JsonObject] = body["entries"]
-    return entries
-
-
-async def list_orders(client: httpx.AsyncClient, **params: str) -> JsonObject:
-    response = await client.get("/orders", params=params)
-    assert response.status_code == 200, response.text
-    body: JsonObject = response.json()
-    return body
 
 
 def timestamp(value: str) -> datetime:
@@ -110,18 +60,18 @@ async def test_create_answers_201_with_location_and_view(client: httpx.AsyncClie
 
 async def test_two_creates_make_two_orders(client: httpx.AsyncClient) -> None:
     """HTTP table row POST /orders: each create without a key is a new order."""
-    first = await create(client)
-    second = await create(client, MARGHERITA)
+    first = await create_order(client)
+    second = await create_order(client, MARGHERITA)
     assert first["id"] != second["id"]
     assert (await view(client, second["id"]))["items"] == [MARGHERITA]
 
 
 async def test_get_returns_the_current_view(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders/{id}: 200 with the current order view."""
-    order = await create(client)
+    order = await create_order(client)
     got = await view(client, order["id"])
     assert got == order
-    applied = await send(client, order["id"], "ADD_PIZZA", {"pizza": MARGHERITA})
+    applied = await send(client, order["id"], add(MARGHERITA))
     assert applied.status_code == 200
     got = await view(client, order["id"])
     assert got == applied.json()
@@ -132,37 +82,37 @@ async def test_get_returns_the_current_view(client: httpx.AsyncClient) -> None:
 
 async def test_add_pizza_appends_to_items(client: httpx.AsyncClient) -> None:
     """DESIGN bodies: ADD_PIZZA {"pizza": {...}} appends it to items; 200 with the view."""
-    order = await create(client)
-    response = await send(client, order["id"], "ADD_PIZZA", {"pizza": MARGHERITA})
+    order = await create_order(client)
+    response = await send(client, order["id"], add(MARGHERITA))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["items"] == [HAWAII, MARGHERITA]
-    response = await send(client, order["id"], "ADD_PIZZA", {"pizza": HAWAII})
+    response = await send(client, order["id"], add(HAWAII))
     assert response.json()["items"] == [HAWAII, MARGHERITA, HAWAII]
     assert (await view(client, order["id"]))["items"] == [HAWAII, MARGHERITA, HAWAII]
 
 
 async def test_remove_pizza_removes_one_equal_item(client: httpx.AsyncClient) -> None:
     """DESIGN bodies: REMOVE_PIZZA removes one item equal to the pizza, duplicates stay."""
-    order = await create(client)
+    order = await create_order(client)
     for pizza in (MARGHERITA, HAWAII):
-        assert (await send(client, order["id"], "ADD_PIZZA", {"pizza": pizza})).status_code == 200
-    response = await send(client, order["id"], "REMOVE_PIZZA", {"pizza": dict(HAWAII)})
+        assert (await send(client, order["id"], add(pizza))).status_code == 200
+    response = await send(client, order["id"], remove(dict(HAWAII)))
     assert response.status_code == 200
     items = response.json()["items"]
     assert len(items) == 2
     assert items.count(HAWAII) == 1 and items.count(MARGHERITA) == 1
     assert (await view(client, order["id"]))["items"] == items
-    response = await send(client, order["id"], "REMOVE_PIZZA", {"pizza": MARGHERITA})
+    response = await send(client, order["id"], remove(MARGHERITA))
     assert response.status_code == 200
     assert response.json()["items"] == [HAWAII]
 
 
 async def test_remove_pizza_compares_whole_objects(client: httpx.AsyncClient) -> None:
     """DESIGN bodies: "removes one item equal to it": same name, other size is not equal."""
-    order = await create(client)
+    order = await create_order(client)
     other_size = {"name": "hawaii", "size": "S"}
-    response = await send(client, order["id"], "REMOVE_PIZZA", {"pizza": other_size})
+    response = await send(client, order["id"], remove(other_size))
     assert response.status_code == 409
     got = await view(client, order["id"])
     assert got["items"] == [HAWAII] and got["version"] == 1
@@ -170,13 +120,13 @@ async def test_remove_pizza_compares_whole_objects(client: httpx.AsyncClient) ->
 
 async def test_version_rises_by_one_per_applied_event(client: httpx.AsyncClient) -> None:
     """DESIGN order view: version rises by one per applied event."""
-    order = await create(client)
+    order = await create_order(client)
     versions = [order["version"]]
     for n in range(5):
-        response = await send(client, order["id"], "ADD_PIZZA", {"pizza": {"name": f"p{n}"}})
+        response = await send(client, order["id"], add({"name": f"p{n}"}))
         assert response.status_code == 200
         versions.append(response.json()["version"])
-    response = await send(client, order["id"], "REMOVE_PIZZA", {"pizza": {"name": "p0"}})
+    response = await send(client, order["id"], remove({"name": "p0"}))
     versions.append(response.json()["version"])
     assert versions == list(range(1, 8))
     assert (await view(client, order["id"]))["version"] == 7
@@ -184,8 +134,8 @@ async def test_version_rises_by_one_per_applied_event(client: httpx.AsyncClient)
 
 async def test_confirm_runs_the_order_to_done(client: httpx.AsyncClient) -> None:
     """Reference flow: CONFIRM_PIZZA -> bakePizza -> deliverPizza -> done (final)."""
-    order = await create(client)
-    response = await send(client, order["id"], "CONFIRM_PIZZA")
+    order = await create_order(client)
+    response = await send(client, order["id"], CONFIRM)
     assert response.status_code == 200
     confirmed = response.json()
     assert confirmed["version"] == 2
@@ -204,9 +154,9 @@ async def test_orders_in_flight_do_not_disturb_each_other(client: httpx.AsyncCli
     orders: dict[str, JsonObject] = {}
     for n in range(20):
         pizza = {"name": f"p{n}"}
-        order = await create(client, pizza)
+        order = await create_order(client, pizza)
         assert order["items"] == [pizza]
-        confirmed = await send(client, order["id"], "CONFIRM_PIZZA")
+        confirmed = await send(client, order["id"], CONFIRM)
         assert confirmed.status_code == 200, confirmed.text
         orders[order["id"]] = pizza
     for order_id, pizza in orders.items():
@@ -217,14 +167,12 @@ async def test_orders_in_flight_do_not_disturb_each_other(client: httpx.AsyncCli
 async def test_history_lists_every_applied_event_oldest_first(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders/{id}/history: each event with its id, time, states,
     duration, oldest first; eventId is the Idempotency-Key when one was given."""
-    order = await create(client, key="create-key-1")
-    added = await send(
-        client, order["id"], "ADD_PIZZA", {"pizza": MARGHERITA}, {"Idempotency-Key": "add-key-2"}
-    )
+    order = await create_order(client, key="create-key-1")
+    added = await send(client, order["id"], add(MARGHERITA), key="add-key-2")
     assert added.status_code == 200
-    removed = await send(client, order["id"], "REMOVE_PIZZA", {"pizza": HAWAII})
+    removed = await send(client, order["id"], remove(HAWAII))
     assert removed.status_code == 200
-    entries = await history(client, order["id"])
+    entries = await checked_history(client, order["id"])
     assert [e["version"] for e in entries] == [1, 2, 3]
     assert [e["type"] for e in entries] == ["ADD_PIZZA", "ADD_PIZZA", "REMOVE_PIZZA"]
     assert [e["data"] for e in entries] == [
@@ -247,10 +195,10 @@ async def test_history_lists_every_applied_event_oldest_first(client: httpx.Asyn
 async def test_history_of_a_finished_order_chains_states(client: httpx.AsyncClient) -> None:
     """History: each entry's stateBefore is the previous entry's stateAfter, ending in done,
     with contiguous versions up to the view's version."""
-    order = await create(client)
-    assert (await send(client, order["id"], "CONFIRM_PIZZA")).status_code == 200
+    order = await create_order(client)
+    assert (await send(client, order["id"], CONFIRM)).status_code == 200
     done = await wait_for_state(client, order["id"], "done")
-    entries = await history(client, order["id"])
+    entries = await checked_history(client, order["id"])
     assert [e["version"] for e in entries] == list(range(1, done["version"] + 1))
     for before, after in pairwise(entries):
         assert after["stateBefore"] == before["stateAfter"]
@@ -263,7 +211,7 @@ async def test_history_of_a_finished_order_chains_states(client: httpx.AsyncClie
 
 async def test_list_is_newest_first(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders: the list of orders, newest first, as order views."""
-    ids = [(await create(client, {"name": f"p{n}"}))["id"] for n in range(4)]
+    ids = [(await create_order(client, {"name": f"p{n}"}))["id"] for n in range(4)]
     body = await list_orders(client)
     assert [o["id"] for o in body["orders"]] == ids[::-1]
     assert body["nextCursor"] is None
@@ -277,11 +225,11 @@ async def test_list_filters_by_state_prefix(server_factory: ServerFactory) -> No
     never answers, so confirmed orders stay in bakePizza.waitingForPizzaToBeBaked)."""
     server = server_factory("--kitchen-mode", "ignore")
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
-        ordering = [(await create(client))["id"] for _ in range(2)]
+        ordering = [(await create_order(client))["id"] for _ in range(2)]
         baking = []
         for _ in range(3):
-            order = await create(client)
-            assert (await send(client, order["id"], "CONFIRM_PIZZA")).status_code == 200
+            order = await create_order(client)
+            assert (await send(client, order["id"], CONFIRM)).status_code == 200
             await wait_for_state(client, order["id"], WAITING_FOR_KITCHEN)
             baking.append(order["id"])
         by_prefix = await list_orders(client, state="bakePizza")
@@ -297,9 +245,9 @@ async def test_list_filters_by_state_prefix(server_factory: ServerFactory) -> No
 
 async def test_list_filters_done_orders(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders: ?state=done lists only finished orders."""
-    open_order = await create(client)
-    finished = await create(client)
-    assert (await send(client, finished["id"], "CONFIRM_PIZZA")).status_code == 200
+    open_order = await create_order(client)
+    finished = await create_order(client)
+    assert (await send(client, finished["id"], CONFIRM)).status_code == 200
     await wait_for_state(client, finished["id"], "done")
     done = await list_orders(client, state="done")
     assert [o["id"] for o in done["orders"]] == [finished["id"]]
@@ -310,7 +258,7 @@ async def test_list_filters_done_orders(client: httpx.AsyncClient) -> None:
 
 async def test_list_filters_by_chart(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders: ?chart= keeps the orders of that chart only."""
-    ids = [(await create(client))["id"] for _ in range(3)]
+    ids = [(await create_order(client))["id"] for _ in range(3)]
     pizza = await list_orders(client, chart="pizza")
     assert [o["id"] for o in pizza["orders"]] == ids[::-1]
     assert all(o["chart"] == "pizza" for o in pizza["orders"])
@@ -319,7 +267,7 @@ async def test_list_filters_by_chart(client: httpx.AsyncClient) -> None:
 
 async def test_list_pages_with_a_cursor(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders: cursor pagination walks every order once, newest first."""
-    ids = [(await create(client, {"name": f"p{n}"}))["id"] for n in range(7)]
+    ids = [(await create_order(client, {"name": f"p{n}"}))["id"] for n in range(7)]
     seen: list[str] = []
     sizes: list[int] = []
     params: dict[str, str] = {"limit": "3"}
@@ -340,10 +288,10 @@ async def test_list_pages_with_a_filter(client: httpx.AsyncClient) -> None:
     """HTTP table row GET /orders: the cursor keeps the state filter across pages."""
     ordering = []
     for n in range(5):
-        order = await create(client, {"name": f"p{n}"})
+        order = await create_order(client, {"name": f"p{n}"})
         ordering.append(order["id"])
-        finished = await create(client)
-        assert (await send(client, finished["id"], "CONFIRM_PIZZA")).status_code == 200
+        finished = await create_order(client)
+        assert (await send(client, finished["id"], CONFIRM)).status_code == 200
     seen: list[str] = []
     params: dict[str, str] = {"limit": "2", "state": "orderPizza"}
     for _ in range(10):
@@ -358,13 +306,11 @@ async def test_list_pages_with_a_filter(client: httpx.AsyncClient) -> None:
 
 async def test_if_match_with_the_current_version_applies(client: httpx.AsyncClient) -> None:
     """DESIGN: optional If-Match: <version> on POST /orders/{id}/events; matching applies."""
-    order = await create(client)
-    response = await send(
-        client, order["id"], "ADD_PIZZA", {"pizza": MARGHERITA}, {"If-Match": "1"}
-    )
+    order = await create_order(client)
+    response = await send(client, order["id"], add(MARGHERITA), if_match="1")
     assert response.status_code == 200
     assert response.json()["version"] == 2
-    response = await send(client, order["id"], "ADD_PIZZA", {"pizza": HAWAII}, {"If-Match": "2"})
+    response = await send(client, order["id"], add(HAWAII), if_match="2")
     assert response.status_code == 200
     assert response.json()["items"] == [HAWAII, MARGHERITA, HAWAII]
 
@@ -372,12 +318,10 @@ async def test_if_match_with_the_current_version_applies(client: httpx.AsyncClie
 async def test_if_match_with_a_stale_version_is_412(client: httpx.AsyncClient) -> None:
     """DESIGN: If-Match: 412 when the order has moved on; the body has the current version
     and nothing is applied."""
-    order = await create(client)
-    assert (await send(client, order["id"], "ADD_PIZZA", {"pizza": MARGHERITA})).status_code == 200
+    order = await create_order(client)
+    assert (await send(client, order["id"], add(MARGHERITA))).status_code == 200
     for stale in ("1", "7"):
-        response = await send(
-            client, order["id"], "ADD_PIZZA", {"pizza": HAWAII}, {"If-Match": stale}
-        )
+        response = await send(client, order["id"], add(HAWAII), if_match=stale)
         assert response.status_code == 412
         assert response.headers["content-type"].startswith("application/problem+json")
         problem = response.json()
@@ -386,4 +330,4 @@ async def test_if_match_with_a_stale_version_is_412(client: httpx.AsyncClient) -
     got = await view(client, order["id"])
     assert got["version"] == 2
     assert got["items"] == [HAWAII, MARGHERITA]
-    assert len(await history(client, order["id"])) == 2
+    assert len(await checked_history(client, order["id"])) == 2

@@ -11,55 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory, ServerProcess
+from tests.helpers import (
+    HAWAII,
+    MARGHERITA,
+    POLLS,
+    UNKNOWN_ID,
+    JsonObject,
+    add,
+    create_order,
+    history,
+    metric,
+    send_ok,
+    view,
+)
 
-JsonObject = dict[str, Any]
-
-HAWAII: JsonObject = {"name": "hawaii", "size": "L"}
-MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
 RECEIVE_TIMEOUT = 15.0
-POLLS = 500
 SUBSCRIBERS = "orchestrator_websocket_subscribers"
-
-
-def add(pizza: JsonObject) -> JsonObject:
-    return {"type": "ADD_PIZZA", "data": {"pizza": pizza}}
-
-
-async def create(client: httpx.AsyncClient) -> JsonObject:
-    response = await client.post("/orders", json={"pizza": HAWAII})
-    assert response.status_code == 201, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def send(client: httpx.AsyncClient, order_id: str, event: JsonObject) -> JsonObject:
-    response = await client.post(f"/orders/{order_id}/events", json=event)
-    assert response.status_code == 200, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def view(client: httpx.AsyncClient, order_id: str) -> JsonObject:
-    response = await client.get(f"/orders/{order_id}")
-    assert response.status_code == 200, response.text
-    body: JsonObject = response.json()
-    return body
-
-
-async def history(client: httpx.AsyncClient, order_id: str) -> list[JsonObject]:
-    response = await client.get(f"/orders/{order_id}/history")
-    assert response.status_code == 200, response.text
-    entries: list[JsonObject] = response.json()["entries"]
-    return entries
 
 
 def socket_url(server: ServerProcess, order_id: str, query: str = "") -> str:
@@ -81,16 +55,6 @@ async def close_code(ws: ClientConnection) -> int:
         assert closed.rcvd is not None, "the server sent no close frame"
         return closed.rcvd.code
     raise AssertionError(f"expected the socket to be closed, got {message!r}")
-
-
-async def metric(client: httpx.AsyncClient, name: str) -> float:
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == name and not sample.labels:
-                return float(sample.value)
-    raise AssertionError(f"{name} is not in /metrics")
 
 
 async def wait_for_metric(client: httpx.AsyncClient, name: str, value: float) -> float:
@@ -119,8 +83,8 @@ async def test_first_message_is_the_current_view(
     server: ServerProcess, client: httpx.AsyncClient
 ) -> None:
     """WS row: the first message, sent on connect, has "event": null and the current view."""
-    order = await create(client)
-    await send(client, order["id"], add(MARGHERITA))
+    order = await create_order(client)
+    await send_ok(client, order["id"], add(MARGHERITA))
     async with connect(socket_url(server, order["id"])) as ws:
         first = await receive(ws)
     assert first["event"] is None
@@ -133,17 +97,17 @@ async def test_one_message_per_applied_event_in_version_order(
 ) -> None:
     """WS row: then one message per applied event, in version order, each with the journal
     entry as "event" and the new view; a refused event sends nothing."""
-    order = await create(client)
+    order = await create_order(client)
     async with connect(socket_url(server, order["id"])) as ws:
         assert (await receive(ws))["version"] == 1
-        replies = [await send(client, order["id"], add(MARGHERITA))]
+        replies = [await send_ok(client, order["id"], add(MARGHERITA))]
         refused = await client.post(
             f"/orders/{order['id']}/events",
             json={"type": "REMOVE_PIZZA", "data": {"pizza": {"name": "none"}}},
         )
         assert refused.status_code == 409
-        replies.append(await send(client, order["id"], add(HAWAII)))
-        replies.append(await send(client, order["id"], add(MARGHERITA)))
+        replies.append(await send_ok(client, order["id"], add(HAWAII)))
+        replies.append(await send_ok(client, order["id"], add(MARGHERITA)))
         messages = [await receive(ws) for _ in range(3)]
     assert [m["version"] for m in messages] == [2, 3, 4]
     for version, message in enumerate(messages, start=2):
@@ -159,8 +123,8 @@ async def test_every_subscriber_gets_its_own_order_only(
 ) -> None:
     """WS row: every applied event is broadcast to each subscriber of its order, and to
     no subscriber of another order."""
-    first = await create(client)
-    second = await create(client)
+    first = await create_order(client)
+    second = await create_order(client)
     async with (
         connect(socket_url(server, first["id"])) as a,
         connect(socket_url(server, first["id"])) as b,
@@ -168,8 +132,8 @@ async def test_every_subscriber_gets_its_own_order_only(
     ):
         for ws in (a, b, other):
             assert (await receive(ws))["version"] == 1
-        await send(client, first["id"], add(MARGHERITA))
-        await send(client, second["id"], add(HAWAII))
+        await send_ok(client, first["id"], add(MARGHERITA))
+        await send_ok(client, second["id"], add(HAWAII))
         seen_a, seen_b, seen_other = [await receive(ws) for ws in (a, b, other)]
     assert seen_a == seen_b
     assert seen_a["view"]["id"] == first["id"] and seen_a["version"] == 2
@@ -182,13 +146,13 @@ async def test_after_replays_the_journal_then_goes_live(
 ) -> None:
     """WS row: with ?after=V the server first replays every applied event after V from the
     journal, in order, then goes live."""
-    order = await create(client)
+    order = await create_order(client)
     for pizza in (MARGHERITA, HAWAII, MARGHERITA):
-        await send(client, order["id"], add(pizza))
+        await send_ok(client, order["id"], add(pizza))
     entries = await history(client, order["id"])
     async with connect(socket_url(server, order["id"], "?after=1")) as ws:
         replayed = [await receive(ws) for _ in range(3)]
-        live_reply = await send(client, order["id"], add(HAWAII))
+        live_reply = await send_ok(client, order["id"], add(HAWAII))
         live = await receive(ws)
     assert [m["version"] for m in replayed] == [2, 3, 4]
     assert [m["event"] for m in replayed] == entries[1:]
@@ -203,8 +167,8 @@ async def test_after_zero_replays_from_the_first_event(
     server: ServerProcess, client: httpx.AsyncClient
 ) -> None:
     """WS row: ?after=0 replays the whole journal, the creating event included."""
-    order = await create(client)
-    await send(client, order["id"], add(MARGHERITA))
+    order = await create_order(client)
+    await send_ok(client, order["id"], add(MARGHERITA))
     async with connect(socket_url(server, order["id"], "?after=0")) as ws:
         replayed = [await receive(ws) for _ in range(2)]
     assert [m["version"] for m in replayed] == [1, 2]
@@ -216,10 +180,10 @@ async def test_after_the_current_version_sends_only_live_events(
 ) -> None:
     """WS row: ?after=<current version> has nothing to replay; the next message is the
     next applied event."""
-    order = await create(client)
-    await send(client, order["id"], add(MARGHERITA))
+    order = await create_order(client)
+    await send_ok(client, order["id"], add(MARGHERITA))
     async with connect(socket_url(server, order["id"], "?after=2")) as ws:
-        reply = await send(client, order["id"], add(HAWAII))
+        reply = await send_ok(client, order["id"], add(HAWAII))
         message = await receive(ws)
     assert_live_message(message, 3)
     assert message["view"] == reply
@@ -227,7 +191,7 @@ async def test_after_the_current_version_sends_only_live_events(
 
 async def test_unknown_order_is_closed_with_4404(server: ServerProcess) -> None:
     """WS row: close 4404 unknown order."""
-    url = socket_url(server, "00000000-0000-4000-8000-000000000000")
+    url = socket_url(server, UNKNOWN_ID)
     async with connect(url) as ws:
         assert await close_code(ws) == 4404
     async with connect(url + "?after=0") as ws:
@@ -239,7 +203,7 @@ async def test_bad_after_is_closed_with_4422(
     server: ServerProcess, client: httpx.AsyncClient, after: str
 ) -> None:
     """WS endpoint: a malformed ?after is closed with 4422, never a server error."""
-    order = await create(client)
+    order = await create_order(client)
     async with connect(socket_url(server, order["id"], f"?after={after}")) as ws:
         assert await close_code(ws) == 4422
 
@@ -249,10 +213,10 @@ async def test_full_flow_to_done_is_seen_live(
 ) -> None:
     """WS row and reference flow: every step to done arrives live, versions contiguous,
     the last view in state done and equal to GET."""
-    order = await create(client)
+    order = await create_order(client)
     async with connect(socket_url(server, order["id"])) as ws:
         messages = [await receive(ws)]
-        await send(client, order["id"], {"type": "CONFIRM_PIZZA"})
+        await send_ok(client, order["id"], {"type": "CONFIRM_PIZZA"})
         for _ in range(50):
             if messages[-1]["view"]["state"] == "done":
                 break
@@ -285,12 +249,12 @@ async def test_slow_subscriber_is_closed_with_4008_and_resumes_without_gap(
     server = server_factory("--ws-queue", "4")
     note = "x" * 30_000
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
-        order = await create(client)
+        order = await create_order(client)
         received: list[JsonObject] = []
         async with slow_connect(socket_url(server, order["id"])) as ws:
             assert (await receive(ws))["version"] == 1
             for n in range(30):
-                await send(client, order["id"], add({"name": f"p{n}", "note": note}))
+                await send_ok(client, order["id"], add({"name": f"p{n}", "note": note}))
             code = None
             for _ in range(40):
                 try:
@@ -307,7 +271,7 @@ async def test_slow_subscriber_is_closed_with_4008_and_resumes_without_gap(
         async with slow_connect(socket_url(server, order["id"], f"?after={last}")) as ws:
             while not resumed or resumed[-1]["version"] < 31:
                 resumed.append(await receive(ws))
-            reply = await send(client, order["id"], add(HAWAII))
+            reply = await send_ok(client, order["id"], add(HAWAII))
             resumed.append(await receive(ws))
         assert [m["version"] for m in resumed] == list(range(last + 1, 33))
         assert resumed[-1]["view"] == reply
@@ -319,7 +283,7 @@ async def test_closed_and_dropped_sockets_are_unsubscribed(
 ) -> None:
     """Hub: a socket that is closed, or whose connection is cut, stops being a subscriber
     (orchestrator_websocket_subscribers goes back to 0)."""
-    order = await create(client)
+    order = await create_order(client)
     sockets = [await connect(socket_url(server, order["id"])) for _ in range(5)]
     for ws in sockets:
         assert (await receive(ws))["version"] == 1
@@ -333,5 +297,5 @@ async def test_closed_and_dropped_sockets_are_unsubscribed(
     # The order still publishes normally to a new subscriber.
     async with connect(socket_url(server, order["id"])) as ws:
         assert (await receive(ws))["version"] == 1
-        await send(client, order["id"], add(MARGHERITA))
+        await send_ok(client, order["id"], add(MARGHERITA))
         assert_live_message(await receive(ws), 2)

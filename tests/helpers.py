@@ -1,4 +1,9 @@
-"""Small helpers shared by the contract and crash tests: waiting, metrics, ledgers, history.
+"""Helpers shared by the tests that drive a real server (edge, contract and crash tests).
+
+It holds the common pizzas, events and states; HTTP helpers to create an order, send it an
+event, read its view, history and the order list, and read /metrics; bounded waits for a
+state or any condition; and readers of the stub services' ledgers and the broker's queues
+beside the database, with the assertions built on them.
 
 Every wait here is bounded by a deadline and fails with what it was waiting for, so a
 stuck product gives a readable failure instead of a hung test.
@@ -23,9 +28,12 @@ MARGHERITA: JsonObject = {"name": "margherita", "size": "M"}
 
 WAITING_FOR_KITCHEN = "bakePizza.waitingForPizzaToBeBaked"
 DONE = "done"
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+# For a test's own polling loop: at most this many polls, 20 ms apart.
+POLLS = 500
 
 
-def http_client(url: str, *, connections: int = 300) -> httpx.AsyncClient:
+def http_client(url: str | httpx.URL, *, connections: int = 300) -> httpx.AsyncClient:
     """A client with enough connections that concurrent requests really are concurrent."""
     return httpx.AsyncClient(
         base_url=url,
@@ -34,32 +42,58 @@ def http_client(url: str, *, connections: int = 300) -> httpx.AsyncClient:
     )
 
 
-def add(pizza: JsonObject) -> JsonObject:
+def add(pizza: object) -> JsonObject:
+    """An ADD_PIZZA event; ``pizza`` may be anything, to build bad events too."""
     return {"type": "ADD_PIZZA", "data": {"pizza": pizza}}
 
 
-def remove(pizza: JsonObject) -> JsonObject:
+def remove(pizza: object) -> JsonObject:
+    """A REMOVE_PIZZA event; ``pizza`` may be anything, to build bad events too."""
     return {"type": "REMOVE_PIZZA", "data": {"pizza": pizza}}
 
 
 CONFIRM: JsonObject = {"type": "CONFIRM_PIZZA"}
 
 
-async def create_order(http: httpx.AsyncClient, pizza: JsonObject = HAWAII) -> JsonObject:
-    response = await http.post("/orders", json={"pizza": pizza})
+async def create_order(
+    http: httpx.AsyncClient, pizza: JsonObject = HAWAII, *, key: str | None = None
+) -> JsonObject:
+    """POST /orders (with ``key`` as Idempotency-Key if given); asserts 201, returns the view."""
+    headers = {"Idempotency-Key": key} if key is not None else None
+    response = await http.post("/orders", json={"pizza": pizza}, headers=headers)
     assert response.status_code == 201, response.text
     body: JsonObject = response.json()
     return body
 
 
 async def send(
-    http: httpx.AsyncClient, order_id: str, event: JsonObject, *, key: str | None = None
+    http: httpx.AsyncClient,
+    order_id: str,
+    event: JsonObject,
+    *,
+    key: str | None = None,
+    if_match: str | None = None,
 ) -> httpx.Response:
-    headers = {"Idempotency-Key": key} if key is not None else None
-    return await http.post(f"/orders/{order_id}/events", json=event, headers=headers)
+    """POST an event to the order, with optional Idempotency-Key and If-Match; the raw
+    response, whatever its status."""
+    headers: dict[str, str] = {}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    if if_match is not None:
+        headers["If-Match"] = if_match
+    return await http.post(f"/orders/{order_id}/events", json=event, headers=headers or None)
+
+
+async def send_ok(http: httpx.AsyncClient, order_id: str, event: JsonObject) -> JsonObject:
+    """POST an event to the order; asserts 200 and returns the new view."""
+    response = await send(http, order_id, event)
+    assert response.status_code == 200, response.text
+    body: JsonObject = response.json()
+    return body
 
 
 async def view(http: httpx.AsyncClient, order_id: str) -> JsonObject:
+    """GET /orders/{id}; asserts 200 and returns the order view."""
     response = await http.get(f"/orders/{order_id}")
     assert response.status_code == 200, response.text
     body: JsonObject = response.json()
@@ -67,10 +101,29 @@ async def view(http: httpx.AsyncClient, order_id: str) -> JsonObject:
 
 
 async def history(http: httpx.AsyncClient, order_id: str) -> list[JsonObject]:
+    """GET /orders/{id}/history; asserts 200 and returns the entries, oldest first."""
     response = await http.get(f"/orders/{order_id}/history")
     assert response.status_code == 200, response.text
     entries: list[JsonObject] = response.json()["entries"]
     return entries
+
+
+async def checked_history(http: httpx.AsyncClient, order_id: str) -> list[JsonObject]:
+    """Like ``history``, and also asserts that the body's ``id`` is the order asked for."""
+    response = await http.get(f"/orders/{order_id}/history")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == order_id
+    entries: list[JsonObject] = body["entries"]
+    return entries
+
+
+async def list_orders(http: httpx.AsyncClient, **params: str) -> JsonObject:
+    """GET /orders with the given query parameters; asserts 200 and returns the page."""
+    response = await http.get("/orders", params=params)
+    assert response.status_code == 200, response.text
+    body: JsonObject = response.json()
+    return body
 
 
 def types_of(entries: Iterable[JsonObject]) -> Counter[str]:
