@@ -134,6 +134,8 @@ class Actor:
             await self._store.commit(record)
         except BaseException:
             self._machine = None  # rebuilt from the committed snapshot on the next turn
+            if previous is None:
+                self.missing = True  # a create that failed leaves no order behind
             raise
         self._machine = machine
         self.snapshot = record.snapshot
