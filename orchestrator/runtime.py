@@ -13,10 +13,11 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from orchestrator.broker.base import Broker
 from orchestrator.broker.memory import MemoryBroker
+from orchestrator.broker.rabbitmq import RabbitBroker
 from orchestrator.charts import load_charts
 from orchestrator.edge.app import create_app
-from orchestrator.errors import InvalidInput
 from orchestrator.hub import Hub
 from orchestrator.inbox import Inbox
 from orchestrator.metrics import Metrics
@@ -49,23 +50,16 @@ class Runtime:
             max_batch=settings.max_batch,
             on_batch=self.metrics.commit_batch.observe,
         )
-        if settings.broker != "memory":
-            raise InvalidInput("broker", "only the in-process broker ('memory') is available yet")
-        self.broker = MemoryBroker(sibling(settings.db, "broker"), synchronous=settings.synchronous)
-        self.services = [
-            StubService(
-                stub.NAME,
-                stub.ANSWERS,
-                broker=self.broker,
-                ledger=Ledger(sibling(settings.db, stub.NAME)),
-                delay=delay,
-                mode=mode,
+        self.broker: Broker
+        self.services: list[StubService] = []
+        if settings.broker.startswith(("amqp://", "amqps://")):
+            # Kitchen and delivery run as their own processes: python -m services.kitchen
+            self.broker = RabbitBroker(settings.broker)
+        else:
+            self.broker = MemoryBroker(
+                sibling(settings.db, "broker"), synchronous=settings.synchronous
             )
-            for stub, delay, mode in (
-                (kitchen, settings.kitchen_delay, settings.kitchen_mode),
-                (delivery, settings.delivery_delay, settings.delivery_mode),
-            )
-        ]
+            self.services = self._embedded_services(settings)
         self.hub = Hub(self.metrics, settings.ws_queue)
         self.registry = Registry(
             store=self.store,
@@ -85,6 +79,23 @@ class Runtime:
             metrics=self.metrics,
             max_body_bytes=settings.max_body_bytes,
         )
+
+    def _embedded_services(self, settings: Settings) -> list[StubService]:
+        """The kitchen and delivery of embedded mode, on the in-process broker."""
+        return [
+            StubService(
+                stub.NAME,
+                stub.ANSWERS,
+                broker=self.broker,
+                ledger=Ledger(sibling(settings.db, stub.NAME)),
+                delay=delay,
+                mode=mode,
+            )
+            for stub, delay, mode in (
+                (kitchen, settings.kitchen_delay, settings.kitchen_mode),
+                (delivery, settings.delivery_delay, settings.delivery_mode),
+            )
+        ]
 
     def _on_commit(self, record: TurnRecord) -> None:
         self.hub.publish(record)

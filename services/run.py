@@ -1,0 +1,72 @@
+"""Run one stub service as its own process on RabbitMQ, until SIGTERM or SIGINT.
+
+``python -m services.kitchen --broker amqp://...`` and ``python -m services.delivery ...``
+both come here. Each flag also reads an environment variable (``KITCHEN_BROKER``,
+``DELIVERY_LEDGER``, ...), so a container needs no command-line changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from orchestrator.broker.rabbitmq import RabbitBroker
+from services.ledger import Ledger
+from services.stub import StubService
+
+MODES = ("ok", "reject", "ignore")
+
+
+def main(name: str, answers: dict[str, str]) -> None:
+    @click.command(name=name, help=f"The {name} stub: answers {', '.join(answers)}.")
+    @click.option("--broker", required=True, help="amqp:// URL of RabbitMQ.")
+    @click.option(
+        "--ledger",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=Path(f"{name}.db"),
+        show_default=True,
+        help="SQLite file recording each command carried out, so none runs twice.",
+    )
+    @click.option("--delay", type=float, default=0.0, show_default=True)
+    @click.option(
+        "--mode",
+        type=click.Choice(MODES),
+        default="ok",
+        show_default=True,
+        help="ok; reject (dead-letter every command); ignore (never answer).",
+    )
+    @click.option("--log-level", default="info", show_default=True)
+    def command(broker: str, ledger: Path, delay: float, mode: str, log_level: str) -> None:
+        if not broker.startswith(("amqp://", "amqps://")):
+            raise click.UsageError("--broker must be an amqp:// URL")
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        asyncio.run(_serve(name, answers, broker, ledger, delay, mode))
+
+    command(auto_envvar_prefix=name.upper())
+
+
+async def _serve(
+    name: str, answers: dict[str, str], url: str, ledger: Path, delay: float, mode: str
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    broker = RabbitBroker(url)
+    await broker.connect()
+    service = StubService(
+        name, answers, broker=broker, ledger=Ledger(ledger), delay=delay, mode=mode
+    )
+    await service.start()
+    logging.getLogger(__name__).info("%s ready on %s", name, url.rsplit("@", 1)[-1])
+    await stop.wait()
+    # Stop consuming first: an interrupted command goes back to the queue, and the ledger
+    # makes its redelivery harmless.
+    await broker.close()
+    await service.ledger.close()

@@ -1,0 +1,125 @@
+"""The Broker port's promises, run on every adapter: in-process and RabbitMQ.
+
+RabbitMQ runs on 127.0.0.1:5672 (``ORCHESTRATOR_TEST_RABBITMQ_URL`` overrides). When
+``ORCHESTRATOR_TEST_RABBITMQ=require`` is set, as ``.ci/run`` does, an unreachable broker
+fails these tests instead of skipping them. Each test uses queue names and routing keys of
+its own, so tests never see each other's messages on the shared server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Poison, Unroutable
+from orchestrator.broker.memory import MemoryBroker
+from orchestrator.broker.rabbitmq import RabbitBroker
+
+RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1/")
+WAIT = 10.0
+DECLARED: list[str] = []  # queues the current test made
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Broker]:
+    adapter: Broker
+    if request.param == "memory":
+        adapter = MemoryBroker(tmp_path / "broker.db")
+        await adapter.connect()
+    else:
+        adapter = RabbitBroker(RABBITMQ_URL)
+        try:
+            await adapter.connect()
+        except Exception as exc:
+            if os.environ.get("ORCHESTRATOR_TEST_RABBITMQ") == "require":
+                pytest.fail(f"RabbitMQ is required but unreachable at {RABBITMQ_URL}: {exc!r}")
+            pytest.skip(f"RabbitMQ unreachable: {exc!r}")
+    yield adapter
+    await adapter.close()
+    if request.param == "rabbitmq":
+        await delete_queues(DECLARED)
+    DECLARED.clear()
+
+
+async def delete_queues(names: list[str]) -> None:
+    """Durable test queues would outlive the test on the shared server: delete them."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+
+
+class Inbox:
+    """A consumer that records deliveries, failing or poisoning on demand."""
+
+    def __init__(self, fail_times: int = 0, poison: bool = False) -> None:
+        self.deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.fail_times = fail_times
+        self.poison = poison
+
+    async def __call__(self, delivery: Delivery) -> None:
+        await self.deliveries.put(delivery)
+        if self.poison:
+            raise Poison("cannot use this")
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise RuntimeError("try again")
+
+    async def next(self) -> Delivery:
+        return await asyncio.wait_for(self.deliveries.get(), timeout=WAIT)
+
+
+async def declared(broker: Broker) -> tuple[str, str]:
+    """A fresh queue bound to a fresh routing key: (queue, key)."""
+    suffix = uuid.uuid4().hex[:12]
+    queue, key = f"test.{suffix}", f"porttest.{suffix}.MESSAGE"
+    await broker.declare_queue(queue, [key])
+    DECLARED.append(queue)
+    return queue, key
+
+
+async def test_a_published_message_is_delivered_with_its_id(broker: Broker) -> None:
+    queue, key = await declared(broker)
+    inbox = Inbox()
+    await broker.consume(queue, inbox)
+    await broker.publish(key, b'{"n": 1}', message_id="m-1", headers={"h": "v"})
+    delivery = await inbox.next()
+    assert (delivery.routing_key, delivery.body, delivery.message_id) == (key, b'{"n": 1}', "m-1")
+    assert delivery.headers.get("h") == "v"
+    assert not delivery.redelivered
+
+
+async def test_a_message_no_queue_takes_is_unroutable(broker: Broker) -> None:
+    with pytest.raises(Unroutable):
+        await broker.publish(f"porttest.{uuid.uuid4().hex}.NOBODY", b"{}", message_id="lost")
+
+
+async def test_a_failing_handler_gets_the_message_again(broker: Broker) -> None:
+    queue, key = await declared(broker)
+    inbox = Inbox(fail_times=1)
+    await broker.consume(queue, inbox)
+    await broker.publish(key, b"{}", message_id="m-2")
+    first, second = await inbox.next(), await inbox.next()
+    assert first.message_id == second.message_id == "m-2"
+    assert not first.redelivered and second.redelivered
+
+
+async def test_poison_goes_to_the_dead_letter_exchange_with_its_reason(broker: Broker) -> None:
+    queue, key = await declared(broker)
+    dead_queue = f"{queue}.dead"
+    await broker.declare_queue(dead_queue, [key], dead_letter_exchange=True)
+    DECLARED.append(dead_queue)
+    dead = Inbox()
+    await broker.consume(dead_queue, dead)
+    await broker.consume(queue, Inbox(poison=True))
+    await broker.publish(key, b"junk", message_id="m-3")
+    letter = await dead.next()
+    assert (letter.body, letter.message_id, letter.routing_key) == (b"junk", "m-3", key)
+    assert letter.headers[REASON_HEADER] == "cannot use this"

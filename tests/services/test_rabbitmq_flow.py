@@ -1,0 +1,86 @@
+"""The three-process flow on a real RabbitMQ: orchestrator, kitchen and delivery.
+
+``orchestrator serve --broker amqp://...``, ``python -m services.kitchen --broker ...`` and
+``python -m services.delivery --broker ...`` run as real subprocesses against RabbitMQ on
+127.0.0.1. With ``ORCHESTRATOR_TEST_RABBITMQ=require`` (set by ``.ci/run``) an unreachable
+broker fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from tests.conftest import ServerFactory
+from tests.helpers import (
+    CONFIRM,
+    DONE,
+    assert_flow_histories,
+    create_order,
+    http_client,
+    ledger_path,
+    ledger_rows,
+    send,
+    wait_all_in_state,
+)
+
+RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1/")
+ORDERS = 50
+QUEUES = ("kitchen", "delivery", "orchestrator", "orchestrator.undeliverable", "dead-letters")
+
+
+async def purge_queues() -> None:
+    """Start from empty queues, whatever an earlier run on this server left."""
+    try:
+        connection = await aio_pika.connect(RABBITMQ_URL)
+    except Exception as exc:
+        if os.environ.get("ORCHESTRATOR_TEST_RABBITMQ") == "require":
+            pytest.fail(f"RabbitMQ is required but unreachable at {RABBITMQ_URL}: {exc!r}")
+        pytest.skip(f"RabbitMQ unreachable: {exc!r}")
+    async with connection:
+        channel = await connection.channel()
+        for name in QUEUES:
+            await channel.queue_delete(name)
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Path]:
+    """Kitchen and delivery processes whose ledgers sit beside ``orders.db`` in tmp_path."""
+    db = tmp_path / "orders.db"
+    asyncio.run(purge_queues())
+    procs = []
+    for name in ("kitchen", "delivery"):
+        log = (tmp_path / f"{name}.log").open("wb")
+        ledger = str(ledger_path(db, name))
+        command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
+        command += ["--ledger", ledger, "--log-level", "warning"]
+        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        log.close()
+    yield db
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        assert proc.wait(timeout=30) == 0
+
+
+async def test_orders_run_to_done_across_three_processes(
+    services: Path, server_factory: ServerFactory
+) -> None:
+    server = server_factory("--broker", RABBITMQ_URL, db=services)
+    async with http_client(server.url) as http:
+        ids = [(await create_order(http))["id"] for _ in range(ORDERS)]
+        for order_id in ids:
+            assert (await send(http, order_id, CONFIRM)).status_code == 200
+        await wait_all_in_state(http, ids, DONE, within=60.0)
+        await assert_flow_histories(http, ids)
+    for service, command in (("kitchen", "MAKE_PIZZA"), ("delivery", "DELIVER_PIZZA")):
+        rows = [order for _, order, kind in ledger_rows(services, service) if kind == command]
+        assert sorted(rows) == sorted(ids), service
