@@ -27,7 +27,7 @@ def main() -> None:
     """A durable order orchestrator: one statechart actor per order."""
 
 
-@main.command()
+@main.command(context_settings={"auto_envvar_prefix": "ORCHESTRATOR"})
 @click.option(
     "--db",
     type=click.Path(path_type=Path),
@@ -106,6 +106,23 @@ def main() -> None:
     type=click.Choice(SERVICE_MODES),
     default=DEFAULTS.delivery_mode,
     show_default=True,
+)
+@click.option(
+    "--api-token",
+    default=None,
+    help="Require 'Authorization: Bearer <token>' (prefer ORCHESTRATOR_API_TOKEN).",
+)
+@click.option(
+    "--webhook-secret",
+    default=None,
+    help="Require HMAC-signed POST /events (prefer ORCHESTRATOR_WEBHOOK_SECRET).",
+)
+@click.option(
+    "--webhook-window",
+    type=float,
+    default=DEFAULTS.webhook_window,
+    show_default=True,
+    help="Seconds a webhook signature's timestamp may be off.",
 )
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)

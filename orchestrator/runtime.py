@@ -78,6 +78,9 @@ class Runtime:
             store=self.store,
             metrics=self.metrics,
             max_body_bytes=settings.max_body_bytes,
+            api_token=settings.api_token,
+            webhook_secret=settings.webhook_secret,
+            webhook_window=settings.webhook_window,
         )
 
     def _embedded_services(self, settings: Settings) -> list[StubService]:

@@ -45,6 +45,11 @@ class Settings:
     kitchen_mode: str = "ok"
     delivery_mode: str = "ok"
     log_level: str = "info"
+    # Auth: with a token, commands and reads need "Authorization: Bearer <token>"; with a
+    # secret, POST /events needs an HMAC signature no older than the window.
+    api_token: str | None = None
+    webhook_secret: str | None = None
+    webhook_window: float = 300.0
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:
@@ -55,7 +60,10 @@ class Settings:
         for name in ("max_actors", "max_batch", "max_body_bytes", "ws_queue"):
             if getattr(self, name) < 1:
                 raise InvalidInput(name, f"{name} must be at least 1")
-        for name in ("idle_seconds", "kitchen_delay", "delivery_delay"):
+        for name in ("api_token", "webhook_secret"):
+            if getattr(self, name) == "":
+                raise InvalidInput(name, f"{name} must not be empty when given")
+        for name in ("idle_seconds", "kitchen_delay", "delivery_delay", "webhook_window"):
             if getattr(self, name) < 0:
                 raise InvalidInput(name, f"{name} must not be negative")
         if not (0 <= self.port < 65536):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -11,7 +12,8 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerFactory, ServerProcess
+from tests.helpers import WAITING_FOR_KITCHEN, wait_for_state
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -55,3 +57,25 @@ async def test_websocket_snippet_replays_the_history(
     assert first["version"] == 1
     assert first["event"]["type"] == "ADD_PIZZA"
     assert first["view"]["id"] == created["id"]
+
+
+def webhook_script() -> str:
+    section = README.read_text().split("### Auth and the webhook", 1)[1]
+    return str(re.findall(r"```sh\n(.*?)```", section, flags=re.S)[0])
+
+
+async def test_the_signed_webhook_snippet_moves_an_order(server_factory: ServerFactory) -> None:
+    """The README's openssl + curl webhook example is accepted by a server with the secret."""
+    server = server_factory("--kitchen-mode", "ignore", "--webhook-secret", "s3cret")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        order_id = (await http.post("/orders", json={"pizza": {"name": "x"}})).json()["id"]
+        await http.post(f"/orders/{order_id}/events", json={"type": "CONFIRM_PIZZA"})
+        await wait_for_state(http, order_id, WAITING_FOR_KITCHEN, within=10.0)
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-eu", "-c", webhook_script(),
+            env={**os.environ, "URL": server.url, "ORDER": order_id},
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0
+        assert json.loads(stdout)["state"].startswith("deliverPizza"), stdout

@@ -7,30 +7,38 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
-from orchestrator.edge import ops, orders, ws
+from orchestrator.edge import ops, orders, webhooks, ws
+from orchestrator.edge.auth import BearerAuth
 from orchestrator.edge.problems import HANDLERS
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def create_app(lifespan: Lifespan, **state: Any) -> Starlette:
-    """The app; ``state`` (registry, hub, store, metrics, max_body_bytes) goes to
-    ``app.state``, where the endpoints find it."""
+def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> Starlette:
+    """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, webhook_secret,
+    webhook_window) goes to ``app.state``, where the endpoints find it."""
     routes = [
         Route("/orders", orders.create_order, methods=["POST"]),
         Route("/orders", orders.list_orders, methods=["GET"]),
         Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
         Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
         Route("/orders/{order_id}/history", orders.history, methods=["GET"]),
+        Route("/events", webhooks.receive_event, methods=["POST"]),
         WebSocketRoute("/orders/{order_id}/ws", ws.order_socket),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(BearerAuth, token=api_token)],
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
     app.state.ready = False
     for name, value in state.items():
         setattr(app.state, name, value)

@@ -143,8 +143,35 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/events": {
+            "post": {
+                "summary": "A CloudEvent for an order (structured or binary HTTP binding)",
+                "description": (
+                    "With a webhook secret set, X-Orchestrator-Timestamp (Unix seconds) and "
+                    "X-Orchestrator-Signature: sha256=HMAC-SHA256(secret, timestamp + '.' + body) "
+                    "are required."
+                ),
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/cloudevents+json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json(VIEW, "The order after the event"),
+                    "401": _problem("Missing, bad or stale signature"),
+                    "404": _problem("No such order"),
+                    "409": _problem("Not allowed in this state"),
+                    "413": _problem("Body too large"),
+                    "422": _problem("Not a usable CloudEvent"),
+                },
+            }
+        },
         "/healthz": {
-            "get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}
+            "get": {
+                "summary": "Liveness",
+                "security": [],
+                "responses": {"200": {"description": "Alive"}},
+            }
         },
         "/readyz": {
             "get": {
@@ -159,7 +186,15 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
+    "security": [{"bearer": []}],
     "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Only when the server has ORCHESTRATOR_API_TOKEN set.",
+            }
+        },
         "schemas": {
             "Pizza": {"type": "object", "examples": [{"name": "pineapple", "size": "L"}]},
             "Create": {
@@ -256,6 +291,6 @@ OPENAPI: dict[str, Any] = {
                     "version": {"type": "integer"},
                 },
             },
-        }
+        },
     },
 }

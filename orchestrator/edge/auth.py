@@ -1,0 +1,60 @@
+"""Bearer-token auth for commands and reads, when ``ORCHESTRATOR_API_TOKEN`` is set.
+
+Every HTTP request and WebSocket needs ``Authorization: Bearer <token>``, except the
+operational endpoints (health, readiness, metrics, the OpenAPI document) and the webhook,
+which has its own HMAC signature. A browser cannot set headers on a WebSocket, so a
+WebSocket may pass the token as ``?access_token=<token>`` instead; it is then accepted and
+closed at once with code 4401 when the token is wrong or missing, so the client sees why.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator.edge.problems import problem
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/events"})
+UNAUTHORIZED_CLOSE_CODE = 4401
+
+
+class BearerAuth:
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.token is None
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] in OPEN_PATHS
+            or self._presented(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "http":
+            response = problem(
+                401, "a valid 'Authorization: Bearer <token>' header is required",
+                {"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+            await response(scope, receive, send)
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send(
+            {"type": "websocket.close", "code": UNAUTHORIZED_CLOSE_CODE, "reason": "unauthorized"}
+        )
+
+    def _presented(self, scope: Scope) -> bool:
+        assert self.token is not None
+        expected = self.token.encode()
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value.startswith(b"Bearer "):
+                return hmac.compare_digest(value[7:], expected)
+        if scope["type"] == "websocket":
+            query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
+            for candidate in query.get("access_token", []):
+                return hmac.compare_digest(candidate.encode(), expected)
+        return False
