@@ -103,12 +103,14 @@ class OutboxRelay:
         """
         delay = 0.1
         attempt = 0
+        refusals = 0  # only "no queue takes it" counts towards giving up, not an outage
         while True:
             attempt += 1
             try:
                 await self._broker.publish(message.routing_key, message.body, message_id=message.id)
             except Unroutable as exc:
-                if attempt >= MAX_ATTEMPTS:
+                refusals += 1
+                if refusals >= MAX_ATTEMPTS:
                     log.error("giving up on %s: %s", message.id, exc.detail)
                     return "error"
                 failure: Exception = exc
