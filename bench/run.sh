@@ -6,7 +6,11 @@
 #   . .venv/bin/activate
 #   bash bench/run.sh --workload commands --orders 5000 --concurrency 32
 #   PORT=9000 bash bench/run.sh --workload flow --json
+#   BROKER=amqp://guest:guest@127.0.0.1:5672/ bash bench/run.sh --workload flow
 #
+# With BROKER set to an amqp:// URL, the kitchen and delivery run as their own processes
+# (`python -m services.kitchen ...`), unpinned, beside RabbitMQ. Their queues are deleted
+# first, so run it against a RabbitMQ that nothing else is using.
 # Uses the `orchestrator` and `python` found on PATH.
 set -euo pipefail
 
@@ -16,6 +20,8 @@ bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tmp=$(mktemp -d)
 server_pid=""
 loadgen_pid=""
+service_pids=()
+broker=${BROKER:-memory}
 
 http_ok() { # true when GET $1 answers 200
     python - "$1" <<'EOF'
@@ -58,6 +64,10 @@ cleanup() {
         wait "$loadgen_pid" 2>/dev/null || true
     fi
     stop_server
+    for pid in "${service_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -69,8 +79,25 @@ if http_ok "$url/readyz"; then
     exit 1
 fi
 
+if [[ $broker == amqp* ]]; then
+    python - "$broker" <<'PURGE'
+import asyncio, sys, aio_pika
+async def purge(url):
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        for name in ("kitchen", "delivery", "orchestrator", "orchestrator.undeliverable"):
+            await channel.queue_delete(name)
+asyncio.run(purge(sys.argv[1]))
+PURGE
+    for service in kitchen delivery; do
+        python -m "services.$service" --broker "$broker" --ledger "$tmp/bench.$service.db" \
+            --log-level warning >"$tmp/$service.log" 2>&1 &
+        service_pids+=($!)
+    done
+fi
+
 taskset -c 0 orchestrator serve --db "$tmp/bench.db" --host 127.0.0.1 --port "$port" \
-    >"$tmp/server.log" 2>&1 &
+    --broker "$broker" >"$tmp/server.log" 2>&1 &
 server_pid=$!
 
 ready=""
