@@ -13,12 +13,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
 import pytest
 
+from orchestrator.messages import Message, encode
 from tests.conftest import ServerFactory
 from tests.helpers import (
     CONFIRM,
@@ -84,3 +86,51 @@ async def test_orders_run_to_done_across_three_processes(
     for service, command in (("kitchen", "MAKE_PIZZA"), ("delivery", "DELIVER_PIZZA")):
         rows = [order for _, order, kind in ledger_rows(services, service) if kind == command]
         assert sorted(rows) == sorted(ids), service
+
+
+async def dead_letters(expected: int) -> list[tuple[str, str]]:
+    """(routing key, x-reason) of the first ``expected`` messages in the dead-letter queue."""
+    letters: list[tuple[str, str]] = []
+    async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue("dead-letters")
+        for _ in range(200):
+            message = await queue.get(no_ack=True, fail=False)
+            if message is None:
+                if len(letters) >= expected:
+                    break
+                await asyncio.sleep(0.05)
+                continue
+            letters.append((message.routing_key or "", str((message.headers or {})["x-reason"])))
+    return letters
+
+
+async def test_poison_is_dead_lettered_and_the_orchestrator_keeps_serving(
+    services: Path, server_factory: ServerFactory
+) -> None:
+    """Malformed, unknown-type and unknown-order events go to dead-letters with a reason."""
+    server = server_factory("--broker", RABBITMQ_URL, db=services)
+    poison = {
+        "event.PIZZA_READY": b"not a cloudevent",
+        "event.PIZZA_BURNT": encode(
+            Message("p-1", "PIZZA_BURNT", "/kitchen", "some-order", {}), time.time()
+        ),
+        "event.PIZZA_DELIVERED": encode(
+            Message("p-2", "PIZZA_DELIVERED", "/delivery", "no-such-order", {}), time.time()
+        ),
+    }
+    async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("orders")
+        for key, body in poison.items():
+            await exchange.publish(aio_pika.Message(body, message_id=key), routing_key=key)
+    letters = dict(await dead_letters(len(poison)))
+    assert set(letters) == set(poison)
+    assert "not a CloudEvent" in letters["event.PIZZA_READY"]
+    assert "OrderNotFound" in letters["event.PIZZA_DELIVERED"]
+    assert letters["event.PIZZA_BURNT"]  # unknown order and type: refused with a reason
+    async with http_client(server.url) as http:
+        ids = [(await create_order(http))["id"] for _ in range(5)]
+        for order_id in ids:
+            assert (await send(http, order_id, CONFIRM)).status_code == 200
+        await wait_all_in_state(http, ids, DONE, within=60.0)
