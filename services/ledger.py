@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS handled (
     order_id TEXT NOT NULL,
     type TEXT NOT NULL,
     at REAL NOT NULL,
-    answer BLOB
+    answer BLOB,
+    -- how many times the command was carried out: anything but 1 is a double bake
+    times INTEGER NOT NULL DEFAULT 1
 )
 """
 
@@ -84,7 +86,8 @@ class Ledger:
 
     def _record(self, entry: Entry) -> None:
         self._conn().execute(
-            "INSERT OR IGNORE INTO handled VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO handled (message_id, order_id, type, at, answer) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET times = times + 1",
             (entry.message_id, entry.order_id, entry.type, time.time(), entry.answer),
         )
 

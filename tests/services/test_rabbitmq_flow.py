@@ -26,10 +26,10 @@ from tests.helpers import (
     CONFIRM,
     DONE,
     assert_flow_histories,
+    assert_once_per_order,
     create_order,
     http_client,
     ledger_path,
-    ledger_rows,
     send,
     wait_all_in_state,
 )
@@ -83,9 +83,7 @@ async def test_orders_run_to_done_across_three_processes(
             assert (await send(http, order_id, CONFIRM)).status_code == 200
         await wait_all_in_state(http, ids, DONE, within=60.0)
         await assert_flow_histories(http, ids)
-    for service, command in (("kitchen", "MAKE_PIZZA"), ("delivery", "DELIVER_PIZZA")):
-        rows = [order for _, order, kind in ledger_rows(services, service) if kind == command]
-        assert sorted(rows) == sorted(ids), service
+    assert_once_per_order(services, ids)
 
 
 async def dead_letters(expected: int) -> list[tuple[str, str]]:
