@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 
 from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison
-from orchestrator.errors import OrchestratorError
-from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode
-from orchestrator.model import Event
+from orchestrator.errors import InvalidInput, OrchestratorError
+from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode, event_from
 from orchestrator.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -37,16 +36,9 @@ class Inbox:
     async def handle(self, delivery: Delivery) -> None:
         try:
             message = decode(delivery.body)
-        except MalformedMessage as exc:
+            event = event_from(message, "broker")
+        except (MalformedMessage, InvalidInput) as exc:
             raise Poison(str(exc)) from exc
-        event = Event(
-            type=message.type,
-            data=message.data,
-            id=message.id,
-            origin="broker",
-            fingerprint=message.source,
-            keyed=True,
-        )
         try:
             await self._registry.send(message.subject, event)
         except OrchestratorError as exc:

@@ -17,7 +17,8 @@ from typing import Any
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from orchestrator.model import JsonObject
+from orchestrator.errors import InvalidInput
+from orchestrator.model import Event, JsonObject, is_platform_event
 
 COMMAND_PREFIX = "command."
 EVENT_PREFIX = "event."
@@ -41,6 +42,24 @@ class Message:
     subject: str
     data: JsonObject
     invoke: str | None = None
+
+
+def event_from(message: Message, origin: str) -> Event:
+    """The actor event a CloudEvent from another service carries, keyed by its id.
+
+    The platform's own events (``done.invoke.*``...) are refused: only the orchestrator
+    says when its invokes are done.
+    """
+    if is_platform_event(message.type):
+        raise InvalidInput("type", f"{message.type} is sent by the orchestrator, not by others")
+    return Event(
+        type=message.type,
+        data=message.data,
+        id=message.id,
+        origin=origin,
+        fingerprint=message.source,
+        keyed=True,
+    )
 
 
 def command_key(event_type: str) -> str:

@@ -111,3 +111,16 @@ async def test_an_event_not_allowed_now_is_dead_lettered_and_changes_nothing(rig
     after = await rig.registry.view(order_id)
     assert before is not None and after is not None
     assert after.version == before.version
+
+
+async def test_a_platform_event_from_outside_is_dead_lettered(rig: Rig) -> None:
+    """Only the orchestrator says when its invokes are done: a forged one is poison."""
+    order_id = await confirmed_order(rig.registry)
+    forged = encode(
+        Message("f-1", "done.invoke.sendOrderToKitchen", "/elsewhere", order_id, {}), time.time()
+    )
+    await rig.broker.publish(event_key("done.invoke.sendOrderToKitchen"), forged, message_id="f")
+    letter = await rig.letter()
+    assert "sent by the orchestrator" in letter.headers[REASON_HEADER]
+    snapshot = await rig.registry.view(order_id)
+    assert snapshot is not None and snapshot.state == "bakePizza.sendingOrderToKitchen"

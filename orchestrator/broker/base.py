@@ -27,6 +27,8 @@ EXCHANGE = "orders"
 DEAD_LETTER_EXCHANGE = "orders.dead"
 DEAD_LETTER_QUEUE = "dead-letters"
 REASON_HEADER = "x-reason"
+# A message whose handler keeps failing is dead-lettered after this many deliveries.
+MAX_DELIVERIES = 10
 
 
 class Poison(OrchestratorError):

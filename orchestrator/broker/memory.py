@@ -25,6 +25,7 @@ from pathlib import Path
 from orchestrator.broker.base import (
     DEAD_LETTER_EXCHANGE,
     EXCHANGE,
+    MAX_DELIVERIES,
     REASON_HEADER,
     Delivery,
     Handler,
@@ -33,9 +34,6 @@ from orchestrator.broker.base import (
 )
 
 log = logging.getLogger(__name__)
-
-# A message whose handler keeps failing is dead-lettered after this many deliveries.
-MAX_DELIVERIES = 10
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

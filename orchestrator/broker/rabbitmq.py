@@ -38,6 +38,7 @@ from pamqp.common import Arguments
 from orchestrator.broker.base import (
     DEAD_LETTER_EXCHANGE,
     EXCHANGE,
+    MAX_DELIVERIES,
     REASON_HEADER,
     Delivery,
     Handler,
@@ -47,7 +48,6 @@ from orchestrator.broker.base import (
 
 log = logging.getLogger(__name__)
 
-MAX_DELIVERIES = 10
 ATTEMPTS_HEADER = "x-attempts"
 
 

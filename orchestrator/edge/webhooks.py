@@ -25,8 +25,7 @@ from starlette.responses import Response
 
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
-from orchestrator.messages import MalformedMessage, Message, decode, from_cloudevent
-from orchestrator.model import Event, is_platform_event
+from orchestrator.messages import MalformedMessage, Message, decode, event_from, from_cloudevent
 from orchestrator.registry import Registry
 
 TIMESTAMP_HEADER = "x-orchestrator-timestamp"
@@ -50,18 +49,8 @@ async def receive_event(request: Request) -> Response:
         if refusal is not None:
             return problem(401, refusal, {"WWW-Authenticate": "HMAC-SHA256"})
     message = _parse(request, body)
-    if is_platform_event(message.type):
-        raise InvalidInput("type", f"{message.type} is sent by the orchestrator, not by others")
-    event = Event(
-        type=message.type,
-        data=message.data,
-        id=message.id,
-        origin="webhook",
-        fingerprint=message.source,
-        keyed=True,
-    )
     registry: Registry = request.app.state.registry
-    reply = await registry.send(message.subject, event)
+    reply = await registry.send(message.subject, event_from(message, "webhook"))
     return Response(reply.body, 200, media_type="application/json")
 
 
