@@ -148,6 +148,10 @@ def serve(access_log: bool, **options: object) -> None:
         lifespan="on",
         # Draining turns and the relay happens in the lifespan shutdown; give it time.
         timeout_graceful_shutdown=10,
+        # Keep idle connections longer than uvicorn's 5 s, like nginx's 75 s: a client (or
+        # proxy) reusing a pooled connection the server is just closing gets a reset, and
+        # few HTTP clients retry a POST on their own.
+        timeout_keep_alive=75,
     )
     _Server(config).run()
 
