@@ -12,14 +12,17 @@ stuck product gives a readable failure instead of a hung test.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import aio_pika
 import httpx
+import pytest
 
 JsonObject = dict[str, Any]
 
@@ -296,3 +299,31 @@ async def wait_quiet(http: httpx.AsyncClient, db: Path, *, within: float = 30.0)
         return depth == 0 and broker_backlog(db) == 0
 
     await eventually(quiet, within=within, what="an empty outbox and broker")
+
+
+# -- RabbitMQ --------------------------------------------------------------------------
+
+RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1/")
+# Every queue the three-process flow declares on the shared server.
+FLOW_QUEUE_NAMES = (
+    "kitchen", "delivery", "orchestrator", "orchestrator.undeliverable", "dead-letters",
+)  # fmt: skip
+
+
+def rabbitmq_unreachable(exc: BaseException) -> NoReturn:
+    """Fail when ORCHESTRATOR_TEST_RABBITMQ=require (as .ci/run sets), else skip."""
+    if os.environ.get("ORCHESTRATOR_TEST_RABBITMQ") == "require":
+        pytest.fail(f"RabbitMQ is required but unreachable at {RABBITMQ_URL}: {exc!r}")
+    pytest.skip(f"RabbitMQ unreachable: {exc!r}")
+
+
+async def delete_flow_queues() -> None:
+    """Start from no queues, whatever an earlier run on this server left."""
+    try:
+        connection = await aio_pika.connect(RABBITMQ_URL)
+    except Exception as exc:
+        rabbitmq_unreachable(exc)
+    async with connection:
+        channel = await connection.channel()
+        for name in FLOW_QUEUE_NAMES:
+            await channel.queue_delete(name)

@@ -9,7 +9,6 @@ its own, so tests never see each other's messages on the shared server.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +19,8 @@ import pytest
 from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Poison, Unroutable
 from orchestrator.broker.memory import MemoryBroker
 from orchestrator.broker.rabbitmq import RabbitBroker
+from tests.helpers import RABBITMQ_URL, rabbitmq_unreachable
 
-RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1/")
 WAIT = 10.0
 DECLARED: list[str] = []  # queues the current test made
 
@@ -37,9 +36,7 @@ async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         try:
             await adapter.connect()
         except Exception as exc:
-            if os.environ.get("ORCHESTRATOR_TEST_RABBITMQ") == "require":
-                pytest.fail(f"RabbitMQ is required but unreachable at {RABBITMQ_URL}: {exc!r}")
-            pytest.skip(f"RabbitMQ unreachable: {exc!r}")
+            rabbitmq_unreachable(exc)
     yield adapter
     await adapter.close()
     if request.param == "rabbitmq":

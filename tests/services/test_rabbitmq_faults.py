@@ -42,8 +42,10 @@ from tests.helpers import (
     CONFIRM,
     DONE,
     HAWAII,
+    RABBITMQ_URL,
     assert_flow_histories,
     assert_once_per_order,
+    delete_flow_queues,
     eventually,
     http_client,
     ledger_path,
@@ -53,8 +55,6 @@ from tests.helpers import (
     wait_all_in_state,
 )
 
-RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1/")
-QUEUES = ("kitchen", "delivery", "orchestrator", "orchestrator.undeliverable", "dead-letters")
 FLOW_QUEUES = ("kitchen", "delivery", "orchestrator")
 ORDERS = 50
 SERVICE_DELAY = "0.05"  # seconds per command in the stubs: work is in flight at the fault
@@ -77,20 +77,6 @@ LOG_TAIL = 40  # lines of each log shown with a failure
 
 
 # --- RabbitMQ ------------------------------------------------------------------------------
-
-
-async def purge_queues() -> None:
-    """Start from no queues, whatever an earlier run on this server left."""
-    try:
-        connection = await aio_pika.connect(RABBITMQ_URL)
-    except Exception as exc:
-        if os.environ.get("ORCHESTRATOR_TEST_RABBITMQ") == "require":
-            pytest.fail(f"RabbitMQ is required but unreachable at {RABBITMQ_URL}: {exc!r}")
-        pytest.skip(f"RabbitMQ unreachable: {exc!r}")
-    async with connection:
-        channel = await connection.channel()
-        for name in QUEUES:
-            await channel.queue_delete(name)
 
 
 def require_tool(name: str) -> str:
@@ -220,7 +206,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
     require_tool("rabbitmqctl")
     require_tool("rabbitmq-diagnostics")
     db = tmp_path / "orders.db"
-    asyncio.run(purge_queues())
+    asyncio.run(delete_flow_queues())
     running = Services(
         db, ServiceProcess("kitchen", db).start(), ServiceProcess("delivery", db).start()
     )

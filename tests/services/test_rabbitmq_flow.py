@@ -9,7 +9,6 @@ broker fails the test instead of skipping it.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -25,39 +24,25 @@ from tests.conftest import ServerFactory
 from tests.helpers import (
     CONFIRM,
     DONE,
+    RABBITMQ_URL,
     assert_flow_histories,
     assert_once_per_order,
     create_order,
+    delete_flow_queues,
     http_client,
     ledger_path,
     send,
     wait_all_in_state,
 )
 
-RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1/")
 ORDERS = 50
-QUEUES = ("kitchen", "delivery", "orchestrator", "orchestrator.undeliverable", "dead-letters")
-
-
-async def purge_queues() -> None:
-    """Start from empty queues, whatever an earlier run on this server left."""
-    try:
-        connection = await aio_pika.connect(RABBITMQ_URL)
-    except Exception as exc:
-        if os.environ.get("ORCHESTRATOR_TEST_RABBITMQ") == "require":
-            pytest.fail(f"RabbitMQ is required but unreachable at {RABBITMQ_URL}: {exc!r}")
-        pytest.skip(f"RabbitMQ unreachable: {exc!r}")
-    async with connection:
-        channel = await connection.channel()
-        for name in QUEUES:
-            await channel.queue_delete(name)
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Path]:
     """Kitchen and delivery processes whose ledgers sit beside ``orders.db`` in tmp_path."""
     db = tmp_path / "orders.db"
-    asyncio.run(purge_queues())
+    asyncio.run(delete_flow_queues())
     procs = []
     for name in ("kitchen", "delivery"):
         log = (tmp_path / f"{name}.log").open("wb")
