@@ -59,7 +59,7 @@ class Document:
 
 
 class _Located(dict[str, Any]):
-    """A YAML mapping that remembers the line it started on."""
+    """A YAML mapping that remembers its line: that of its key, or of its list item."""
 
     line = 0
 
@@ -85,6 +85,10 @@ _LineLoader.yaml_implicit_resolvers = {
 def _construct_located(loader: _LineLoader, node: yaml.MappingNode) -> _Located:
     mapping = _Located({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
     mapping.line = node.start_mark.line + 1
+    for key_node, _ in node.value:
+        value = mapping.get(str(loader.construct_object(key_node)))
+        if isinstance(value, _Located):
+            value.line = key_node.start_mark.line + 1  # a state is where its name is
     return mapping
 
 

@@ -350,3 +350,84 @@ def test_directory_without_documents_is_a_chart_error(tmp_path: Path) -> None:
     """Starting with no chart at all is refused, naming the directory."""
     with pytest.raises(ChartError, match=re.escape(str(tmp_path))):
         load_charts(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("document", "where", "what"),
+    [
+        (UNKNOWN_TARGET, "line 6, state 'orderPizza'", "unknown state 'nowhere'"),
+        (UNKNOWN_TRANSITION_ACTION, "line 6, state 'orderPizza'", "action 'noSuchAction'"),
+        (UNKNOWN_ENTRY_ACTION, "line 8, state 'other'", "enter action 'noSuchAction'"),
+    ],
+    ids=["unknown-target", "unknown-transition-action", "unknown-entry-action"],
+)
+def test_load_errors_name_the_line_and_the_state(
+    tmp_path: Path, charts_dir: Path, document: str, where: str, what: str
+) -> None:
+    """The error points at the YAML line of the transition or state that holds the flaw."""
+    write_chart(tmp_path, document, charts_dir / "pizza.py")
+    with pytest.raises(ChartError) as info:
+        load_charts(tmp_path)
+    assert where in info.value.detail
+    assert what in info.value.detail
+
+
+def with_after(item: str) -> str:
+    return f"""\
+name: bad
+states:
+  orderPizza:
+    initial: true
+    after:
+      - {item}
+  other:
+    final: true
+"""
+
+
+@pytest.mark.parametrize(
+    ("item", "what"),
+    [
+        ("{target: other}", "needs a 'delay'"),
+        ("{delay: -1, target: other}", "must not be negative"),
+        ("{delay: noSuchDelay, target: other}", "delay 'noSuchDelay'"),
+        ("{delay: 5, target: nowhere}", "unknown state 'nowhere'"),
+        ("{delay: 5, event: GO, target: other}", "must not name an event"),
+        ("{delay: [5], target: other}", "seconds or a name"),
+    ],
+)
+def test_a_flawed_after_is_refused_at_load(
+    tmp_path: Path, charts_dir: Path, item: str, what: str
+) -> None:
+    """Each way an ``after`` item can be wrong is a ChartError naming the state."""
+    write_chart(tmp_path, with_after(item), charts_dir / "pizza.py")
+    with pytest.raises(ChartError) as info:
+        load_charts(tmp_path)
+    assert "state 'orderPizza'" in info.value.detail
+    assert what in info.value.detail
+
+
+def test_chart_options_override_defaults_of_the_same_kind(charts_dir: Path) -> None:
+    """Options set for a chart replace its defaults; an int may stand for a float."""
+    chart = load_charts(charts_dir, {"pizza": {"kitchenTimeout": 2, "maxRetries": 0}})["pizza"]
+    assert chart.context_class.options["kitchenTimeout"] == 2
+    assert chart.context_class.options["maxRetries"] == 0
+    assert chart.context_class.options["retryBackoff"] == 2.0
+    assert load_charts(charts_dir)["pizza"].context_class.options["maxRetries"] == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [
+        ({"pizza": {"ovenTemperature": 250}}, "no option 'ovenTemperature'"),
+        ({"pizza": {"kitchenTimeout": "soon"}}, "must be like its default"),
+        ({"pizza": {"maxRetries": True}}, "must be like its default"),
+        ({"sushi": {"kitchenTimeout": 1}}, "unknown charts ['sushi']"),
+    ],
+)
+def test_a_wrong_chart_option_is_refused(
+    charts_dir: Path, options: dict[str, dict[str, object]], what: str
+) -> None:
+    with pytest.raises(ChartError) as info:
+        load_charts(charts_dir, options)
+    assert what in info.value.detail

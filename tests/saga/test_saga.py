@@ -65,17 +65,18 @@ class Deployment:
         else:
             await delete_flow_queues()
             for name, mode in (("kitchen", kitchen), ("delivery", delivery)):
-                log = self.db.with_name(f"{name}.log").open("ab")
-                command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
-                command += ["--ledger", str(ledger_path(self.db, name)), "--mode", mode]
-                command += ["--log-level", "warning"]
-                self.services.append(
-                    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-                )
-                log.close()
+                self.services.append(self._spawn(name, mode))
             args += ["--broker", RABBITMQ_URL]
         self.server = self.server_factory(*args, db=self.db)
         return self.server
+
+    def _spawn(self, name: str, mode: str) -> subprocess.Popen[bytes]:
+        """``python -m services.<name>`` on RabbitMQ, its ledger beside the orders file."""
+        command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
+        command += ["--ledger", str(ledger_path(self.db, name)), "--mode", mode]
+        command += ["--log-level", "warning"]
+        with self.db.with_name(f"{name}.log").open("ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         for proc in self.services:
