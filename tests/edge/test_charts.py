@@ -71,3 +71,14 @@ async def test_dashboard_pages_load_without_the_token(
             response = await http.get(path)
             assert response.status_code == 200, path
         assert (await http.get("/ui/missing.js")).status_code == 404
+
+
+async def test_openapi_documents_the_charts_and_the_sockets(client: httpx.AsyncClient) -> None:
+    """/openapi.json describes GET /charts, GET /charts/{name} and both WebSockets."""
+    document = (await client.get("/openapi.json")).json()
+    for path in ("/charts", "/charts/{name}", "/ws", "/orders/{order_id}/ws"):
+        assert document["paths"][path]["get"]["responses"], path
+    assert "404" in document["paths"]["/charts/{name}"]["get"]["responses"]
+    assert "101" in document["paths"]["/ws"]["get"]["responses"]
+    schemas = document["components"]["schemas"]
+    assert {"Chart", "ChartState", "WsMessage"} <= set(schemas)
