@@ -99,11 +99,11 @@ async def test_create_confirm_and_watch_an_order_to_done(
         await send_ok(http, other["id"], {"type": "CONFIRM_PIZZA"})
         await expect(other_row).to_have_attribute("data-state", "done")
     await expect(page.locator("#orders tbody tr")).to_have_count(2)
+    await screenshot(page, "dashboard-list.png")
     await page.fill("#filters input[name=state]", "orderPizza")
     await page.press("#filters input[name=state]", "Enter")
     await expect(page.locator("#orders tbody tr")).to_have_count(1)
     await expect(row).to_be_visible()
-    await screenshot(page, "dashboard-list.png")
 
     # The order page: the chart drawn, the current state lit, the allowed events offered.
     await link.click()

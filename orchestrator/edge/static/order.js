@@ -127,6 +127,7 @@ setUpTokenForm();
 text("#order-id", orderId);
 document.title = `Order ${orderId} · orchestrator`;
 try {
+  if (!orderId) throw new Error("no order id: open this page as order.html?id=<order id>");
   show(await api(path));
   await readHistory();
   follow();
