@@ -4,6 +4,9 @@ Publishing never waits on a socket. Each subscriber has a bounded buffer; one th
 ``limit`` messages behind is marked ``lagging`` and its endpoint closes it with code 4008,
 after which the client resumes with ``?after=<last version it saw>``. A slow subscriber
 therefore costs its own connection, never an actor's time.
+
+The firehose (``subscribe_all``) gets every order's messages under the same rule; the
+dashboard's list page uses it. It has no replay: a client closed with 4008 reloads the list.
 """
 
 from __future__ import annotations
@@ -56,19 +59,27 @@ class Subscriber:
 class Hub:
     def __init__(self, metrics: Metrics, limit: int = 256) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
+        self._firehose: set[Subscriber] = set()
         self._metrics = metrics
         self.limit = limit
         metrics.watch(metrics.ws_subscribers, self.count)
 
     def count(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
+        return sum(len(subs) for subs in self._subscribers.values()) + len(self._firehose)
 
     def subscribe(self, order_id: str) -> Subscriber:
         subscriber = Subscriber(order_id, self.limit)
         self._subscribers.setdefault(order_id, set()).add(subscriber)
         return subscriber
 
+    def subscribe_all(self) -> Subscriber:
+        """A subscriber to every order (its ``order_id`` is empty)."""
+        subscriber = Subscriber("", self.limit)
+        self._firehose.add(subscriber)
+        return subscriber
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._firehose.discard(subscriber)
         subs = self._subscribers.get(subscriber.order_id)
         if subs is not None:
             subs.discard(subscriber)
@@ -79,9 +90,9 @@ class Hub:
 
     def publish(self, record: TurnRecord) -> None:
         subs = self._subscribers.get(record.snapshot.order_id)
-        if not subs:
+        if not subs and not self._firehose:
             return
         event = json.dumps(record.journal.as_json(), separators=(",", ":")).encode()
         message = ws_message(record.snapshot.version, event, record.reply.body)
-        for subscriber in subs:
+        for subscriber in (*(subs or ()), *self._firehose):
             subscriber.push(record.snapshot.version, message)

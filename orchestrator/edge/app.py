@@ -8,9 +8,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from orchestrator.edge import ops, orders, webhooks, ws
+from orchestrator.edge import charts, dashboard, ops, orders, webhooks, ws
 from orchestrator.edge.auth import BearerAuth
 from orchestrator.edge.problems import HANDLERS
 
@@ -20,7 +20,7 @@ Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> Starlette:
     """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, webhook_secret,
     webhook_window) goes to ``app.state``, where the endpoints find it."""
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/orders", orders.create_order, methods=["POST"]),
         Route("/orders", orders.list_orders, methods=["GET"]),
         Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
@@ -32,6 +32,10 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
+        Route("/charts", charts.list_charts, methods=["GET"]),
+        Route("/charts/{name}", charts.get_chart, methods=["GET"]),
+        WebSocketRoute("/ws", ws.all_orders_socket),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -1,10 +1,11 @@
 """Bearer-token auth for commands and reads, when ``ORCHESTRATOR_API_TOKEN`` is set.
 
 Every HTTP request and WebSocket needs ``Authorization: Bearer <token>``, except the
-operational endpoints (health, readiness, metrics, the OpenAPI document) and the webhook,
-which has its own HMAC signature. A browser cannot set headers on a WebSocket, so a
-WebSocket may pass the token as ``?access_token=<token>`` instead; it is then accepted and
-closed at once with code 4401 when the token is wrong or missing, so the client sees why.
+operational endpoints (health, readiness, metrics, the OpenAPI document), the webhook,
+which has its own HMAC signature, and the dashboard's static pages, which ask for the
+token. A browser cannot set headers on a WebSocket, so a WebSocket may pass the token as
+``?access_token=<token>`` instead; it is then accepted and closed at once with code 4401
+when the token is wrong or missing, so the client sees why.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from orchestrator.edge.problems import problem
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/events"})
+# The dashboard's pages and scripts hold no data; the API calls they make need the token.
+DASHBOARD_PATHS = frozenset({"/", "/ui"})
+DASHBOARD_PREFIX = "/ui/"
 UNAUTHORIZED_CLOSE_CODE = 4401
 
 
@@ -30,6 +34,8 @@ class BearerAuth:
             self.token is None
             or scope["type"] not in ("http", "websocket")
             or scope["path"] in OPEN_PATHS
+            or scope["path"] in DASHBOARD_PATHS
+            or scope["path"].startswith(DASHBOARD_PREFIX)
             or self._presented(scope)
         ):
             await self.app(scope, receive, send)

@@ -294,3 +294,147 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+def _websocket(summary: str, description: str, parameters: list[Any]) -> dict[str, Any]:
+    """A WebSocket as OpenAPI can say it: a GET answered 101, its messages described."""
+    return {
+        "get": {
+            "summary": summary,
+            "description": description,
+            "parameters": parameters,
+            "responses": {
+                "101": {
+                    "description": (
+                        'Switching to WebSocket; each message is {"version", "event", "view"}: '
+                        "the applied event's history entry (null on connect) and the view"
+                    ),
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/WsMessage"}}
+                    },
+                }
+            },
+        }
+    }
+
+
+ACCESS_TOKEN = {
+    "name": "access_token",
+    "in": "query",
+    "required": False,
+    "description": "The API token, for browsers, which cannot set headers on a WebSocket",
+    "schema": {"type": "string"},
+}
+STATE_NODE: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "initial", "final", "parallel", "history", "children"],
+    "properties": {
+        "id": {"type": "string"},
+        "initial": {"type": "boolean"},
+        "final": {"type": "boolean"},
+        "parallel": {"type": "boolean"},
+        "history": {"enum": [None, "shallow", "deep"]},
+        "children": {"type": "array", "items": {"$ref": "#/components/schemas/ChartState"}},
+    },
+}
+
+# The chart structure and the WebSockets, which the dashboard reads.
+OPENAPI["paths"].update(
+    {
+        "/charts": {
+            "get": {
+                "summary": "The loaded charts, and the one POST /orders uses by default",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["charts", "default"],
+                            "properties": {
+                                "charts": {"type": "array", "items": {"type": "string"}},
+                                "default": {"type": "string"},
+                            },
+                        },
+                        "Chart names",
+                    )
+                },
+            }
+        },
+        "/charts/{name}": {
+            "get": {
+                "summary": "A chart's states as a tree and its transitions",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Chart"}, "The chart"),
+                    "404": _problem("No such chart"),
+                },
+            }
+        },
+        "/orders/{order_id}/ws": _websocket(
+            "WebSocket: one order's view on connect, then one message per applied event",
+            "Close codes: 4401 no or wrong token, 4404 unknown order, 4422 bad `after`, "
+            "4008 fell behind (reconnect with ?after=<last version seen>).",
+            [
+                ORDER_ID,
+                ACCESS_TOKEN,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            ],
+        ),
+        "/ws": _websocket(
+            "WebSocket firehose: every order's messages as its events are applied",
+            "Nothing is sent on connect and nothing is replayed: read GET /orders after "
+            "connecting. Close codes: 4401 no or wrong token, 4008 fell behind (reconnect, "
+            "then read GET /orders again).",
+            [ACCESS_TOKEN],
+        ),
+    }
+)
+OPENAPI["components"]["schemas"].update(
+    {
+        "ChartState": STATE_NODE,
+        "Chart": {
+            "type": "object",
+            "required": ["name", "createFields", "creatable", "states", "transitions"],
+            "properties": {
+                "name": {"type": "string"},
+                "createFields": {
+                    "type": "object",
+                    "description": "What POST /orders takes besides `chart`: field -> JSON type",
+                    "additionalProperties": {"type": "string"},
+                    "examples": [{"pizza": "object"}],
+                },
+                "creatable": {"type": "boolean"},
+                "states": {"type": "array", "items": {"$ref": "#/components/schemas/ChartState"}},
+                "transitions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["source", "target", "event", "internal"],
+                        "properties": {
+                            "source": {"type": "string"},
+                            "target": {
+                                "type": ["string", "null"],
+                                "description": "null: an action run in place, no state change",
+                            },
+                            "event": {
+                                "type": ["string", "null"],
+                                "description": "Space-separated event names; null if eventless",
+                            },
+                            "internal": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+        "WsMessage": {
+            "type": "object",
+            "required": ["version", "event", "view"],
+            "properties": {
+                "version": {"type": "integer"},
+                "event": {"type": ["object", "null"]},
+                "view": VIEW,
+            },
+        },
+    }
+)

@@ -1,4 +1,5 @@
-"""WS /orders/{id}/ws: the order's view on connect, then one message per applied event.
+"""The WebSockets: WS /orders/{id}/ws, the order's view on connect, then one message per
+applied event; and WS /ws, the same messages for every order.
 
 Without ``?after`` the first message is ``{"version", "event": null, "view"}``. With
 ``?after=V`` the endpoint replays every event after version V from the journal instead,
@@ -8,12 +9,18 @@ version sent are skipped.
 
 Close codes: 4404 unknown order, 4422 bad ``after``, 4008 the subscriber fell behind
 (resume with ``?after=<last version seen>``).
+
+WS /ws is the firehose: the same messages for every order, from the moment it connects.
+It has no replay, since there is no version across orders; a client reads ``GET /orders``
+after connecting, and again after a 4008. It is subscribed before the handshake completes,
+so nothing applied after the client's ``connect`` returns is missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -54,20 +61,36 @@ async def order_socket(websocket: WebSocket) -> None:
                     last = recorded.entry.version
                 if len(page) < REPLAY_PAGE:
                     break
-        # Listen for the client's close while pumping, so a dead socket is dropped at once
-        # rather than at the next event.
-        pump = asyncio.create_task(_pump(websocket, subscriber, last))
-        listen = asyncio.create_task(_until_disconnect(websocket))
-        done, pending = await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            task.result()
+        await _until_closed(websocket, _pump(websocket, subscriber, last))
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
     finally:
         hub.unsubscribe(subscriber)
+
+
+async def all_orders_socket(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    subscriber = hub.subscribe_all()
+    try:
+        await websocket.accept()
+        await _until_closed(websocket, _pump_all(websocket, subscriber))
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        hub.unsubscribe(subscriber)
+
+
+async def _until_closed(websocket: WebSocket, pump: Coroutine[None, None, None]) -> None:
+    """Run ``pump`` while listening for the client's close, so a dead socket is dropped at
+    once rather than at the next event."""
+    pumping = asyncio.create_task(pump)
+    listen = asyncio.create_task(_until_disconnect(websocket))
+    done, pending = await asyncio.wait({pumping, listen}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber, last: int) -> None:
@@ -80,6 +103,16 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber, last: int) -> None
             if version > last:
                 await _send(websocket, message)
                 last = version
+
+
+async def _pump_all(websocket: WebSocket, subscriber: Subscriber) -> None:
+    while True:
+        batch = await subscriber.next_batch()
+        if not batch:
+            await websocket.close(LAGGING_CLOSE_CODE, "fell behind; reload the order list")
+            return
+        for _, message in batch:
+            await _send(websocket, message)
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -1,0 +1,82 @@
+"""A loaded chart's structure as plain JSON: its states as a tree and its transitions.
+
+The dashboard draws a chart from this, so it must describe the statechart class that the
+runtime actually runs, not re-read the document: whatever ``statemachine.io.load`` made of
+the YAML (implicit initial states, nested ids) is what is drawn. It reads only
+python-statemachine's class attributes; it never builds a machine or runs an action.
+
+Shape::
+
+    {"states": [{"id", "initial", "final", "parallel", "history", "children": [...]}, ...],
+     # history: null, or "shallow" / "deep" for a history pseudo-state
+     "transitions": [{"source", "target", "event", "internal"}, ...]}
+
+A transition with no target (an action run in place, such as ADD_PIZZA) has
+``"target": null``; one with several targets (entering parallel regions) appears once per
+target. An eventless transition has ``"event": null``. The transitions a compound state
+takes to its initial child are left out: ``initial`` on the child says the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statemachine import HistoryState, State, StateChart
+
+JsonObject = dict[str, Any]
+
+
+def chart_graph(machine_class: type[StateChart[Any]]) -> JsonObject:
+    roots = list(machine_class.states)
+    return {
+        "states": [_state(state) for state in roots],
+        "transitions": [edge for state in _walk(roots) for edge in _transitions(state)],
+    }
+
+
+def _state(state: State) -> JsonObject:
+    return {
+        "id": state.id,
+        "initial": bool(state.initial),
+        "final": bool(state.final),
+        "parallel": bool(state.parallel),
+        "history": _history_kind(state),
+        "children": [_state(child) for child in _children(state)],
+    }
+
+
+def _children(state: State) -> list[State]:
+    """Sub-states, then history pseudo-states, which python-statemachine keeps apart."""
+    return [*state.states, *state.history]
+
+
+def _history_kind(state: State) -> str | None:
+    return str(state.type.value) if isinstance(state, HistoryState) else None
+
+
+def _walk(states: list[State]) -> list[State]:
+    """Every state, parents before their children, in document order."""
+    found: list[State] = []
+    for state in states:
+        found.append(state)
+        found.extend(_walk(_children(state)))
+    return found
+
+
+def _transitions(state: State) -> list[JsonObject]:
+    edges = []
+    for transition in state.transitions:
+        if transition.initial or transition.source is not state:
+            continue
+        event = " ".join(str(e) for e in transition.events) or None
+        targets = [t.id for t in transition.targets] or [None]
+        for target in targets:
+            edges.append(
+                {
+                    "source": state.id,
+                    "target": target,
+                    "event": event,
+                    "internal": bool(transition.internal),
+                }
+            )
+    return edges
