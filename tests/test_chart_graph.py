@@ -25,7 +25,9 @@ def test_pizza_states_nest_as_in_the_document(charts_dir: Path) -> None:
     """Top-level states in document order, compounds with their children, the initial and
     final flags as the chart says."""
     graph = chart_graph(load_chart(charts_dir / "pizza.yaml").machine_class)
-    assert [s["id"] for s in graph["states"]] == ["orderPizza", "bakePizza", "deliverPizza", "done"]
+    assert [s["id"] for s in graph["states"]] == [
+        "orderPizza", "bakePizza", "cancellingKitchen", "deliverPizza", "done", "cancelled",
+    ]  # fmt: skip
     states = flat(graph["states"])
     assert [c["id"] for c in states["bakePizza"]["children"]] == [
         "sendingOrderToKitchen",
@@ -39,6 +41,9 @@ def test_pizza_states_nest_as_in_the_document(charts_dir: Path) -> None:
     assert set(states["errorInKitchen"]) == {
         "id", "initial", "final", "parallel", "history", "children",
     }  # fmt: skip
+
+
+TIMEOUT_KITCHEN = "after.waitingForPizzaToBeBaked.kitchenTimeout"
 
 
 def test_pizza_transitions(charts_dir: Path) -> None:
@@ -56,6 +61,18 @@ def test_pizza_transitions(charts_dir: Path) -> None:
         ("sendingOrderToDelivery", "done.invoke.sendOrderToDelivery", "waitingForDelivery"),
         ("deliverPizza", "PIZZA_DELIVERED", "done"),
         ("deliverPizza", "error.invoke.sendOrderToDelivery", "errorInDelivery"),
+        ("orderPizza", "CANCEL", "cancelled"),
+        ("bakePizza", "CANCEL", "cancellingKitchen"),
+        ("cancellingKitchen", "PIZZA_CANCELLED", "cancelled"),
+        ("cancellingKitchen", "error.invoke.sendCancelToKitchen", "cancelled"),
+        ("cancellingKitchen", "done.invoke.sendCancelToKitchen", None),
+        ("cancellingKitchen", "PIZZA_READY", None),
+        ("waitingForPizzaToBeBaked", TIMEOUT_KITCHEN, "errorInKitchen"),
+        ("errorInKitchen", "after.errorInKitchen.retryDelay", "sendingOrderToKitchen"),
+        ("errorInKitchen", "RETRY", "sendingOrderToKitchen"),
+        ("waitingForDelivery", "after.waitingForDelivery.deliveryTimeout", "errorInDelivery"),
+        ("errorInDelivery", "after.errorInDelivery.retryDelay", "sendingOrderToDelivery"),
+        ("errorInDelivery", "RETRY", "sendingOrderToDelivery"),
     }
     assert len(graph["transitions"]) == len(edges)
     assert not any(t["internal"] for t in graph["transitions"])

@@ -115,7 +115,7 @@ async def test_create_confirm_and_watch_an_order_to_done(
     confirm = chart.locator("g.transition[data-event=CONFIRM_PIZZA]")
     await expect(confirm).to_have_class(re.compile(r"\benabled\b"))
     options = page.locator("#send select[name=type] option")
-    await expect(options).to_have_text(["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA"])
+    await expect(options).to_have_text(["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL"])
     await page.evaluate("window.notReloaded = true")
 
     # A refused event shows its problem.
