@@ -331,6 +331,22 @@ def test_parallel_and_on_done() -> None:
     assert states(sm) == {"end"}
 
 
+def test_several_targets_enter_each_region() -> None:
+    """A list of targets becomes python-statemachine's space-separated targets."""
+    regions = {
+        "x": {"initial": "x1", "states": {"x1": {}, "x2": {}}},
+        "y": {"initial": "y1", "states": {"y1": {}, "y2": {}}},
+    }
+    config = machine(
+        a={"on": {"GO": {"target": ["#m.p.x.x2", "p.y.y2"]}}},
+        p={"type": "parallel", "states": regions},
+    )
+    assert convert(config)["states"]["a"]["transitions"] == [{"event": "GO", "target": "x2 y2"}]
+    sm, _ = run(config)
+    sm.send("GO")
+    assert states(sm) == {"p", "x", "x2", "y", "y2"}
+
+
 def test_descriptive_keys_are_ignored() -> None:
     config = machine(a={"description": "d", "tags": ["t"], "meta": {"owner": "me"}})
     config.update(description="m", predictableActionArguments=True, version="1")
