@@ -12,6 +12,7 @@ The actor must never answer before its commit, and never apply two events at onc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict, deque
@@ -24,11 +25,12 @@ from orchestrator.errors import (
     IdempotencyConflict,
     OrchestratorError,
     OrderNotFound,
+    TimerGone,
     Unavailable,
     VersionMismatch,
 )
 from orchestrator.metrics import Metrics
-from orchestrator.model import Event, Reply, Snapshot, TurnRecord
+from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,16 @@ RECENT_REPLIES = 32
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """An event for the actor, with the conditions it is applied under."""
+    """An event for the actor, with the conditions it is applied under.
+
+    ``timer`` is set when the event is a timer firing: it applies only if that timer is
+    still pending as it was read, and its turn deletes it.
+    """
 
     event: Event
     if_match: int | None = None
     create: Chart | None = None
+    timer: Timer | None = None
 
 
 class Actor:
@@ -125,12 +132,17 @@ class Actor:
         if request.if_match is not None and previous is not None:
             if request.if_match != previous.version:
                 raise VersionMismatch(request.if_match, previous.version)
+        if request.timer is not None:
+            await self._check_pending(request.timer)
         if request.create is not None:
             machine = request.create.start(self.order_id)
         else:
             machine = self._live_machine()
         try:
             record = turn.apply(machine, previous, event, self._clock())
+            if request.timer is not None:
+                fired = (*record.timers_cancelled, request.timer.id)
+                record = dataclasses.replace(record, timers_cancelled=fired)
             await self._store.commit(record)
         except BaseException:
             self._machine = None  # rebuilt from the committed snapshot on the next turn
@@ -155,6 +167,13 @@ class Actor:
         if self.snapshot is None:
             self.missing = True
             raise OrderNotFound(self.order_id)
+
+    async def _check_pending(self, timer: Timer) -> None:
+        # Only this actor's turns set or cancel its timers, so what is read here holds
+        # until this turn commits.
+        pending = await self._store.timer(timer.id)
+        if pending is None or pending.due_at != timer.due_at:
+            raise TimerGone(timer.id)
 
     def _live_machine(self) -> Machine:
         snapshot = self.snapshot

@@ -1,10 +1,10 @@
 """Load chart documents from ``statecharts/`` and bind each to its actions module.
 
 A chart is a pair of files side by side: ``<name>.yaml``, a python-statemachine native
-document loaded with ``statemachine.io.load`` in its secure default (``trusted=False``: no
-scripts, an allow-list expression evaluator), and ``<name>.py``, which defines one
-``Context`` subclass whose methods are the actions the document names. Adding a chart is
-dropping in those two files; no runtime code names a chart.
+document (read and checked by ``documents``, then built by ``statemachine.io.load`` in its
+secure default: no scripts, an allow-list expression evaluator), and ``<name>.py``, which
+defines one ``Context`` subclass whose methods are the actions the document names. Adding
+a chart is dropping in those two files; no runtime code names a chart.
 
 YAML was chosen over JSON and SCXML: it allows comments beside the states they explain, its
 bare strings in action positions bind to methods by name as XState binds ``actions`` to a
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from statemachine.io import load
 from statemachine.orderedset import OrderedSet
 
 from orchestrator.context import Context
+from orchestrator.documents import READERS, TimerSpec, check_names, read_document
 from orchestrator.errors import ChartError
 from orchestrator.model import JsonObject, is_platform_event
 
@@ -121,16 +123,25 @@ class Engine:
     macrostep can never leak into the next order's turn.
     """
 
-    def __init__(self, machine_class: type[StateChart[Any]], context_class: type[Context]) -> None:
+    def __init__(
+        self,
+        machine_class: type[StateChart[Any]],
+        context_class: type[Context],
+        *,
+        track_moves: bool = False,
+    ) -> None:
         self._machine_class = machine_class
         self._context_class = context_class
+        self._track_moves = track_moves
         self._carrier: Context | None = None
         self._sm: StateChart[Any] | None = None
 
     def bind(self, context: Context) -> StateChart[Any]:
         if self._sm is None or self._carrier is None:
-            self._carrier = self._context_class("carrier")
-            self._sm = self._machine_class(model=self._carrier)
+            carrier = self._context_class("carrier")
+            listeners: list[object] = [_MoveTracker(carrier)] if self._track_moves else []
+            self._sm = self._machine_class(model=carrier, listeners=listeners)
+            self._carrier = carrier
         self._carrier.__dict__ = context.__dict__
         return self._sm
 
@@ -147,9 +158,26 @@ class Engine:
             self._sm = None
 
 
+class _MoveTracker:
+    """Records each state entered and left into the bound context, for its timers.
+
+    Only charts with timers pay for it. A configuration diff is not enough: a state left
+    and entered again in one turn must cancel its timer and set a new one.
+    """
+
+    def __init__(self, carrier: Context) -> None:
+        self._carrier = carrier
+
+    def on_enter_state(self, state: Any) -> None:
+        self._carrier.note_move(True, state.id)
+
+    def on_exit_state(self, state: Any) -> None:
+        self._carrier.note_move(False, state.id)
+
+
 @dataclass(frozen=True, slots=True)
 class Chart:
-    """A loaded chart: its statechart class, its context class and its event names."""
+    """A loaded chart: its statechart class, its context class, events and timers."""
 
     name: str
     path: Path
@@ -157,6 +185,7 @@ class Chart:
     context_class: type[Context]
     events: frozenset[str]
     engine: Engine
+    timers: dict[str, tuple[TimerSpec, ...]] = field(default_factory=dict)
     facts: dict[tuple[str, ...], StateFacts] = field(default_factory=dict)
 
     def start(self, order_id: str) -> Machine:
@@ -192,38 +221,75 @@ def _load_actions(path: Path) -> type[Context]:
     return found[0]
 
 
-def load_chart(document: Path) -> Chart:
+def _with_options(context_class: type[Context], options: JsonObject, source: str) -> type[Context]:
+    """The context class with some of its options set, each checked against its default."""
+    merged = dict(context_class.options)
+    for name, value in options.items():
+        if name not in merged:
+            known = ", ".join(sorted(merged)) or "none"
+            raise ChartError(f"{source}: no option {name!r} (options: {known})")
+        default = merged[name]
+        numbers = (int, float)
+        same_kind = (
+            isinstance(value, numbers) and not isinstance(value, bool)
+            if isinstance(default, numbers) and not isinstance(default, bool)
+            else isinstance(value, type(default))
+        )
+        if not same_kind:
+            raise ChartError(
+                f"{source}: option {name!r} must be like its default {default!r}, not {value!r}"
+            )
+        merged[name] = value
+    return type(context_class.__name__, (context_class,), {"options": merged})
+
+
+def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     """Load one chart document and its actions; any flaw is a ``ChartError`` naming the file."""
-    actions = document.with_suffix(".py")
+    actions = path.with_suffix(".py")
     if not actions.is_file():
-        raise ChartError(f"{document.name}: no actions module {actions.name} beside it")
-    context_class = _load_actions(actions)
+        raise ChartError(f"{path.name}: no actions module {actions.name} beside it")
+    context_class = _with_options(_load_actions(actions), options or {}, path.stem)
+    document = read_document(path)
+    check_names(document, context_class, path.name)
     try:
-        machine_class = load(document)
+        machine_class = load(json.dumps(document.native), format="json", name=path.stem)
     except (InvalidDefinition, ValueError, KeyError, TypeError) as exc:
-        raise ChartError(f"{document.name}: {exc}") from exc
+        raise ChartError(f"{path.name}: {exc}") from exc
     # A failing action must abort the turn, not become an internal error.execution event,
     # and an event with no enabled transition must be refused, not silently ignored.
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
     chart = Chart(
-        name=document.stem,
-        path=document,
+        name=path.stem,
+        path=path,
         machine_class=machine_class,
         context_class=context_class,
         events=frozenset(str(event) for event in machine_class._events),
-        engine=Engine(machine_class, context_class),
+        engine=Engine(machine_class, context_class, track_moves=bool(document.timers)),
+        timers=document.timers,
     )
     try:
         chart.start("chart-check")
     except Exception as exc:
-        raise ChartError(f"{document.name}: the chart cannot start: {exc}") from exc
+        raise ChartError(f"{path.name}: the chart cannot start: {exc}") from exc
     return chart
 
 
-def load_charts(directory: Path) -> dict[str, Chart]:
-    """Every ``*.yaml`` chart in ``directory``, keyed by file stem."""
-    documents = sorted(directory.glob("*.yaml"))
+def load_charts(directory: Path, options: dict[str, JsonObject] | None = None) -> dict[str, Chart]:
+    """Every chart document in ``directory`` (one per known suffix), keyed by file stem.
+
+    ``options`` sets charts' options by chart name: {"pizza": {"kitchenTimeout": 30}}.
+    """
+    options = options or {}
+    documents = sorted(p for p in directory.iterdir() if p.suffix in READERS)
     if not documents:
-        raise ChartError(f"no chart documents (*.yaml) in {directory}")
-    return {doc.stem: load_chart(doc) for doc in documents}
+        raise ChartError(f"no chart documents ({', '.join(READERS)}) in {directory}")
+    charts: dict[str, Chart] = {}
+    for path in documents:
+        if path.stem in charts:
+            raise ChartError(f"{path.name}: a chart named {path.stem!r} is already loaded")
+        charts[path.stem] = load_chart(path, options.get(path.stem))
+    unknown = sorted(set(options) - set(charts))
+    if unknown:
+        raise ChartError(f"options given for unknown charts {unknown}; charts: {sorted(charts)}")
+    return charts

@@ -51,6 +51,13 @@ def main() -> None:
     help="Directory of chart documents [default: bundled statecharts/].",
 )
 @click.option(
+    "--chart-option",
+    "chart_options",
+    multiple=True,
+    metavar="CHART.NAME=VALUE",
+    help="Set one of a chart's options, e.g. pizza.kitchenTimeout=30 (repeatable).",
+)
+@click.option(
     "--synchronous",
     type=click.Choice(SYNCHRONOUS_MODES, case_sensitive=False),
     default=DEFAULTS.synchronous,

@@ -37,6 +37,9 @@ class Context:
     """
 
     fields: ClassVar[JsonObject] = {}
+    # Settings of the chart (timeouts, retries) with their defaults; a server sets them
+    # with --chart-option CHART.NAME=VALUE. Actions and delays read ``self.options``.
+    options: ClassVar[JsonObject] = {}
     # POST /orders applies this event as version 1, with the body's other fields as its
     # data; ``create_fields`` names those fields and the JSON type each must have.
     create_event: ClassVar[str | None] = None
@@ -47,6 +50,9 @@ class Context:
         self.state = state
         self.status: str | None = None
         self._commands: list[CommandIntent] = []
+        # States entered (True) and left (False) since the last turn, in order; filled
+        # only for charts with timers.
+        self._moves: list[tuple[bool, str]] = []
         initial = copy.deepcopy(self.fields)
         if data is not None:
             initial.update(copy.deepcopy(data))
@@ -64,6 +70,13 @@ class Context:
     def take_commands(self) -> list[CommandIntent]:
         commands, self._commands = self._commands, []
         return commands
+
+    def note_move(self, entered: bool, state_id: str) -> None:
+        self._moves.append((entered, state_id))
+
+    def take_moves(self) -> list[tuple[bool, str]]:
+        moves, self._moves = self._moves, []
+        return moves
 
     def data(self) -> JsonObject:
         """The snapshot form: ``status`` and every declared field, deep-copied."""

@@ -14,6 +14,7 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- VersionMismatch        If-Match names an older version             -> 412
      +-- IdempotencyConflict    an Idempotency-Key reused for another body  -> 422
      +-- ChartError             a chart document or its actions are broken  (at start)
+     +-- TimerGone              a timer fired after its turn cancelled it   (internal)
      +-- Unavailable            the store or broker failed; retry later     -> 503
 """
 
@@ -92,6 +93,14 @@ class IdempotencyConflict(OrchestratorError):
 
 class ChartError(OrchestratorError):
     """A chart document or its actions module cannot be used; found at start-up."""
+
+
+class TimerGone(OrchestratorError):
+    """A timer's event arrived after a turn cancelled or replaced the timer: ignore it."""
+
+    def __init__(self, timer_id: str) -> None:
+        super().__init__(f"timer {timer_id!r} is no longer pending")
+        self.timer_id = timer_id
 
 
 class Unavailable(OrchestratorError):

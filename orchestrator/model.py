@@ -12,9 +12,11 @@ from typing import Any
 
 JsonObject = dict[str, Any]
 
-# Events whose type starts with one of these come from the platform (an invoke's outcome),
-# never from a client; they are hidden from nextEvents and refused over HTTP.
-PLATFORM_EVENT_PREFIXES = ("done.", "error.")
+# Events a state's timer fires: ``after.<state>.<delay>``.
+TIMER_EVENT_PREFIX = "after."
+# Events whose type starts with one of these come from the platform (an invoke's outcome,
+# a timer), never from a client; they are hidden from nextEvents and refused over HTTP.
+PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
 
 
 def is_platform_event(event_type: str) -> bool:

@@ -26,7 +26,7 @@ from orchestrator.actor import Actor, Request
 from orchestrator.charts import Chart
 from orchestrator.errors import IdempotencyConflict, InvalidInput
 from orchestrator.metrics import Metrics
-from orchestrator.model import Event, Reply, Snapshot, TurnRecord
+from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,18 @@ class Registry:
     async def send(self, order_id: str, event: Event, *, if_match: int | None = None) -> Reply:
         """Apply an event to an existing order; raises the refusal as an error."""
         return await self.actor(order_id).submit(Request(event, if_match))
+
+    async def fire(self, timer: Timer) -> Reply:
+        """Apply a pending timer's event to its order; the turn deletes the timer."""
+        event = Event(
+            type=timer.event_type,
+            data=timer.data,
+            # A timer id is set again each time its state is entered; the due time tells
+            # one setting from another.
+            id=f"{timer.id}@{timer.due_at!r}",
+            origin="timer",
+        )
+        return await self.actor(timer.order_id).submit(Request(event, timer=timer))
 
     async def create(self, event: Event, *, chart: str | None) -> Reply:
         """Create an order whose first event is ``event``; a repeated key gets the first reply."""

@@ -26,6 +26,7 @@ from orchestrator.outbox import OutboxRelay
 from orchestrator.registry import Registry
 from orchestrator.settings import Settings
 from orchestrator.store.sqlite import SqliteStore
+from orchestrator.timers import Scheduler
 from services.delivery import handlers as delivery
 from services.kitchen import handlers as kitchen
 from services.ledger import Ledger
@@ -43,7 +44,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.charts = load_charts(settings.charts)
+        self.charts = load_charts(settings.charts, settings.options_by_chart())
         self.store = SqliteStore(
             settings.db,
             synchronous=settings.synchronous,
@@ -70,6 +71,7 @@ class Runtime:
             idle_seconds=settings.idle_seconds,
         )
         self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
+        self.scheduler = Scheduler(self.store, self.registry.fire)
         self.inbox = Inbox(self.broker, self.registry)
         self.app: Starlette = create_app(
             self.lifespan,
@@ -89,6 +91,7 @@ class Runtime:
             StubService(
                 stub.NAME,
                 stub.ANSWERS,
+                compensations=stub.COMPENSATIONS,
                 broker=self.broker,
                 ledger=Ledger(sibling(settings.db, stub.NAME)),
                 delay=delay,
@@ -103,6 +106,8 @@ class Runtime:
     def _on_commit(self, record: TurnRecord) -> None:
         self.hub.publish(record)
         self.relay.enqueue(record.outbox)
+        if record.timers_set:
+            self.scheduler.notify(min(timer.due_at for timer in record.timers_set))
 
     async def _deliver(self, order_id: str, event: Event) -> None:
         await self.registry.send(order_id, event)
@@ -131,10 +136,14 @@ class Runtime:
         await self.relay.start()
         # 6. passivate idle actors from now on
         self.registry.start()
+        # 7. fire timers, first those that fell due while the server was down
+        self.scheduler.start()
         log.info("orchestrator ready: db=%s charts=%s", self.settings.db, sorted(self.charts))
 
     async def stop(self) -> None:
         # (uvicorn has stopped accepting connections and finished open requests)
+        # 0. stop firing timers: one whose turn did not commit stays pending
+        await self.scheduler.stop()
         # 1. stop relaying: unconfirmed messages stay in the outbox for the next start
         await self.relay.drain()
         # 2. stop consuming: an interrupted delivery stays in the broker for the next start

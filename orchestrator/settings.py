@@ -7,8 +7,10 @@ environment themselves.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import InvalidInput
 
@@ -28,6 +30,9 @@ class Settings:
     port: int = 8000
     broker: str = "memory"
     charts_dir: Path | None = None
+    # "chart.name=value" settings of charts' options (timeouts, retries); values are JSON,
+    # or text when they are not.
+    chart_options: tuple[str, ...] = ()
     # SQLite durability: FULL syncs the WAL on every commit, so an acknowledged event
     # survives power loss; NORMAL survives a process crash only. FULL is the safe default.
     synchronous: str = "FULL"
@@ -70,6 +75,24 @@ class Settings:
             raise InvalidInput("port", "port must be between 0 and 65535")
         if self.broker != "memory" and not self.broker.startswith(("amqp://", "amqps://")):
             raise InvalidInput("broker", "broker must be 'memory' or an amqp:// URL")
+        self.options_by_chart()  # refuse a malformed one now
+
+    def options_by_chart(self) -> dict[str, dict[str, Any]]:
+        """``chart_options`` parsed: {"pizza": {"kitchenTimeout": 30}}."""
+        parsed: dict[str, dict[str, Any]] = {}
+        for item in self.chart_options:
+            name, equals, text = item.partition("=")
+            chart, dot, option = name.strip().partition(".")
+            if not (equals and dot and chart and option):
+                raise InvalidInput(
+                    "chart_option", f"{item!r} is not CHART.NAME=VALUE, e.g. pizza.retries=3"
+                )
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = text
+            parsed.setdefault(chart, {})[option] = value
+        return parsed
 
     @property
     def charts(self) -> Path:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from statemachine.exceptions import TransitionNotAllowed
 
 from orchestrator.charts import Chart, Machine
+from orchestrator.documents import TimerSpec
 from orchestrator.errors import (
     EventNotAllowed,
     InvalidInput,
@@ -26,7 +28,16 @@ from orchestrator.errors import (
     UnknownEvent,
 )
 from orchestrator.messages import Message, command_key, encode
-from orchestrator.model import Event, JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+from orchestrator.model import (
+    Event,
+    JournalEntry,
+    OutboxMessage,
+    Reply,
+    Snapshot,
+    Timer,
+    TurnRecord,
+    iso,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +135,70 @@ def _record(
         order_id=order_id,
         fingerprint=event.fingerprint,
     )
+    timers_set, timers_cancelled = _timers(machine, now)
     return TurnRecord(
         snapshot=snapshot,
         journal=journal,
         outbox=tuple(outbox),
         reply=reply,
         created_by=event.id if previous is None and event.keyed else None,
+        timers_set=timers_set,
+        timers_cancelled=timers_cancelled,
     )
+
+
+def timer_id(order_id: str, spec: TimerSpec) -> str:
+    """One id per order and timer event: setting it again replaces it."""
+    return f"{order_id}/{spec.event}"
+
+
+def _timers(machine: Machine, now: float) -> tuple[tuple[Timer, ...], tuple[str, ...]]:
+    """The timers this turn sets (states entered) and cancels (states left).
+
+    A state left cancels its timers whether or not it is entered again; a state still
+    entered at the end of the turn sets them anew, so a re-entered state starts over.
+    """
+    chart, context = machine.chart, machine.context
+    entered: dict[str, None] = {}
+    left: dict[str, None] = {}
+    for is_entry, state in context.take_moves():
+        if state not in chart.timers:
+            continue
+        if is_entry:
+            entered[state] = None
+        else:
+            entered.pop(state, None)
+            left[state] = None
+    order_id = context.order_id
+    cancelled = tuple(timer_id(order_id, s) for state in left for s in chart.timers[state])
+    timers = []
+    for state in entered:
+        for spec in chart.timers[state]:
+            delay = _delay(context, spec)
+            if delay is not None:
+                timers.append(
+                    Timer(
+                        id=timer_id(order_id, spec),
+                        order_id=order_id,
+                        due_at=now + delay,
+                        event_type=spec.event,
+                        data={"delaySeconds": delay, "dueAt": iso(now + delay)},
+                    )
+                )
+    return tuple(timers), cancelled
+
+
+def _delay(context: object, spec: TimerSpec) -> float | None:
+    """Seconds until the timer fires; a named delay may say None: set no timer."""
+    if not isinstance(spec.delay, str):
+        return float(spec.delay)
+    value = getattr(context, spec.delay)
+    if callable(value):
+        value = value()
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Refused(f"delay {spec.delay!r} gave {value!r}, not a number of seconds")
+    if value < 0:
+        raise Refused(f"delay {spec.delay!r} gave {value!r} seconds, a negative delay")
+    return float(value)

@@ -1,9 +1,9 @@
 """A service's own durable record of the commands it has carried out.
 
-A redelivered command must not bake a second pizza: the service looks its id up here
-first, and records the command with its answer in one SQLite transaction before it
-publishes the answer. A redelivery then only publishes the recorded answer again, with the
-same id, which the orchestrator dedupes.
+A redelivered or retried command must not bake a second pizza: the service looks its key
+(order and command type) up here first, and records the command with its answer in one
+SQLite transaction before it publishes the answer. A repeat then only publishes the
+recorded answer again, with the same id, which the orchestrator dedupes.
 """
 
 from __future__ import annotations
@@ -17,19 +17,27 @@ from pathlib import Path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS handled (
-    message_id TEXT PRIMARY KEY,
+    key TEXT PRIMARY KEY,
+    -- the first message that asked for it
+    message_id TEXT NOT NULL,
     order_id TEXT NOT NULL,
     type TEXT NOT NULL,
     at REAL NOT NULL,
     answer BLOB,
     -- how many times the command was carried out: anything but 1 is a double bake
-    times INTEGER NOT NULL DEFAULT 1
+    times INTEGER NOT NULL DEFAULT 1,
+    -- how many messages asked for it: redeliveries and the orchestrator's retries
+    received INTEGER NOT NULL DEFAULT 1
 )
 """
 
 
+ENTRY_COLUMNS = "key, message_id, order_id, type, answer"
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
+    key: str
     message_id: str
     order_id: str
     type: str
@@ -66,30 +74,50 @@ class Ledger:
         assert self._db is not None, "ledger is not open"
         return self._db
 
-    async def find(self, message_id: str) -> Entry | None:
-        row = await self._run(self._find, message_id)
+    async def find(self, key: str) -> Entry | None:
+        row = await self._run(self._find, key)
         return row if isinstance(row, Entry) else None
 
-    def _find(self, message_id: str) -> Entry | None:
+    def _find(self, key: str) -> Entry | None:
         row = (
             self._conn()
-            .execute(
-                "SELECT message_id, order_id, type, answer FROM handled WHERE message_id = ?",
-                (message_id,),
-            )
+            .execute(f"SELECT {ENTRY_COLUMNS} FROM handled WHERE key = ?", (key,))
             .fetchone()
         )
         return Entry(*row) if row else None
+
+    async def receive(self, key: str) -> Entry | None:
+        """Count one more message asking for ``key``; the entry if it was carried out."""
+        row = await self._run(self._receive, key)
+        return row if isinstance(row, Entry) else None
+
+    def _receive(self, key: str) -> Entry | None:
+        self._conn().execute("UPDATE handled SET received = received + 1 WHERE key = ?", (key,))
+        return self._find(key)
 
     async def record(self, entry: Entry) -> None:
         await self._run(self._record, entry)
 
     def _record(self, entry: Entry) -> None:
         self._conn().execute(
-            "INSERT INTO handled (message_id, order_id, type, at, answer) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (message_id) DO UPDATE SET times = times + 1",
-            (entry.message_id, entry.order_id, entry.type, time.time(), entry.answer),
+            "INSERT INTO handled (key, message_id, order_id, type, at, answer)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET times = times + 1",
+            (entry.key, entry.message_id, entry.order_id, entry.type, time.time(), entry.answer),
         )
+
+    async def counts(self, key: str) -> tuple[int, int]:
+        """(times carried out, messages received) for ``key``; (0, 0) if never seen."""
+        row = await self._run(self._counts, key)
+        assert isinstance(row, tuple)
+        return row
+
+    def _counts(self, key: str) -> tuple[int, int]:
+        row = (
+            self._conn()
+            .execute("SELECT times, received FROM handled WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def entries(self) -> list[Entry]:
         rows = await self._run(self._entries)
@@ -97,9 +125,5 @@ class Ledger:
         return rows
 
     def _entries(self) -> list[Entry]:
-        rows = (
-            self._conn()
-            .execute("SELECT message_id, order_id, type, answer FROM handled ORDER BY at")
-            .fetchall()
-        )
+        rows = self._conn().execute(f"SELECT {ENTRY_COLUMNS} FROM handled ORDER BY at").fetchall()
         return [Entry(*row) for row in rows]

@@ -21,7 +21,7 @@ from services.stub import StubService
 MODES = ("ok", "reject", "ignore")
 
 
-def main(name: str, answers: dict[str, str]) -> None:
+def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> None:
     @click.command(name=name, help=f"The {name} stub: answers {', '.join(answers)}.")
     @click.option("--broker", required=True, help="amqp:// URL of RabbitMQ.")
     @click.option(
@@ -37,7 +37,8 @@ def main(name: str, answers: dict[str, str]) -> None:
         type=click.Choice(MODES),
         default="ok",
         show_default=True,
-        help="ok; reject (dead-letter every command); ignore (never answer).",
+        help="ok; reject (dead-letter work commands); ignore (never answer them)."
+        " Compensations are always carried out.",
     )
     @click.option("--log-level", default="info", show_default=True)
     def command(broker: str, ledger: Path, delay: float, mode: str, log_level: str) -> None:
@@ -46,13 +47,19 @@ def main(name: str, answers: dict[str, str]) -> None:
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-        asyncio.run(_serve(name, answers, broker, ledger, delay, mode))
+        asyncio.run(_serve(name, answers, compensations, broker, ledger, delay, mode))
 
     command(auto_envvar_prefix=name.upper())
 
 
 async def _serve(
-    name: str, answers: dict[str, str], url: str, ledger: Path, delay: float, mode: str
+    name: str,
+    answers: dict[str, str],
+    compensations: dict[str, str],
+    url: str,
+    ledger: Path,
+    delay: float,
+    mode: str,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -61,7 +68,13 @@ async def _serve(
     broker = RabbitBroker(url)
     await broker.connect()
     service = StubService(
-        name, answers, broker=broker, ledger=Ledger(ledger), delay=delay, mode=mode
+        name,
+        answers,
+        compensations=compensations,
+        broker=broker,
+        ledger=Ledger(ledger),
+        delay=delay,
+        mode=mode,
     )
     await service.start()
     logging.getLogger(__name__).info("%s ready on %s", name, url.rsplit("@", 1)[-1])

@@ -2,11 +2,19 @@
 
 The kitchen (MAKE_PIZZA -> PIZZA_READY) and the delivery (DELIVER_PIZZA -> PIZZA_DELIVERED)
 are both this, with their own names. Carrying out is waiting ``delay`` seconds and
-recording the command in the service's ledger; the answer is a CloudEvent whose id derives
-from the command's, so a repeated answer is recognisable as the same one.
+recording the command in the service's ledger.
 
-Failure modes, for tests: ``reject`` dead-letters every command (the orchestrator's invoke
-then errors), ``ignore`` records it and never answers (the order waits).
+A command is carried out once per order: the dedupe key is the order and the command type,
+not the message id, because the orchestrator's retry after a timeout is a new message for
+the same work. A repeat is answered with the recorded answer, whose id derives from that
+key, so the orchestrator recognises it as the same answer.
+
+Compensations (the kitchen's CANCEL_PIZZA undoes MAKE_PIZZA) are carried out like any
+command; a work command that finishes after its compensation is recorded but not answered.
+
+Failure modes, for tests, apply to work commands only (a stuck kitchen still hears a
+cancellation): ``reject`` dead-letters them (the orchestrator's invoke then errors),
+``ignore`` records them and never answers (the order waits).
 """
 
 from __future__ import annotations
@@ -31,16 +39,19 @@ class StubService:
         *,
         broker: Broker,
         ledger: Ledger,
+        compensations: dict[str, str] | None = None,
         delay: float = 0.0,
         mode: str = "ok",
     ) -> None:
         self.name = name
         self.answers = answers
+        # compensation type -> the command type it undoes
+        self.compensations = compensations or {}
         self.broker = broker
         self.ledger = ledger
         self.delay = delay
         self.mode = mode
-        # Commands being carried out now, by id: a second copy arriving meanwhile (say, a
+        # Commands being carried out now, by key: a second copy arriving meanwhile (say, a
         # resend after the orchestrator restarted) waits for the first, then finds it done.
         self._carrying: dict[str, asyncio.Lock] = {}
 
@@ -57,36 +68,47 @@ class StubService:
         answer_type = self.answers.get(command.type)
         if answer_type is None:
             raise Poison(f"{self.name} does not handle {command.type}")
-        if self.mode == "reject":
+        work = command.type not in self.compensations
+        if work and self.mode == "reject":
             raise Poison(f"{self.name} refuses {command.type} (failure mode 'reject')")
-        lock = self._carrying.setdefault(command.id, asyncio.Lock())
+        key = dedupe_key(command.subject, command.type)
+        lock = self._carrying.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                entry = await self._carry_out(command, answer_type)
+                entry = await self._carry_out(key, command, answer_type)
         finally:
             if not lock.locked():
-                self._carrying.pop(command.id, None)
+                self._carrying.pop(key, None)
         if entry.answer is not None:
             await self.broker.publish(
-                event_key(answer_type), entry.answer, message_id=_answer_id(self.name, command.id)
+                event_key(answer_type), entry.answer, message_id=_answer_id(self.name, key)
             )
 
-    async def _carry_out(self, command: Message, answer_type: str) -> Entry:
-        entry = await self.ledger.find(command.id)
+    async def _carry_out(self, key: str, command: Message, answer_type: str) -> Entry:
+        entry = await self.ledger.receive(key)
         if entry is None:
-            await asyncio.sleep(self.delay)
-            entry = Entry(
-                command.id, command.subject, command.type, self._answer(command, answer_type)
-            )
+            work = command.type not in self.compensations
+            if work:
+                await asyncio.sleep(self.delay)
+            answer: bytes | None = None
+            if not work or (self.mode != "ignore" and not await self._undone(command)):
+                answer = self._answer(key, command, answer_type)
+            entry = Entry(key, command.id, command.subject, command.type, answer)
             await self.ledger.record(entry)
             log.info("%s carried out %s for order %s", self.name, command.type, command.subject)
         return entry
 
-    def _answer(self, command: Message, answer_type: str) -> bytes | None:
-        if self.mode == "ignore":
-            return None
+    async def _undone(self, command: Message) -> bool:
+        """Whether a compensation of this command came first (then nothing is answered)."""
+        for compensation, undoes in self.compensations.items():
+            if undoes == command.type:
+                if await self.ledger.find(dedupe_key(command.subject, compensation)):
+                    return True
+        return False
+
+    def _answer(self, key: str, command: Message, answer_type: str) -> bytes:
         answer = Message(
-            id=_answer_id(self.name, command.id),
+            id=_answer_id(self.name, key),
             type=answer_type,
             source=f"/{self.name}",
             subject=command.subject,
@@ -95,5 +117,9 @@ class StubService:
         return encode(answer, time.time())
 
 
-def _answer_id(service: str, command_id: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{service}/{command_id}"))
+def dedupe_key(order_id: str, command_type: str) -> str:
+    return f"{order_id}/{command_type}"
+
+
+def _answer_id(service: str, key: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{service}/{key}"))

@@ -33,7 +33,7 @@ PATHS: dict[str, tuple[list[str], str]] = {
     ),
     "bakePizza.errorInKitchen": (
         ["CONFIRM_PIZZA", "error.invoke.sendOrderToKitchen"],
-        "Ooops! Something got burned...",
+        "Ooops! Something got burned... Trying again in 2 s (retry 1 of 3).",
     ),
     "deliverPizza.sendingOrderToDelivery": (
         ["CONFIRM_PIZZA", "PIZZA_READY"],
@@ -45,7 +45,15 @@ PATHS: dict[str, tuple[list[str], str]] = {
     ),
     "deliverPizza.errorInDelivery": (
         ["CONFIRM_PIZZA", "PIZZA_READY", "error.invoke.sendOrderToDelivery"],
-        "Ooops! The delivery got lost...",
+        "Ooops! The delivery got lost... Trying again in 2 s (retry 1 of 3).",
+    ),
+    "cancellingKitchen": (
+        ["CONFIRM_PIZZA", "CANCEL"],
+        "Cancelling: asking the kitchen to stop...",
+    ),
+    "cancelled": (
+        ["CONFIRM_PIZZA", "CANCEL", "PIZZA_CANCELLED"],
+        "Cancelled: the kitchen stopped and threw the pizza away.",
     ),
     "done": (
         ["CONFIRM_PIZZA", "PIZZA_READY", "PIZZA_DELIVERED"],
@@ -84,7 +92,8 @@ def atomic_paths(states: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def test_pizza_chart_loads(charts_dir: Path) -> None:
-    """Every *.yaml in statecharts/ loads, keyed by its stem, with the document's events."""
+    """Every *.yaml in statecharts/ loads, keyed by its stem, with the document's events
+    and one generated event per timer."""
     charts = load_charts(charts_dir)
     assert "pizza" in charts
     chart = charts["pizza"]
@@ -101,6 +110,21 @@ def test_pizza_chart_loads(charts_dir: Path) -> None:
         "error.invoke.sendOrderToKitchen",
         "done.invoke.sendOrderToDelivery",
         "error.invoke.sendOrderToDelivery",
+        "CANCEL",
+        "RETRY",
+        "PIZZA_CANCELLED",
+        "done.invoke.sendCancelToKitchen",
+        "error.invoke.sendCancelToKitchen",
+        "after.waitingForPizzaToBeBaked.kitchenTimeout",
+        "after.errorInKitchen.retryDelay",
+        "after.waitingForDelivery.deliveryTimeout",
+        "after.errorInDelivery.retryDelay",
+    }
+    assert {state: [s.event for s in specs] for state, specs in chart.timers.items()} == {
+        "waitingForPizzaToBeBaked": ["after.waitingForPizzaToBeBaked.kitchenTimeout"],
+        "errorInKitchen": ["after.errorInKitchen.retryDelay"],
+        "waitingForDelivery": ["after.waitingForDelivery.deliveryTimeout"],
+        "errorInDelivery": ["after.errorInDelivery.retryDelay"],
     }
 
 
@@ -112,7 +136,7 @@ def test_start_is_in_order_pizza_with_status_and_next_events(chart: Chart) -> No
     assert machine.state_path() == "orderPizza"
     assert machine.context.status == ORDERING
     assert machine.context.order_id == "o-1"
-    assert machine.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA")
+    assert machine.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL")
     assert not machine.is_final()
     assert machine.context.take_commands() == []
 
@@ -125,12 +149,16 @@ def test_state_path_names_the_compound_state_and_its_leaf(chart: Chart) -> None:
 
 
 def test_next_events_hide_platform_events(chart: Chart) -> None:
-    """done.* and error.* events are allowed by the chart but never offered to clients."""
+    """done.*, error.* and after.* events are allowed by the chart but never offered to
+    clients."""
     machine = drive(chart, ["CONFIRM_PIZZA"])
     allowed = machine.allowed_events()
     assert "done.invoke.sendOrderToKitchen" in allowed
     assert "error.invoke.sendOrderToKitchen" in allowed
-    assert machine.next_events() == ("PIZZA_READY",)
+    assert machine.next_events() == ("PIZZA_READY", "CANCEL")
+    waiting = drive(chart, ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen"])
+    assert "after.waitingForPizzaToBeBaked.kitchenTimeout" in waiting.allowed_events()
+    assert waiting.next_events() == ("PIZZA_READY", "CANCEL")
 
 
 def test_actions_are_bound_to_the_context(chart: Chart) -> None:
@@ -139,7 +167,7 @@ def test_actions_are_bound_to_the_context(chart: Chart) -> None:
     machine.send("ADD_PIZZA", {"pizza": {"name": "a"}})
     machine.send("ADD_PIZZA", {"pizza": {"name": "b"}})
     machine.send("REMOVE_PIZZA", {"pizza": {"name": "a"}})
-    assert machine.context.data() == {"status": ORDERING, "items": [{"name": "b"}]}
+    assert machine.context.data() == {"status": ORDERING, "items": [{"name": "b"}], "retries": 0}
 
 
 def test_confirm_emits_make_pizza_with_its_invoke(chart: Chart) -> None:
@@ -169,9 +197,10 @@ def test_restore_lands_in_the_same_state_without_entry_actions(chart: Chart) -> 
 
 def test_restore_keeps_the_saved_status(chart: Chart) -> None:
     """The initial state's entry assign is not re-run: the saved status survives."""
-    restored = chart.restore("o-1", ("orderPizza",), {"status": "saved", "items": [PIZZA]})
+    saved = {"status": "saved", "items": [PIZZA], "retries": 0}
+    restored = chart.restore("o-1", ("orderPizza",), saved)
     assert restored.context.status == "saved"
-    assert restored.context.data() == {"status": "saved", "items": [PIZZA]}
+    assert restored.context.data() == saved
 
 
 def test_restored_machine_carries_on(chart: Chart) -> None:
@@ -201,10 +230,11 @@ def test_every_state_sets_its_status(chart: Chart, path: str) -> None:
 
 
 def test_done_is_final(chart: Chart) -> None:
-    """The final state is final and offers no further events."""
-    machine = drive(chart, PATHS["done"][0])
-    assert machine.is_final()
-    assert machine.next_events() == ()
+    """The final states are final and offer no further events."""
+    for final in ("done", "cancelled"):
+        machine = drive(chart, PATHS[final][0])
+        assert machine.is_final()
+        assert machine.next_events() == ()
 
 
 # -- load errors -------------------------------------------------------------------------

@@ -49,8 +49,12 @@ def test_create_is_version_one_with_a_201_reply(chart: Chart) -> None:
     assert snap.chart == "pizza"
     assert snap.state == "orderPizza"
     assert snap.configuration == ("orderPizza",)
-    assert snap.context == {"status": "Oh, just ordering some pizza...", "items": [PIZZA]}
-    assert snap.next_events == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA")
+    assert snap.context == {
+        "status": "Oh, just ordering some pizza...",
+        "items": [PIZZA],
+        "retries": 0,
+    }
+    assert snap.next_events == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL")
     assert snap.created_at == snap.updated_at == T0
     assert record.reply.status == 201
     assert record.reply.order_id == "o-1"
@@ -85,7 +89,7 @@ def test_confirm_puts_make_pizza_in_the_outbox(chart: Chart) -> None:
     first = create(chart)
     record = step(chart, first.snapshot, Event("CONFIRM_PIZZA", {}, "e-2"), T0 + 2)
     assert record.snapshot.state == "bakePizza.sendingOrderToKitchen"
-    assert record.snapshot.next_events == ("PIZZA_READY",)
+    assert record.snapshot.next_events == ("PIZZA_READY", "CANCEL")
     assert len(record.outbox) == 1
     out = record.outbox[0]
     assert out.type == "MAKE_PIZZA"
@@ -150,7 +154,7 @@ def test_event_not_allowed_lists_the_allowed_events(chart: Chart) -> None:
     first = create(chart)
     with pytest.raises(EventNotAllowed) as info:
         step(chart, first.snapshot, Event("PIZZA_READY", {}, "e-2"), T0 + 1)
-    assert info.value.allowed == ["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA"]
+    assert info.value.allowed == ["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL"]
     assert info.value.state == "orderPizza"
     assert info.value.version == 1
 
@@ -188,7 +192,11 @@ def test_a_refusal_changes_nothing_in_the_snapshot(chart: Chart) -> None:
     before = first.snapshot
     with pytest.raises(Refused):
         step(chart, before, Event("REMOVE_PIZZA", {"pizza": {"name": "x"}}, "e-2"), T0 + 1)
-    assert before.context == {"status": "Oh, just ordering some pizza...", "items": [PIZZA]}
+    assert before.context == {
+        "status": "Oh, just ordering some pizza...",
+        "items": [PIZZA],
+        "retries": 0,
+    }
     after = step(chart, before, Event("CONFIRM_PIZZA", {}, "e-2"), T0 + 2)
     assert after.snapshot.version == 2
 
@@ -216,3 +224,129 @@ def test_durations_partition_the_timeline(chart: Chart) -> None:
     assert [e.duration_ms for e in entries] == [0.0, 1250.0, 2750.0, 500.0]
     assert sum(e.duration_ms for e in entries) == (times[-1] - times[0]) * 1000
     assert [e.version for e in entries] == [1, 2, 3, 4]
+
+
+# -- timers ------------------------------------------------------------------------------
+
+
+def walk(chart: Chart, types: list[str]) -> list[TurnRecord]:
+    """Create an order, then apply ``types`` one per turn, a second apart."""
+    records = [create(chart)]
+    for n, event_type in enumerate(types, start=2):
+        records.append(step(chart, records[-1].snapshot, Event(event_type, {}, f"e-{n}"), T0 + n))
+    return records
+
+
+def test_entering_a_state_with_after_sets_its_timer(chart: Chart) -> None:
+    """The turn that enters waitingForPizzaToBeBaked stores its timeout, due kitchenTimeout
+    seconds after the turn's time, with an id that names the order and the timer."""
+    *_, waiting = walk(chart, ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen"])
+    timeout = chart.context_class.options["kitchenTimeout"]
+    [timer] = waiting.timers_set
+    assert timer.id == "o-1/after.waitingForPizzaToBeBaked.kitchenTimeout"
+    assert timer.order_id == "o-1"
+    assert timer.event_type == "after.waitingForPizzaToBeBaked.kitchenTimeout"
+    assert timer.due_at == waiting.journal.at + timeout
+    assert timer.data["delaySeconds"] == timeout
+    assert waiting.timers_cancelled == ()
+
+
+def test_leaving_the_state_cancels_its_timer(chart: Chart) -> None:
+    """PIZZA_READY leaves the waiting state: its turn cancels the timeout, sets nothing."""
+    *_, ready = walk(chart, ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen", "PIZZA_READY"])
+    assert ready.timers_cancelled == ("o-1/after.waitingForPizzaToBeBaked.kitchenTimeout",)
+    assert ready.timers_set == ()
+
+
+def test_turns_without_timer_states_touch_no_timers(chart: Chart) -> None:
+    """Creating, adding pizzas and confirming neither set nor cancel anything."""
+    for record in walk(chart, ["CONFIRM_PIZZA"]):
+        assert (record.timers_set, record.timers_cancelled) == ((), ())
+
+
+def test_the_timeout_leads_to_a_retry_with_doubling_delays(chart: Chart) -> None:
+    """The timeout moves to errorInKitchen, whose retry timer waits retryBackoff, then
+    twice as long each time, and none once the retries are used up."""
+    backoff = chart.context_class.options["retryBackoff"]
+    most = chart.context_class.options["maxRetries"]
+    timeout = "after.waitingForPizzaToBeBaked.kitchenTimeout"
+    retry = "after.errorInKitchen.retryDelay"
+    types = ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen", timeout]
+    delays = []
+    for _ in range(most + 1):
+        *_, error = walk(chart, types)
+        assert error.snapshot.state == "bakePizza.errorInKitchen"
+        delays.append([t.due_at - error.journal.at for t in error.timers_set])
+        types += [retry, "done.invoke.sendOrderToKitchen", timeout]
+    assert delays == [[backoff * 2**n] for n in range(most)] + [[]]
+    assert (
+        "Gave up after 3 automatic retries: send RETRY or CANCEL."
+        in error.snapshot.context["status"]
+    )
+    *_, retried = walk(chart, [*types[:-3], "RETRY"])
+    assert retried.snapshot.state == "bakePizza.sendingOrderToKitchen"
+    assert [m.type for m in retried.outbox] == ["MAKE_PIZZA"]
+
+
+def test_the_retry_leaves_error_in_kitchen_and_cancels_its_timer(chart: Chart) -> None:
+    """The retry timer's own turn leaves errorInKitchen, so it cancels that timer (the
+    actor adds the fired timer's id too, whatever the chart does)."""
+    retry = "after.errorInKitchen.retryDelay"
+    *_, fired = walk(
+        chart,
+        ["CONFIRM_PIZZA", "error.invoke.sendOrderToKitchen", retry],
+    )
+    assert fired.timers_cancelled == (f"o-1/{retry}",)
+    assert fired.snapshot.state == "bakePizza.sendingOrderToKitchen"
+    assert fired.snapshot.context["retries"] == 1
+
+
+TICKING = """\
+name: ticking
+states:
+  ticking:
+    initial: true
+    after:
+      - delay: 5
+        target: ticking
+        on: countRetry
+    transitions:
+      - event: START
+      - event: STOP
+        target: stopped
+  stopped:
+    final: true
+"""
+
+TICKING_ACTIONS = """\
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Ticks(Context):
+    fields: ClassVar[JsonObject] = {"retries": 0}
+
+    def countRetry(self) -> None:
+        self.retries += 1
+"""
+
+
+def test_a_state_entered_again_in_one_turn_cancels_then_sets_its_timer(
+    tmp_path: Path,
+) -> None:
+    """A self-transition on a timer leaves and enters the state in one turn: the old
+    timer is cancelled and a new one set under the same id, due from this turn."""
+    (tmp_path / "ticking.yaml").write_text(TICKING)
+    (tmp_path / "ticking.py").write_text(TICKING_ACTIONS)
+    ticking = load_charts(tmp_path)["ticking"]
+    machine = ticking.start("o-1")
+    first = apply(machine, None, Event("START", {}, "e-1"), T0)
+    [timer] = first.timers_set
+    assert (timer.id, timer.due_at) == ("o-1/after.ticking.5s", T0 + 5)
+    tick = step(ticking, first.snapshot, Event("after.ticking.5s", {}, "e-2"), T0 + 5)
+    assert tick.timers_cancelled == ("o-1/after.ticking.5s",)
+    assert [(t.id, t.due_at) for t in tick.timers_set] == [("o-1/after.ticking.5s", T0 + 10)]
+    assert tick.snapshot.context["retries"] == 1
+    stop = step(ticking, tick.snapshot, Event("STOP", {}, "e-3"), T0 + 6)
+    assert (stop.timers_set, stop.timers_cancelled) == ((), ("o-1/after.ticking.5s",))

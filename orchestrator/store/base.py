@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, Timer, TurnRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +63,15 @@ class Store(Protocol):
         """Forget messages the broker confirmed (soon, not necessarily durably)."""
 
     async def outbox_depth(self) -> int: ...
+
+    async def next_timer_due(self, after: float) -> float | None:
+        """When the earliest timer due later than ``after`` falls due; None if there is none."""
+
+    async def due_timers(self, now: float, limit: int) -> list[Timer]:
+        """Pending timers due at ``now`` or earlier, earliest first."""
+
+    async def timer(self, timer_id: str) -> Timer | None:
+        """The pending timer with this id, as last set."""
+
+    def drop_timer(self, timer: Timer) -> None:
+        """Forget a timer whose event was refused (soon), unless it was set again."""

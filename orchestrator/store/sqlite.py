@@ -31,7 +31,7 @@ from typing import Any
 import aiosqlite
 
 from orchestrator.errors import InvalidInput, Unavailable
-from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, Timer, TurnRecord
 from orchestrator.store.base import Page, Recorded
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,9 @@ INSERT_JOURNAL = "INSERT INTO journal VALUES {values}"
 INSERT_OUTBOX = "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES {values}"
 INSERT_TIMER = "INSERT OR REPLACE INTO timers VALUES {values}"
 DELETE_TIMER = "DELETE FROM timers WHERE id = ?"
+# A timer whose event was refused, dropped only if it was not set again meanwhile.
+DROP_TIMER = "DELETE FROM timers WHERE id = ? AND due_at = ?"
+TIMER_COLUMNS = "id, order_id, due_at, event_type, data"
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ?"
 # Rows per multi-row INSERT: well under SQLite's limit of 32,766 bound parameters.
 ROWS_PER_STATEMENT = 500
@@ -144,6 +147,7 @@ class SqliteStore:
         self._reader: aiosqlite.Connection | None = None
         self._pending: list[tuple[TurnRecord, asyncio.Future[None]]] = []
         self._sent: list[str] = []
+        self._dropped: list[tuple[str, float]] = []
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
@@ -195,23 +199,29 @@ class SqliteStore:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending or self._sent:
+            while self._pending or self._sent or self._dropped:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
                 sent, self._sent = self._sent, []
-                await self._commit_batch(batch, sent)
+                dropped, self._dropped = self._dropped, []
+                await self._commit_batch(batch, sent, dropped)
             if self._closing and not self._pending:
                 return
 
     async def _commit_batch(
-        self, batch: list[tuple[TurnRecord, asyncio.Future[None]]], sent: list[str]
+        self,
+        batch: list[tuple[TurnRecord, asyncio.Future[None]]],
+        sent: list[str],
+        dropped: list[tuple[str, float]],
     ) -> None:
+        rows = _Rows.of([record for record, _ in batch], sent, dropped)
         try:
-            await self._on_writer(self._write, _Rows.of([record for record, _ in batch], sent))
+            await self._on_writer(self._write, rows)
         except Exception as exc:
             if not batch:
-                # Harmless: those messages are published again after a restart, and deduped.
-                log.warning("could not forget %d sent outbox messages: %r", len(sent), exc)
+                # Harmless: those messages are published again after a restart, and deduped;
+                # those timers fire again and are refused again.
+                log.warning("could not forget sent messages or refused timers: %r", exc)
                 return
             if len(batch) == 1:
                 record, future = batch[0]
@@ -222,8 +232,9 @@ class SqliteStore:
                 "group commit of %d turns failed (%r); retrying one by one", len(batch), exc
             )
             self._sent.extend(sent)
+            self._dropped.extend(dropped)
             for item in batch:
-                await self._commit_batch([item], [])
+                await self._commit_batch([item], [], [])
             return
         if batch and self._on_batch is not None:
             self._on_batch(len(batch))
@@ -247,6 +258,7 @@ class SqliteStore:
             conn.executemany(DELETE_TIMER, rows.cancelled)
             _insert(conn, INSERT_TIMER, rows.timers)
             conn.executemany(DELETE_OUTBOX, rows.sent)
+            conn.executemany(DROP_TIMER, rows.dropped)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -260,6 +272,11 @@ class SqliteStore:
         message is published again after the restart, and its consumer dedupes it.
         """
         self._sent.extend(message_ids)
+        self._wake.set()
+
+    def drop_timer(self, timer: Timer) -> None:
+        """Forget a timer whose event was refused, in the next transaction, unless reset."""
+        self._dropped.append((timer.id, timer.due_at))
         self._wake.set()
 
     # -- reads -------------------------------------------------------------------------
@@ -359,6 +376,27 @@ class SqliteStore:
         rows = await self._fetchall("SELECT count(*) FROM outbox", ())
         return int(rows[0][0])
 
+    async def next_timer_due(self, after: float) -> float | None:
+        rows = await self._fetchall("SELECT min(due_at) FROM timers WHERE due_at > ?", (after,))
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def due_timers(self, now: float, limit: int) -> list[Timer]:
+        rows = await self._fetchall(
+            f"SELECT {TIMER_COLUMNS} FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+            (now, limit),
+        )
+        return [_timer(row) for row in rows]
+
+    async def timer(self, timer_id: str) -> Timer | None:
+        rows = await self._fetchall(f"SELECT {TIMER_COLUMNS} FROM timers WHERE id = ?", (timer_id,))
+        return _timer(rows[0]) if rows else None
+
+
+def _timer(row: Any) -> Timer:
+    return Timer(
+        id=row[0], order_id=row[1], due_at=row[2], event_type=row[3], data=json.loads(row[4])
+    )
+
 
 def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
     if future.done():
@@ -387,10 +425,13 @@ class _Rows:
     timers: list[tuple[Any, ...]]
     cancelled: list[tuple[str]]
     sent: list[tuple[str]]
+    dropped: list[tuple[str, float]]
 
     @classmethod
-    def of(cls, records: list[TurnRecord], sent: list[str]) -> _Rows:
-        rows = cls([], [], [], [], [], [(message_id,) for message_id in sent])
+    def of(
+        cls, records: list[TurnRecord], sent: list[str], dropped: list[tuple[str, float]]
+    ) -> _Rows:
+        rows = cls([], [], [], [], [], [(message_id,) for message_id in sent], dropped)
         for record in records:
             snap, entry = record.snapshot, record.journal
             rows.orders.append(

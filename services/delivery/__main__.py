@@ -1,4 +1,4 @@
 from services.delivery import handlers
 from services.run import main
 
-main(handlers.NAME, handlers.ANSWERS)
+main(handlers.NAME, handlers.ANSWERS, handlers.COMPENSATIONS)

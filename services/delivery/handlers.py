@@ -4,3 +4,4 @@ from __future__ import annotations
 
 NAME = "delivery"
 ANSWERS = {"DELIVER_PIZZA": "PIZZA_DELIVERED"}
+COMPENSATIONS: dict[str, str] = {}

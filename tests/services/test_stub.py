@@ -134,17 +134,91 @@ async def test_redelivered_command_is_carried_out_once(
     assert len(await ledger.entries()) == 1
 
 
-async def test_answer_ids_differ_per_command(
+async def test_answer_ids_differ_per_order(
     broker: MemoryBroker, ledger: Ledger, start_stub: StartStub
 ) -> None:
-    """Different commands get different answer ids, or the orchestrator would drop one."""
+    """Commands for different orders get different answer ids, or the orchestrator would
+    drop one."""
     events = await listen(broker, "events", ["event.#"])
     await start_stub("ok")
-    await broker.publish("command.MAKE_PIZZA", make_pizza("c-1"), message_id="c-1")
+    await broker.publish("command.MAKE_PIZZA", make_pizza("c-1", "o-1"), message_id="c-1")
     one = await next_delivery(events)
-    await broker.publish("command.MAKE_PIZZA", make_pizza("c-2"), message_id="c-2")
+    await broker.publish("command.MAKE_PIZZA", make_pizza("c-2", "o-2"), message_id="c-2")
     two = await next_delivery(events)
     assert one.message_id != two.message_id
+
+
+async def test_a_retried_command_is_carried_out_once_and_answered_alike(
+    broker: MemoryBroker, ledger: Ledger, start_stub: StartStub
+) -> None:
+    """The orchestrator's retry is a new message for the same order's work: the service
+    dedupes it by order and type, answers it with the first answer's id, and counts it."""
+    events = await listen(broker, "events", ["event.#"])
+    await start_stub("ok")
+    await broker.publish("command.MAKE_PIZZA", make_pizza("o-1:3:0"), message_id="o-1:3:0")
+    first = await next_delivery(events)
+    await broker.publish("command.MAKE_PIZZA", make_pizza("o-1:6:0"), message_id="o-1:6:0")
+    second = await next_delivery(events)
+    assert second.message_id == first.message_id
+    assert second.body == first.body
+    [entry] = await ledger.entries()
+    assert (entry.key, entry.message_id) == ("o-1/MAKE_PIZZA", "o-1:3:0")
+    assert await ledger.counts("o-1/MAKE_PIZZA") == (1, 2)
+
+
+def cancel_pizza(command_id: str, order_id: str = "o-1") -> bytes:
+    message = Message(
+        id=command_id,
+        type="CANCEL_PIZZA",
+        source="/orchestrator",
+        subject=order_id,
+        data={"items": []},
+    )
+    return encode(message, T0)
+
+
+@pytest.mark.parametrize("mode", ["ok", "ignore", "reject"])
+async def test_a_compensation_is_carried_out_in_every_mode(
+    broker: MemoryBroker, ledger: Ledger, mode: str
+) -> None:
+    """CANCEL_PIZZA is answered with PIZZA_CANCELLED even by a kitchen that is stuck or
+    refusing work: the failure modes are for work commands only."""
+    events = await listen(broker, "events", ["event.#"])
+    stub = StubService(
+        "kitchen",
+        {**KITCHEN, "CANCEL_PIZZA": "PIZZA_CANCELLED"},
+        compensations={"CANCEL_PIZZA": "MAKE_PIZZA"},
+        broker=broker,
+        ledger=ledger,
+        mode=mode,
+    )
+    await stub.start()
+    await broker.publish("command.CANCEL_PIZZA", cancel_pizza("o-1:4:0"), message_id="o-1:4:0")
+    answer = decode((await next_delivery(events)).body)
+    assert (answer.type, answer.subject) == ("PIZZA_CANCELLED", "o-1")
+
+
+async def test_work_finishing_after_its_compensation_is_not_answered(
+    broker: MemoryBroker, ledger: Ledger
+) -> None:
+    """MAKE_PIZZA arriving after CANCEL_PIZZA for the same order is recorded, not baked
+    into an answer: the only event published is PIZZA_CANCELLED."""
+    events = await listen(broker, "events", ["event.#"])
+    stub = StubService(
+        "kitchen",
+        {**KITCHEN, "CANCEL_PIZZA": "PIZZA_CANCELLED"},
+        compensations={"CANCEL_PIZZA": "MAKE_PIZZA"},
+        broker=broker,
+        ledger=ledger,
+    )
+    await stub.start()
+    await stub.handle(Delivery("command.CANCEL_PIZZA", cancel_pizza("o-1:4:0"), "o-1:4:0"))
+    await stub.handle(Delivery("command.MAKE_PIZZA", make_pizza("o-1:3:0"), "o-1:3:0"))
+    assert decode((await next_delivery(events)).body).type == "PIZZA_CANCELLED"
+    await broker.publish("event.MARKER", b"marker", message_id="marker")
+    assert (await next_delivery(events)).message_id == "marker"
+    entries = {e.type: e.answer for e in await ledger.entries()}
+    assert entries["MAKE_PIZZA"] is None
 
 
 async def test_reject_mode_dead_letters_the_command(

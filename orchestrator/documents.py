@@ -1,0 +1,252 @@
+"""Read a chart document into python-statemachine's native form, checked, with its timers.
+
+A document is read into the native dict ``statemachine.io`` builds charts from. The one
+key we add to that format is a state's ``after``: events the state schedules for later,
+durably (XState's ``after``, SCXML's ``<send delay>``)::
+
+    waitingForPizzaToBeBaked:
+      after:
+        - delay: kitchenTimeout   # seconds, or a context attribute/method giving them
+          target: errorInKitchen  # any transition keys: target, cond, on, ...
+
+Each ``after`` item becomes a transition on a generated platform event
+(``after.<state>.<delay>``) and a ``TimerSpec``; the runtime stores the timer in the turn
+that enters the state and cancels it in the turn that leaves it.
+
+Before anything is built, every transition target and every action, guard and delay name
+is checked, so a flawed document is refused at start with the line (YAML) and state that
+hold the flaw, not at the first order that reaches it.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ChartError
+from orchestrator.model import TIMER_EVENT_PREFIX, JsonObject
+
+_TRANSITION_CALLBACKS = ("on", "before", "after")
+_GUARDS = ("cond", "unless")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
+_GUARD_WORDS = frozenset({"and", "or", "not", "True", "False", "None", "In"})
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSpec:
+    """An event a state schedules: ``delay`` seconds, or the name of what gives them."""
+
+    state: str
+    delay: float | str
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A chart document in native form, its timers taken out; ``where`` locates states."""
+
+    name: str
+    native: JsonObject
+    timers: dict[str, tuple[TimerSpec, ...]]
+    where: dict[str, str]
+
+
+class _Located(dict[str, Any]):
+    """A YAML mapping that remembers the line it started on."""
+
+    line = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that keeps lines, and reads ``on``/``off``/``yes``/``no`` as text.
+
+    YAML 1.1 makes those words booleans, which would turn a transition's ``on`` key into
+    ``True``; python-statemachine's own YAML reader narrows booleans the same way.
+    """
+
+
+_LineLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if not (tag == "tag:yaml.org,2002:bool" and first not in "tTfF")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_located(loader: _LineLoader, node: yaml.MappingNode) -> _Located:
+    mapping = _Located({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)
+
+
+def read_yaml(path: Path) -> JsonObject:
+    """A native python-statemachine YAML document, mappings carrying their line."""
+    try:
+        doc = yaml.load(path.read_text(), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        raise ChartError(f"{path.name}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ChartError(f"{path.name}: a chart document must be a mapping with 'states'")
+    return doc
+
+
+# How each kind of chart file is read into the native form, by suffix.
+READERS: dict[str, Callable[[Path], JsonObject]] = {".yaml": read_yaml}
+
+
+def read_document(path: Path) -> Document:
+    reader = READERS.get(path.suffix)
+    if reader is None:
+        raise ChartError(f"{path.name}: no reader for {path.suffix!r} chart documents")
+    return prepare(reader(path), path.name, default_name=path.stem)
+
+
+def prepare(doc: JsonObject, source: str, *, default_name: str) -> Document:
+    """Take the timers out of a native document and check its targets."""
+    states = doc.get("states")
+    if not isinstance(states, dict) or not states:
+        raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
+    where: dict[str, str] = {}
+    for state_id, state, _ in _walk(states):
+        if state_id in where:
+            raise ChartError(f"{source}: {where[state_id]}: the state id is used twice")
+        where[state_id] = _where(state_id, state)
+    timers: dict[str, tuple[TimerSpec, ...]] = {}
+    for state_id, state, _ in _walk(states):
+        specs = _take_timers(state_id, state, source, where)
+        if specs:
+            timers[state_id] = specs
+    for state_id, state, _ in _walk(states):
+        for transition in _transitions(state):
+            for target in str(transition.get("target") or "").split():
+                if target not in where:
+                    event = transition.get("event", "(eventless)")
+                    raise ChartError(
+                        f"{source}: {_where(state_id, transition)}: the transition on "
+                        f"{event!r} targets an unknown state {target!r}"
+                    )
+    native = dict(doc)
+    native.setdefault("name", default_name)
+    return Document(str(native["name"]), native, timers, where)
+
+
+def check_names(document: Document, context_class: type, source: str) -> None:
+    """Refuse an action, guard or delay name the chart's context does not define."""
+
+    def known(name: str) -> bool:
+        return hasattr(context_class, name) or name in getattr(context_class, "fields", {})
+
+    for state_id, state, _ in _walk(document.native["states"]):
+        here = document.where[state_id]
+        for key in ("enter", "exit"):
+            for name in _callback_names(state.get(key)):
+                if not known(name):
+                    raise ChartError(
+                        f"{source}: {here}: {key} action {name!r} is not a method of "
+                        f"{context_class.__name__}"
+                    )
+        for transition in _transitions(state):
+            at = _where(state_id, transition)
+            for key in _TRANSITION_CALLBACKS:
+                for name in _callback_names(transition.get(key)):
+                    if not known(name):
+                        raise ChartError(
+                            f"{source}: {at}: action {name!r} is not a method of "
+                            f"{context_class.__name__}"
+                        )
+            for key in _GUARDS:
+                for name in _guard_names(transition.get(key)):
+                    if not known(name):
+                        raise ChartError(
+                            f"{source}: {at}: guard {name!r} is not defined by "
+                            f"{context_class.__name__}"
+                        )
+        for spec in document.timers.get(state_id, ()):
+            if isinstance(spec.delay, str) and not known(spec.delay):
+                raise ChartError(
+                    f"{source}: {here}: delay {spec.delay!r} is not defined by "
+                    f"{context_class.__name__}"
+                )
+
+
+def timer_event(state_id: str, delay: float | str) -> str:
+    label = delay if isinstance(delay, str) else f"{delay:g}s"
+    return f"{TIMER_EVENT_PREFIX}{state_id}.{label}"
+
+
+def _take_timers(
+    state_id: str, state: JsonObject, source: str, where: dict[str, str]
+) -> tuple[TimerSpec, ...]:
+    items = state.pop("after", None)
+    if items is None:
+        return ()
+    here = where[state_id]
+    if not isinstance(items, list):
+        raise ChartError(f"{source}: {here}: 'after' must be a list of delayed transitions")
+    specs: dict[str, TimerSpec] = {}
+    transitions = list(state.get("transitions") or [])
+    for item in items:
+        if not isinstance(item, dict) or "delay" not in item:
+            raise ChartError(f"{source}: {here}: each 'after' item needs a 'delay'")
+        delay = item["delay"]
+        if isinstance(delay, bool) or not isinstance(delay, int | float | str):
+            raise ChartError(f"{source}: {here}: delay must be seconds or a name, not {delay!r}")
+        if not isinstance(delay, str) and delay < 0:
+            raise ChartError(f"{source}: {here}: delay must not be negative")
+        if "event" in item:
+            raise ChartError(
+                f"{source}: {here}: an 'after' item must not name an event: its timer does"
+            )
+        event = timer_event(state_id, delay)
+        specs.setdefault(event, TimerSpec(state_id, delay, event))
+        transition = _Located({k: v for k, v in item.items() if k != "delay"})
+        transition.line = getattr(item, "line", 0)
+        transition["event"] = event
+        transitions.append(transition)
+    state["transitions"] = transitions
+    return tuple(specs.values())
+
+
+def _walk(states: JsonObject, parent: str = "") -> Iterator[tuple[str, JsonObject, str]]:
+    for state_id, state in states.items():
+        if state is None:
+            state = states[state_id] = _Located()
+        if not isinstance(state, dict):
+            raise ChartError(f"state {state_id!r} must be a mapping")
+        yield state_id, state, parent
+        yield from _walk(state.get("states") or {}, state_id)
+
+
+def _transitions(state: JsonObject) -> list[JsonObject]:
+    return [t for t in state.get("transitions") or [] if isinstance(t, dict)]
+
+
+def _where(state_id: str, node: object) -> str:
+    line = getattr(node, "line", 0)
+    return f"line {line}, state {state_id!r}" if line else f"state {state_id!r}"
+
+
+def _callback_names(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, str)]
+
+
+def _guard_names(value: object) -> list[str]:
+    names = []
+    for expression in _callback_names(value):
+        for name in _NAME.findall(_STRING.sub("", expression)):
+            if name not in _GUARD_WORDS and not keyword.iskeyword(name):
+                names.append(name)
+    return names
