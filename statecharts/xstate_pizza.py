@@ -9,6 +9,7 @@ seed copied that message into the context, has nothing left to do but must still
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from orchestrator import JsonObject
 from statecharts.pizza import PizzaOrder
@@ -17,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 class XStatePizzaOrder(PizzaOrder):
+    # The seed's machine has no timeouts or retries: none of the YAML chart's data for them.
+    fields: ClassVar[JsonObject] = {"items": []}
+    options: ClassVar[JsonObject] = {}
+
     def updateStatus(self) -> None:
         """The status is already set from ``meta.message`` before the entry actions run."""
 

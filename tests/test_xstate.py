@@ -3,7 +3,7 @@
 Each supported feature is converted and, where it has behaviour, run on python-statemachine
 with a Context model; each refused feature must fail with a ChartError naming the file and
 the state. The seed's pizza machine (statecharts/xstate_pizza.json) is converted and run
-through a whole order.
+through a whole order, on its own and through a real server.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from statemachine import StateChart
 from statemachine.io import load
 
+from orchestrator.charts import load_chart, load_charts
 from orchestrator.context import Context
 from orchestrator.errors import ChartError
 from orchestrator.model import JsonObject
 from orchestrator.xstate import read_xstate, xstate_to_native
+from tests.conftest import ServerFactory
+from tests.helpers import CONFIRM, DONE, HAWAII, MARGHERITA, add, send, wait_for_state
 
 
 class Counter(Context):
@@ -455,33 +459,164 @@ def test_invalid_json_file_names_the_file(tmp_path: Path) -> None:
         read_xstate(path)
 
 
+# -- loading through the chart loader --------------------------------------------------
+
+ACTIONS = """\
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Bad(Context):
+    fields: ClassVar[JsonObject] = {"n": 0}
+
+    def bump(self) -> None:
+        self.n += 1
+"""
+
+
+def write_chart(directory: Path, config: JsonObject) -> Path:
+    """``bad.json`` holding ``config`` in ``directory``, beside an actions module."""
+    (directory / "bad.py").write_text(ACTIONS)
+    path = directory / "bad.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (machine(a={"on": {"GO": "nowhere"}}), "state a: on 'GO': unknown target 'nowhere'"),
+        (machine(a={"entry": "nope"}), "state 'a': enter action 'nope'"),
+        (machine(a={"on": {"GO": {"actions": "nope"}}}), "state 'a': action 'nope'"),
+        (machine(a={"on": {"GO": {"target": "a", "cond": "nope"}}}), "state 'a': guard 'nope'"),
+        (machine(a={"after": {"NOPE": "a"}}), "state 'a': delay 'NOPE'"),
+        (machine(a={"invoke": {"id": "i", "src": "nope"}}), "state 'a': enter action 'nope'"),
+    ],
+    ids=["target", "entry", "action", "guard", "delay", "invoke-src"],
+)
+def test_load_refuses_unknown_target_and_unbound_names(
+    tmp_path: Path, config: JsonObject, message: str
+) -> None:
+    """A flawed XState chart stops the start, naming the file and the state at fault."""
+    with pytest.raises(ChartError) as info:
+        load_chart(write_chart(tmp_path, config))
+    assert str(info.value).startswith("bad.json: "), info.value
+    assert message in str(info.value)
+
+
+def test_json_chart_loads_with_its_timers(tmp_path: Path) -> None:
+    """A ``.json`` chart is an XState config; its timers become the loader's timer specs."""
+    path = write_chart(
+        tmp_path,
+        machine(a={"on": {"BUMP": {"actions": "bump"}}, "after": {"1500": "b"}}, b={}),
+    )
+    chart = load_chart(path)
+    assert chart.events == {"BUMP", "after.a.1.5s"}
+    assert {state: [s.delay for s in specs] for state, specs in chart.timers.items()} == {
+        "a": [1.5]
+    }
+    order = chart.start("o-1")
+    order.send("BUMP", {})
+    assert order.context.data() == {"status": None, "n": 1}
+
+
 # -- the seed's machine ------------------------------------------------------------------
+
+SEED_FLOW = [
+    ("CONFIRM_PIZZA", "bakePizza.sendingOrderToKitchen", "Sending the order for the pizza..."),
+    (
+        "done.invoke.sendOrderToKitchen",
+        "bakePizza.waitingForPizzaToBeBaked",
+        "Waiting for the pizza to be baked...",
+    ),
+    ("PIZZA_READY", "deliverPizza.sendingOrderToDelivery", "Sending the pizza out for delivery..."),
+    (
+        "done.invoke.sendOrderToDelivery",
+        "deliverPizza.waitingForDelivery",
+        "The pizza is on its way...",
+    ),
+    ("PIZZA_DELIVERED", "done", "Delivered. Enjoy your pizza!"),
+]
 
 
 def test_seed_machine_runs_a_whole_order(charts_dir: Path) -> None:
-    """statecharts/xstate_pizza.json converts and runs the order flow with its actions."""
-    from statecharts.xstate_pizza import XStatePizzaOrder
-
-    native = read_xstate(charts_dir / "xstate_pizza.json")
-    machine_class = load(json.dumps(native), format="json")
-    machine_class.allow_event_without_transition = False
-    machine_class.catch_errors_as_events = False
-    order = XStatePizzaOrder("o-1")
-    sm = machine_class(model=order)
-    assert order.status == "Oh, just ordering some pizza..."
-    flow = [
-        ("ADD_PIZZA", {"pizza": {"name": "pineapple"}}, "orderPizza"),
-        ("CONFIRM_PIZZA", {}, "sendingOrderToKitchen"),
-        ("done.invoke.sendOrderToKitchen", {}, "waitingForPizzaToBeBaked"),
-        ("PIZZA_READY", {}, "sendingOrderToDelivery"),
-        ("done.invoke.sendOrderToDelivery", {}, "waitingForDelivery"),
-        ("PIZZA_DELIVERED", {}, "done"),
-    ]
+    """statecharts/xstate_pizza.json loads and runs the order flow with its actions."""
+    chart = load_charts(charts_dir)["xstate_pizza"]
+    order = chart.start("o-1")
+    assert order.state_path() == "orderPizza"
+    assert order.context.status == "Oh, just ordering some pizza..."
+    order.send("ADD_PIZZA", {"pizza": {"name": "pineapple"}})
+    order.send("ADD_PIZZA", {"pizza": {"name": "banana"}})
+    order.send("REMOVE_PIZZA", {"pizza": {"name": "banana"}})
+    assert order.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA")
     commands = []
-    for event, data, state in flow:
-        sm.send(event, data=data)
-        assert state in states(sm)
-        commands += [c.type for c in order.take_commands()]
+    for event, path, status in SEED_FLOW:
+        order.send(event, {})
+        assert (order.state_path(), order.context.status) == (path, status)
+        commands += [c.type for c in order.context.take_commands()]
     assert commands == ["MAKE_PIZZA", "DELIVER_PIZZA"]
-    assert order.status == "Delivered. Enjoy your pizza!"
-    assert order.items == [{"name": "pineapple"}]
+    assert order.is_final()
+    assert order.context.data() == {
+        "status": "Delivered. Enjoy your pizza!",
+        "items": [{"name": "pineapple"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("events", "path"),
+    [
+        (["error.invoke.sendOrderToKitchen"], "bakePizza.errorInKitchen"),
+        (
+            ["done.invoke.sendOrderToKitchen", "error.invoke.sendOrderToKitchen"],
+            "bakePizza.errorInKitchen",
+        ),
+        (["PIZZA_READY", "error.invoke.sendOrderToDelivery"], "deliverPizza.errorInDelivery"),
+    ],
+    ids=["while-sending", "after-done", "delivery"],
+)
+def test_seed_machine_hears_an_invoke_error(charts_dir: Path, events: list[str], path: str) -> None:
+    """onError while sending, and a dead letter after the broker took the command."""
+    order = load_charts(charts_dir)["xstate_pizza"].start("o-1")
+    order.send("ADD_PIZZA", {"pizza": {"name": "pineapple"}})
+    order.send("CONFIRM_PIZZA", {})
+    for event in events:
+        order.send(event, {"reason": "refused"})
+    assert order.state_path() == path
+    assert order.context.status is not None and order.context.status.startswith("Ooops!")
+
+
+async def test_seed_machine_runs_through_the_server(server_factory: ServerFactory) -> None:
+    """An order created with chart xstate_pizza is baked and delivered by the stubs."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"chart": "xstate_pizza", "pizza": HAWAII})
+        assert created.status_code == 201, created.text
+        order = created.json()
+        assert (order["chart"], order["state"], order["items"]) == (
+            "xstate_pizza",
+            "orderPizza",
+            [HAWAII],
+        )
+        assert (await send(http, order["id"], add(MARGHERITA))).status_code == 200
+        assert (await send(http, order["id"], CONFIRM)).status_code == 200
+        done = await wait_for_state(http, order["id"], DONE)
+        history = (await http.get(f"/orders/{order['id']}/history")).json()["entries"]
+    assert done["status"] == "Delivered. Enjoy your pizza!"
+    assert done["items"] == [HAWAII, MARGHERITA]
+    assert [entry["stateAfter"] for entry in history] == [
+        "orderPizza",
+        "orderPizza",
+        *(path for _, path, _ in SEED_FLOW),
+    ]
+
+
+async def test_seed_machine_dead_letter_through_the_server(server_factory: ServerFactory) -> None:
+    """A kitchen that dead-letters MAKE_PIZZA leaves the order in errorInKitchen."""
+    server = server_factory("--kitchen-mode", "reject")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"chart": "xstate_pizza", "pizza": HAWAII})
+        order = created.json()
+        assert (await send(http, order["id"], CONFIRM)).status_code == 200
+        failed = await wait_for_state(http, order["id"], "bakePizza.errorInKitchen")
+    assert failed["status"] == "Ooops! Something got burned..."
