@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,13 +50,10 @@ _DESCRIPTIVE = frozenset({"description", "tags", "meta"})
 _MACHINE_KEYS = frozenset({"id", "initial", "states", "version"}) | _DESCRIPTIVE
 # Keys that change nothing at run time for a JSON config with named actions.
 _MACHINE_IGNORED = frozenset({"predictableActionArguments", "preserveActionOrder", "schema"})
-_STATE_KEYS = (
-    frozenset(
-        {"id", "type", "initial", "states", "on", "always", "entry", "exit", "invoke", "after"}
-        | {"onDone"}
-    )
-    | _DESCRIPTIVE
-)
+_STATE_KEYS = _DESCRIPTIVE | {
+    *("id", "type", "initial", "states", "on", "always", "onDone"),
+    *("entry", "exit", "invoke", "after"),
+}
 _TRANSITION_KEYS = frozenset({"target", "actions", "cond", "guard", "internal"}) | _DESCRIPTIVE
 _INVOKE_KEYS = frozenset({"id", "src", "onDone", "onError"}) | _DESCRIPTIVE
 _REFUSED = {
@@ -71,6 +69,10 @@ _REFUSED = {
     "context": "not supported; declare the order's data as the Context class's 'fields'",
 }
 _MILLISECONDS = re.compile(r"\d+(\.\d+)?")
+
+
+def _has_space(text: str) -> bool:
+    return any(c.isspace() for c in text)
 
 
 def _is_name(value: object) -> bool:
@@ -102,12 +104,13 @@ class _Converter:
         if not isinstance(machine_id, str):
             self.fail(self.root, "'id' must be a string")
         self.by_id[machine_id] = self.root
-        self.index(self.root, machine_id)
+        self.machine_id = machine_id
+        self.index(self.root)
 
     def fail(self, node: _Node, message: str) -> NoReturn:
         raise ChartError(f"{self.source}: {node.where}: {message}")
 
-    def index(self, node: _Node, default_id: str) -> None:
+    def index(self, node: _Node) -> None:
         """Collect the children of ``node``, checking names and ids are unique."""
         states = node.config.get("states", {})
         if not isinstance(states, Mapping):
@@ -126,13 +129,14 @@ class _Converter:
                 )
             self.by_key[key] = child
             node.children[key] = child
-            child_id = config.get("id", f"{default_id}.{key}")
+            # XState's default id is the machine's id and the path, whatever the parents' ids.
+            child_id = config.get("id", ".".join((self.machine_id, *child.path)))
             if not isinstance(child_id, str):
                 self.fail(child, "'id' must be a string")
             if child_id in self.by_id:
                 self.fail(child, f"id {child_id!r} is used twice")
             self.by_id[child_id] = child
-            self.index(child, child_id)
+            self.index(child)
 
     def check_keys(self, node: _Node, config: Mapping[str, Any], allowed: frozenset[str]) -> None:
         for key in config:
@@ -184,6 +188,8 @@ class _Converter:
             self.fail(node, f"unknown type {kind!r}")
         if kind in ("parallel", "compound") and not node.children:
             self.fail(node, f"a {kind} state needs child states")
+        if kind in ("atomic", "final") and "initial" in config:
+            self.fail(node, f"an {kind} state has no 'initial'")
         if kind == "atomic" and node.children:
             self.fail(node, "an atomic state has no child states")
 
@@ -236,7 +242,7 @@ class _Converter:
         """The native event; XState v4's ``""`` (transient) event is eventless, as ``always``."""
         if "*" in event:
             self.fail(node, f"on {event!r}: wildcard events are not supported")
-        if event != event.strip() or " " in event:
+        if _has_space(event):
             self.fail(node, f"on {event!r}: an event name cannot contain spaces")
         return event or None
 
@@ -306,8 +312,8 @@ class _Converter:
     def resolve(self, node: _Node, target: object, what: str) -> _Node:
         """A target as XState reads it: ``#id[.path]``, ``.child[.path]`` below the state,
         or ``sibling[.path]`` beside it."""
-        if not isinstance(target, str):
-            self.fail(node, f"{what}: a target must be a string")
+        if not isinstance(target, str) or not target:
+            self.fail(node, f"{what}: a target must be a state, not {target!r}")
         if target.startswith("#"):
             found = self.by_id.get(target[1:])
             head, _, rest = target[1:].partition(".")
@@ -329,7 +335,11 @@ class _Converter:
         for item in items:
             invoke = self.mapping(node, item, "invoke")
             self.check_keys(node, invoke, _INVOKE_KEYS)
-            if not isinstance(invoke.get("id"), str) or not invoke["id"] or " " in invoke["id"]:
+            if (
+                not isinstance(invoke.get("id"), str)
+                or not invoke["id"]
+                or _has_space(invoke["id"])
+            ):
                 self.fail(node, "an invoke needs an 'id' (its events are done.invoke.<id>)")
             if not _is_name(invoke.get("src")):
                 self.fail(
@@ -357,12 +367,14 @@ class _Converter:
         return timers
 
     def delay(self, node: _Node, delay: object) -> float | str:
-        if isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0:
-            return delay / 1000
-        if isinstance(delay, str) and _MILLISECONDS.fullmatch(delay):
-            return float(delay) / 1000
-        if _is_name(delay):
-            return str(delay)
+        if isinstance(delay, str):
+            if _MILLISECONDS.fullmatch(delay):
+                return float(delay) / 1000
+            if _is_name(delay):
+                return delay
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            if math.isfinite(delay) and delay >= 0:
+                return delay / 1000
         self.fail(
             node,
             f"after {delay!r}: a delay is milliseconds or the name of a Context "

@@ -9,6 +9,7 @@ through a whole order, on its own and through a real server.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -185,6 +186,21 @@ def test_target_forms() -> None:
     assert states(sm) == {"q", "z"}
     sm.send("HOME")
     assert states(sm) == {"p", "x"}
+
+
+def test_default_ids_ignore_the_parents_custom_id() -> None:
+    """As in XState, a state's default id is the machine id and its path (``#m.p.x``), even
+    when its parent has an id of its own; the parent's id reaches it as ``#top.x``."""
+    config = machine(
+        p={"id": "top", "initial": "x", "states": {"x": {}, "y": {"on": {"A": "#m.p.x"}}}},
+        q={"on": {"B": "#top.y"}},
+    )
+    native = convert(config)
+    assert native["states"]["p"]["states"]["y"]["transitions"] == [{"event": "A", "target": "x"}]
+    assert native["states"]["q"]["transitions"] == [{"event": "B", "target": "y"}]
+    config["states"]["q"]["on"]["B"] = "#top.x.nope"
+    with pytest.raises(ChartError, match=re.escape("q: on 'B': unknown target '#top.x.nope'")):
+        convert(config)
 
 
 def test_internal_flag_is_kept() -> None:
@@ -394,6 +410,18 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     "delay-expression": (machine(a={"after": {"TIMEOUT * 2": "a"}}), "state a", "expressions"),
     "negative-delay": (machine(a={"after": [{"delay": -1, "target": "a"}]}), "state a", "delay"),
     "activities": (machine(a={"activities": ["beep"]}), "state a", "activities"),
+    "infinite-delay": (
+        machine(a={"after": [{"delay": float("inf"), "target": "a"}]}),
+        "state a",
+        "delay",
+    ),
+    "empty-target": (
+        machine(p={"initial": "x", "states": {"x": {"on": {"GO": ""}}}}),
+        "state p.x",
+        "a target must be a state",
+    ),
+    "atomic-with-initial": (machine(a={"initial": "b"}), "state a", "'initial'"),
+    "event-with-tab": (machine(a={"on": {"GO\tNOW": "a"}}), "state a", "spaces"),
     "in-guard": (machine(a={"on": {"GO": {"target": "a", "in": "#m.a"}}}), "state a", "'in'"),
     "reenter": (machine(a={"on": {"GO": {"target": "a", "reenter": True}}}), "state a", "v5"),
     "cond-and-guard": (
