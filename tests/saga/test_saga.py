@@ -1,0 +1,266 @@
+"""Timeouts, retries and cancellation with compensation, end to end, on both brokers.
+
+Each test runs the real server as a subprocess. On ``memory`` the kitchen and delivery run
+inside it; on ``rabbitmq`` they run as their own processes against RabbitMQ on 127.0.0.1
+(``ORCHESTRATOR_TEST_RABBITMQ=require``, set by ``.ci/run``, fails instead of skipping when
+it is unreachable). Chart options shorten the pizza chart's timeouts to fractions of a
+second. Durations are asserted only as lower bounds: a timer must never fire early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServerFactory, ServerProcess
+from tests.helpers import (
+    CONFIRM,
+    RABBITMQ_URL,
+    create_order,
+    delete_flow_queues,
+    eventually,
+    history,
+    http_client,
+    ledger_path,
+    send,
+    send_ok,
+    view,
+    wait_all_in_state,
+    wait_for_state,
+)
+
+TIMEOUT = "after.waitingForPizzaToBeBaked.kitchenTimeout"
+RETRY = "after.errorInKitchen.retryDelay"
+WAITING = "bakePizza.waitingForPizzaToBeBaked"
+ERROR = "bakePizza.errorInKitchen"
+CANCEL = {"type": "CANCEL"}
+
+
+@dataclass
+class Deployment:
+    """The orchestrator with its kitchen and delivery, on one broker."""
+
+    broker: str
+    db: Path
+    server_factory: ServerFactory
+    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    server: ServerProcess | None = None
+
+    async def start(
+        self, *options: str, kitchen: str = "ok", delivery: str = "ok"
+    ) -> ServerProcess:
+        """Start the services in the given modes, then the server with chart options."""
+        args = [arg for option in options for arg in ("--chart-option", option)]
+        if self.broker == "memory":
+            args += ["--kitchen-mode", kitchen, "--delivery-mode", delivery]
+        else:
+            await delete_flow_queues()
+            for name, mode in (("kitchen", kitchen), ("delivery", delivery)):
+                log = self.db.with_name(f"{name}.log").open("ab")
+                command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
+                command += ["--ledger", str(ledger_path(self.db, name)), "--mode", mode]
+                command += ["--log-level", "warning"]
+                self.services.append(
+                    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                )
+                log.close()
+            args += ["--broker", RABBITMQ_URL]
+        self.server = self.server_factory(*args, db=self.db)
+        return self.server
+
+    def stop(self) -> None:
+        for proc in self.services:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.services:
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, server_factory: ServerFactory
+) -> Iterator[Deployment]:
+    deployed = Deployment(request.param, tmp_path / "orders.db", server_factory)
+    yield deployed
+    if deployed.server is not None:
+        deployed.server.stop()
+    deployed.stop()
+
+
+def ledger(db: Path, service: str, command: str) -> dict[str, tuple[int, int]]:
+    """order id -> (times carried out, messages received) of ``command`` in the ledger."""
+    path = ledger_path(db, service)
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path, timeout=10.0)
+    try:
+        rows = conn.execute(
+            "SELECT order_id, times, received FROM handled WHERE type = ?", (command,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return {str(order): (int(times), int(received)) for order, times, received in rows}
+
+
+def pending_timers(db: Path) -> list[str]:
+    conn = sqlite3.connect(db, timeout=10.0)
+    try:
+        return [str(row[0]) for row in conn.execute("SELECT id FROM timers")]
+    finally:
+        conn.close()
+
+
+async def confirmed_order(http: httpx.AsyncClient) -> str:
+    order_id = str((await create_order(http))["id"])
+    await send_ok(http, order_id, CONFIRM)
+    return order_id
+
+
+async def test_a_silent_kitchen_times_out_retries_with_backoff_then_waits(
+    deployment: Deployment,
+) -> None:
+    """The kitchen never answers: each wait times out into errorInKitchen, which retries
+    after 0.25 s, then 0.5 s (new MAKE_PIZZA messages, baked once by the deduping
+    kitchen), then gives up and waits for RETRY or CANCEL."""
+    server = await deployment.start(
+        "pizza.kitchenTimeout=0.5",
+        "pizza.retryBackoff=0.25",
+        "pizza.maxRetries=2",
+        kitchen="ignore",
+    )
+    async with http_client(server.url) as http:
+        order_id = await confirmed_order(http)
+
+        async def gave_up() -> bool:
+            return "Gave up" in str((await view(http, order_id))["status"])
+
+        await eventually(gave_up, within=30.0, what="the kitchen stage to give up")
+        order = await view(http, order_id)
+        assert order["state"] == ERROR
+        assert order["status"] == (
+            "Ooops! Something got burned... Gave up after 2 automatic retries: "
+            "send RETRY or CANCEL."
+        )
+        assert order["nextEvents"] == ["PIZZA_READY", "CANCEL", "RETRY"]
+        entries = await history(http, order_id)
+        assert [e["type"] for e in entries if e["type"] != "done.invoke.sendOrderToKitchen"] == [
+            "ADD_PIZZA", "CONFIRM_PIZZA", TIMEOUT, RETRY, TIMEOUT, RETRY, TIMEOUT,
+        ]  # fmt: skip
+        retries = [e for e in entries if e["type"] == RETRY]
+        assert [e["data"]["delaySeconds"] for e in retries] == [0.25, 0.5]
+        for entry in retries:  # never early: the time spent in errorInKitchen
+            assert entry["durationMs"] >= entry["data"]["delaySeconds"] * 1000
+        for entry in (e for e in entries if e["type"] == TIMEOUT):
+            assert entry["durationMs"] >= 500
+        assert ledger(deployment.db, "kitchen", "MAKE_PIZZA") == {order_id: (1, 3)}
+        assert pending_timers(deployment.db) == []
+
+        retried = await send_ok(http, order_id, {"type": "RETRY"})
+        assert retried["state"] == "bakePizza.sendingOrderToKitchen"
+        await wait_for_state(http, order_id, WAITING)
+        cancelled = await send_ok(http, order_id, CANCEL)
+        assert cancelled["state"] == "cancellingKitchen"
+        done = await wait_for_state(http, order_id, "cancelled")
+        assert done["status"] == "Cancelled: the kitchen stopped and threw the pizza away."
+    assert ledger(deployment.db, "kitchen", "CANCEL_PIZZA") == {order_id: (1, 1)}
+
+
+async def test_a_timer_due_while_the_server_is_down_fires_once_after_restart(
+    deployment: Deployment,
+) -> None:
+    """SIGKILL while the kitchen timeout is pending, stay down past its due time, start
+    again: it fires once, and a second crash and restart do not fire it again."""
+    server = await deployment.start(
+        "pizza.kitchenTimeout=1.5", "pizza.maxRetries=0", kitchen="ignore"
+    )
+    async with http_client(server.url) as http:
+        order_id = await confirmed_order(http)
+        await wait_for_state(http, order_id, WAITING)
+    assert pending_timers(deployment.db) == [f"{order_id}/{TIMEOUT}"]
+    server.kill()
+    await asyncio.sleep(2.0)  # past the due time, with no server running
+    server.restart()
+    async with http_client(server.url) as http:
+        await wait_for_state(http, order_id, ERROR)
+        server.kill()
+        server.restart()
+        order = await view(http, order_id)
+        entries = await history(http, order_id)
+    assert order["state"] == ERROR
+    assert [e["type"] for e in entries].count(TIMEOUT) == 1
+    assert pending_timers(deployment.db) == []
+
+
+async def test_leaving_a_state_cancels_its_timer(deployment: Deployment) -> None:
+    """The kitchen and delivery answer within their timeouts: each state's timer is
+    cancelled by the turn that leaves it, and none fires after its due time passes."""
+    server = await deployment.start("pizza.kitchenTimeout=1", "pizza.deliveryTimeout=1")
+    async with http_client(server.url) as http:
+        order_id = await confirmed_order(http)
+        await wait_for_state(http, order_id, "done")
+        await asyncio.sleep(1.5)  # past both due times
+        entries = await history(http, order_id)
+    assert not [e["type"] for e in entries if e["type"].startswith("after.")]
+    assert entries[-1]["type"] == "PIZZA_DELIVERED"
+    assert pending_timers(deployment.db) == []
+
+
+async def test_cancel_after_make_pizza_compensates_once_across_crashes(
+    deployment: Deployment,
+) -> None:
+    """Orders waiting for a silent kitchen are cancelled; the server is SIGKILLed right
+    after the cancellations are acknowledged and again shortly after each restart. Every
+    order ends cancelled with exactly one CANCEL_PIZZA carried out and one PIZZA_CANCELLED
+    applied."""
+    server = await deployment.start(kitchen="ignore")
+    async with http_client(server.url) as http:
+        ids = [await confirmed_order(http) for _ in range(10)]
+        await wait_all_in_state(http, ids, WAITING, within=30.0)
+        for order_id in ids:
+            assert (await send(http, order_id, CANCEL)).status_code == 200
+    server.kill()
+    for pause in (0.0, 0.2):
+        server.restart()
+        await asyncio.sleep(pause)
+        server.kill()
+    server.restart()
+    async with http_client(server.url) as http:
+        await wait_all_in_state(http, ids, "cancelled", within=30.0)
+        for order_id in ids:
+            entries = await history(http, order_id)
+            types = [e["type"] for e in entries]
+            assert types.count("CANCEL") == 1, (order_id, types)
+            assert types.count("PIZZA_CANCELLED") == 1, (order_id, types)
+    cancels = ledger(deployment.db, "kitchen", "CANCEL_PIZZA")
+    assert {order_id: cancels.get(order_id, (0, 0))[0] for order_id in ids} == dict.fromkeys(ids, 1)
+
+
+async def test_cancel_is_allowed_only_before_delivery(deployment: Deployment) -> None:
+    """CANCEL while ordering ends at once with no compensation; once delivery started it
+    is refused with 409 listing what is allowed, and the order is unchanged."""
+    server = await deployment.start(delivery="ignore")
+    async with http_client(server.url) as http:
+        early = str((await create_order(http))["id"])
+        cancelled = await send_ok(http, early, CANCEL)
+        assert (cancelled["state"], cancelled["status"]) == (
+            "cancelled",
+            "Cancelled before anything was baked.",
+        )
+        late = await confirmed_order(http)
+        before = await wait_for_state(http, late, "deliverPizza.waitingForDelivery")
+        refused = await send(http, late, CANCEL)
+        assert refused.status_code == 409
+        problem = refused.json()
+        assert "CANCEL" not in problem["allowed"]
+        assert "PIZZA_DELIVERED" in problem["allowed"]
+        after = await view(http, late)
+        assert (after["version"], after["state"]) == (before["version"], before["state"])
+    assert early not in ledger(deployment.db, "kitchen", "CANCEL_PIZZA")
