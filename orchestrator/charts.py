@@ -4,11 +4,13 @@ A chart is a pair of files side by side: ``<name>.yaml``, a python-statemachine 
 document (read and checked by ``documents``, then built by ``statemachine.io.load`` in its
 secure default: no scripts, an allow-list expression evaluator), and ``<name>.py``, which
 defines one ``Context`` subclass whose methods are the actions the document names. Adding
-a chart is dropping in those two files; no runtime code names a chart.
+a chart is dropping in those two files; no runtime code names a chart. A ``<name>.json``
+document is an XState machine config instead, converted to the native form by ``xstate``.
 
 YAML was chosen over JSON and SCXML: it allows comments beside the states they explain, its
 bare strings in action positions bind to methods by name as XState binds ``actions`` to a
-machine config, and it is far shorter than SCXML for the same chart.
+machine config, and it is far shorter than SCXML for the same chart. JSON is kept for
+XState, so that charts written for it run as they are.
 
 This module never does I/O after start-up and never touches the store or the broker.
 """

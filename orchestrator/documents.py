@@ -31,6 +31,7 @@ import yaml
 
 from orchestrator.errors import ChartError
 from orchestrator.model import TIMER_EVENT_PREFIX, JsonObject
+from orchestrator.xstate import read_xstate
 
 _TRANSITION_CALLBACKS = ("on", "before", "after")
 _GUARDS = ("cond", "unless")
@@ -106,8 +107,9 @@ def read_yaml(path: Path) -> JsonObject:
     return doc
 
 
-# How each kind of chart file is read into the native form, by suffix.
-READERS: dict[str, Callable[[Path], JsonObject]] = {".yaml": read_yaml}
+# How each kind of chart file is read into the native form, by suffix: ``.json`` files are
+# XState machine configs, converted by ``xstate``.
+READERS: dict[str, Callable[[Path], JsonObject]] = {".yaml": read_yaml, ".json": read_xstate}
 
 
 def read_document(path: Path) -> Document:

@@ -1,0 +1,401 @@
+"""Read an XState machine config (JSON) as a python-statemachine native document.
+
+Chart authors who know XState write ``<name>.json`` as an XState v4 machine config; the
+runtime runs python-statemachine. :func:`xstate_to_native` maps the one onto the other,
+plus our one extension, a state's ``after`` list of durable timers (delays in seconds, or
+the name of a Context attribute or method giving them), which the chart loader strips
+before ``statemachine.io`` sees the document. Names (actions, guards, services, delays)
+stay names: they bind to the methods of the chart's ``Context`` subclass, and the chart
+loader checks them against that class.
+
+How XState maps onto our runtime:
+
+- ``invoke {id, src, onDone, onError}``: we have no promise-based services. ``src`` is an
+  entry action (run after the state's ``entry``, as XState starts services after entry)
+  that sends a command with ``send_command(..., invoke=id)``; ``onDone``/``onError``
+  become transitions on ``done.invoke.<id>``/``error.invoke.<id>``, which the runtime
+  raises when the broker durably took the command or could not deliver it.
+- ``meta.message`` sets the order's ``status`` on entry, before the entry actions.
+- ``context`` is refused: the Context class's ``fields`` declare the order's data and its
+  snapshot, and a reader of documents cannot see that class to check a second declaration
+  against it, so there is exactly one.
+- Every state name must be unique in the chart (python-statemachine keys states by name,
+  and the order's state path is made of these names); duplicates are refused rather than
+  renamed, so that the paths clients see are the names the author wrote.
+
+Anything else is refused with a ``ChartError`` naming the file and the state, never
+ignored, except the purely descriptive keys (``description``, ``tags``, other ``meta``).
+History states are refused because python-statemachine keeps history in the machine
+instance, which the orders of a chart share and no snapshot records.
+
+The converter is a pure function of the config; :func:`read_xstate` only reads the file.
+Neither imports the actions module.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, NoReturn
+
+from orchestrator.errors import ChartError
+from orchestrator.model import JsonObject
+
+_DESCRIPTIVE = frozenset({"description", "tags", "meta"})
+_MACHINE_KEYS = frozenset({"id", "initial", "states", "version"}) | _DESCRIPTIVE
+# Keys that change nothing at run time for a JSON config with named actions.
+_MACHINE_IGNORED = frozenset({"predictableActionArguments", "preserveActionOrder", "schema"})
+_STATE_KEYS = _DESCRIPTIVE | {
+    *("id", "type", "initial", "states", "on", "always", "onDone"),
+    *("entry", "exit", "invoke", "after"),
+}
+_TRANSITION_KEYS = frozenset({"target", "actions", "cond", "guard", "internal"}) | _DESCRIPTIVE
+_INVOKE_KEYS = frozenset({"id", "src", "onDone", "onError"}) | _DESCRIPTIVE
+_REFUSED = {
+    "activities": "not supported; use invoke",
+    "data": "done data is not supported",
+    "output": "done data is not supported",
+    "onEntry": "not supported; write 'entry'",
+    "onExit": "not supported; write 'exit'",
+    "in": "state guards are not supported; use a guard method",
+    "reenter": "XState v5's reenter is not supported; use 'internal'",
+    "autoForward": "not supported",
+    "history": "history states are not supported",
+    "context": "not supported; declare the order's data as the Context class's 'fields'",
+}
+_MILLISECONDS = re.compile(r"\d+(\.\d+)?")
+
+
+def _has_space(text: str) -> bool:
+    return any(c.isspace() for c in text)
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and value.isidentifier() and not keyword.iskeyword(value)
+
+
+@dataclass(eq=False)
+class _Node:
+    """One XState state node, with what target resolution needs."""
+
+    key: str
+    path: tuple[str, ...]
+    config: Mapping[str, Any]
+    parent: _Node | None
+    children: dict[str, _Node] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"state {'.'.join(self.path)}" if self.path else "machine"
+
+
+class _Converter:
+    def __init__(self, config: Mapping[str, Any], source: str) -> None:
+        self.source = source
+        self.by_key: dict[str, _Node] = {}
+        self.by_id: dict[str, _Node] = {}
+        machine_id = config.get("id", "(machine)")
+        self.root = _Node("", (), config, None)
+        if not isinstance(machine_id, str):
+            self.fail(self.root, "'id' must be a string")
+        self.by_id[machine_id] = self.root
+        self.machine_id = machine_id
+        self.index(self.root)
+
+    def fail(self, node: _Node, message: str) -> NoReturn:
+        raise ChartError(f"{self.source}: {node.where}: {message}")
+
+    def index(self, node: _Node) -> None:
+        """Collect the children of ``node``, checking names and ids are unique."""
+        states = node.config.get("states", {})
+        if not isinstance(states, Mapping):
+            self.fail(node, "'states' must be an object")
+        for key, config in states.items():
+            child = _Node(key, (*node.path, key), config, node)
+            if not isinstance(config, Mapping):
+                self.fail(child, "a state must be an object")
+            if not _is_name(key):
+                self.fail(child, f"state name {key!r} is not a Python identifier")
+            if key in self.by_key:
+                self.fail(
+                    child,
+                    f"name {key!r} is also used by {self.by_key[key].where}; "
+                    "state names must be unique in the chart",
+                )
+            self.by_key[key] = child
+            node.children[key] = child
+            # XState's default id is the machine's id and the path, whatever the parents' ids.
+            child_id = config.get("id", ".".join((self.machine_id, *child.path)))
+            if not isinstance(child_id, str):
+                self.fail(child, "'id' must be a string")
+            if child_id in self.by_id:
+                self.fail(child, f"id {child_id!r} is used twice")
+            self.by_id[child_id] = child
+            self.index(child)
+
+    def check_keys(self, node: _Node, config: Mapping[str, Any], allowed: frozenset[str]) -> None:
+        for key in config:
+            if key in allowed:
+                continue
+            self.fail(node, f"{key!r}: {_REFUSED.get(key, 'not supported')}")
+
+    def machine(self) -> JsonObject:
+        config = self.root.config
+        self.check_keys(self.root, config, _MACHINE_KEYS | _MACHINE_IGNORED)
+        if not self.root.children:
+            self.fail(self.root, "the machine has no states")
+        return {
+            "name": PurePath(self.source).stem,
+            "states": self.children(self.root, parallel=False),
+        }
+
+    def children(self, node: _Node, *, parallel: bool) -> JsonObject:
+        states = {key: self.state(child) for key, child in node.children.items()}
+        initial = node.config.get("initial")
+        if parallel:
+            if initial is not None:
+                self.fail(node, "a parallel state has no 'initial'")
+        elif initial not in node.children:
+            self.fail(node, f"'initial' must name one of its states, not {initial!r}")
+        else:
+            states[initial] = {"initial": True, **states[initial]}
+        return states
+
+    def state(self, node: _Node) -> JsonObject:
+        config = node.config
+        self.check_keys(node, config, _STATE_KEYS)
+        kind = config.get("type", "compound" if node.children else "atomic")
+        out: JsonObject = {}
+        if kind == "history":
+            self.fail(
+                node,
+                "history states are not supported (python-statemachine keeps "
+                "history in the shared machine, not in the order's snapshot)",
+            )
+        if kind == "final":
+            for key in ("states", "on", "always", "invoke", "after", "onDone"):
+                if key in config:
+                    self.fail(node, f"a final state has no {key!r}")
+            out["final"] = True
+        elif kind == "parallel":
+            out["parallel"] = True
+        elif kind not in ("atomic", "compound"):
+            self.fail(node, f"unknown type {kind!r}")
+        if kind in ("parallel", "compound") and not node.children:
+            self.fail(node, f"a {kind} state needs child states")
+        if kind in ("atomic", "final") and "initial" in config:
+            self.fail(node, f"an {kind} state has no 'initial'")
+        if kind == "atomic" and node.children:
+            self.fail(node, "an atomic state has no child states")
+
+        enter: list[Any] = self.status(node)
+        enter += self.names(node, config.get("entry"), "entry")
+        transitions: list[JsonObject] = []
+        for event, spec in self.mapping(node, config.get("on", {}), "on").items():
+            transitions += self.transitions(node, self.event(node, event), spec, f"on {event!r}")
+        transitions += self.transitions(node, None, config.get("always", []), "always")
+        for invoke in self.invokes(node):
+            enter.append(invoke["src"])
+            for key, prefix in (("onDone", "done"), ("onError", "error")):
+                event = f"{prefix}.invoke.{invoke['id']}"
+                what = f"invoke {invoke['id']!r} {key}"
+                transitions += self.transitions(node, event, invoke.get(key, []), what)
+        if "onDone" in config:
+            if not node.children:
+                self.fail(node, "'onDone' needs child states")
+            event = f"done.state.{node.key}"
+            transitions += self.transitions(node, event, config["onDone"], "onDone")
+        exit_ = self.names(node, config.get("exit"), "exit")
+
+        for key, value in (("enter", enter), ("exit", exit_), ("transitions", transitions)):
+            if value:
+                out[key] = value
+        if node.children:
+            out["states"] = self.children(node, parallel=kind == "parallel")
+        timers = self.after(node, config.get("after", {}))
+        if timers:
+            out["after"] = timers
+        return out
+
+    def status(self, node: _Node) -> list[Any]:
+        """``meta.message`` as an assign to ``status``: a Python string literal (``repr``),
+        which the restricted evaluator reads back as exactly the message."""
+        meta = self.mapping(node, node.config.get("meta", {}), "meta")
+        message = meta.get("message")
+        if message is None:
+            return []
+        if not isinstance(message, str):
+            self.fail(node, "'meta.message' must be a string")
+        return [{"assign": {"location": "status", "expr": repr(message)}}]
+
+    def mapping(self, node: _Node, value: object, what: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(node, f"{what!r} must be an object")
+        return value
+
+    def event(self, node: _Node, event: str) -> str | None:
+        """The native event; XState v4's ``""`` (transient) event is eventless, as ``always``."""
+        if "*" in event:
+            self.fail(node, f"on {event!r}: wildcard events are not supported")
+        if _has_space(event):
+            self.fail(node, f"on {event!r}: an event name cannot contain spaces")
+        return event or None
+
+    def names(self, node: _Node, value: object, what: str) -> list[str]:
+        """Action or guard names: strings, or ``{"type": name}`` objects, one or a list."""
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        names = []
+        for item in items:
+            name = item.get("type") if isinstance(item, Mapping) and len(item) == 1 else item
+            if not _is_name(name):
+                self.fail(
+                    node,
+                    f"{what}: {item!r} is not supported; name a method of the Context "
+                    "class (XState action and guard objects, assign, send, params, are not)",
+                )
+            names.append(str(name))
+        return names
+
+    def candidates(self, node: _Node, spec: object, what: str) -> list[Mapping[str, Any]]:
+        """A transition's candidates; ``null`` forbids the event (a targetless transition
+        without actions, which shadows the parents' transitions, as in XState)."""
+        items = spec if isinstance(spec, list) else [spec]
+        out: list[Mapping[str, Any]] = []
+        for item in items:
+            if item is None or isinstance(item, str):
+                out.append({} if item is None else {"target": item})
+            elif isinstance(item, Mapping):
+                self.check_keys(node, item, _TRANSITION_KEYS)
+                out.append(item)
+            else:
+                self.fail(node, f"{what}: a transition must be a target or an object")
+        return out
+
+    def transitions(
+        self, node: _Node, event: str | None, spec: object, what: str
+    ) -> list[JsonObject]:
+        out = []
+        for candidate in self.candidates(node, spec, what):
+            transition = self.transition(node, candidate, what)
+            out.append(transition if event is None else {"event": event, **transition})
+        return out
+
+    def transition(self, node: _Node, candidate: Mapping[str, Any], what: str) -> JsonObject:
+        out: JsonObject = {}
+        target = candidate.get("target")
+        targets = target if isinstance(target, list) else [] if target is None else [target]
+        if targets:
+            out["target"] = " ".join(self.resolve(node, t, what).key for t in targets)
+        internal = candidate.get("internal")
+        if internal is not None and not isinstance(internal, bool):
+            self.fail(node, f"{what}: 'internal' must be true or false")
+        # XState makes a transition to its own descendants (".child") internal by default.
+        if internal is None and targets and all(str(t).startswith(".") for t in targets):
+            internal = True
+        if internal is not None and targets:
+            out["internal"] = internal
+        if "cond" in candidate and "guard" in candidate:
+            self.fail(node, f"{what}: give 'cond' or 'guard', not both")
+        guard = candidate.get("cond", candidate.get("guard"))
+        if guard is not None:
+            (out["cond"],) = self.names(node, [guard], f"{what} guard")
+        actions = self.names(node, candidate.get("actions"), f"{what} actions")
+        if actions:
+            out["on"] = actions
+        return out
+
+    def resolve(self, node: _Node, target: object, what: str) -> _Node:
+        """A target as XState reads it: ``#id[.path]``, ``.child[.path]`` below the state,
+        or ``sibling[.path]`` beside it."""
+        if not isinstance(target, str) or not target:
+            self.fail(node, f"{what}: a target must be a state, not {target!r}")
+        if target.startswith("#"):
+            found = self.by_id.get(target[1:])
+            head, _, rest = target[1:].partition(".")
+            start, path = (found, "") if found is not None else (self.by_id.get(head), rest)
+        elif target.startswith("."):
+            start, path = node, target[1:]
+        else:
+            start, path = node.parent, target
+        resolved = start
+        for segment in path.split(".") if path else []:
+            resolved = resolved.children.get(segment) if resolved is not None else None
+        if resolved is None or resolved is self.root:
+            self.fail(node, f"{what}: unknown target {target!r}")
+        return resolved
+
+    def invokes(self, node: _Node) -> list[Mapping[str, Any]]:
+        value = node.config.get("invoke", [])
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            invoke = self.mapping(node, item, "invoke")
+            self.check_keys(node, invoke, _INVOKE_KEYS)
+            if (
+                not isinstance(invoke.get("id"), str)
+                or not invoke["id"]
+                or _has_space(invoke["id"])
+            ):
+                self.fail(node, "an invoke needs an 'id' (its events are done.invoke.<id>)")
+            if not _is_name(invoke.get("src")):
+                self.fail(
+                    node,
+                    f"invoke {invoke['id']!r}: 'src' must name a method of the "
+                    "Context class (src objects and inline services are not supported)",
+                )
+        return items
+
+    def after(self, node: _Node, value: object) -> list[JsonObject]:
+        """Delayed transitions as our ``after`` extension: ``delay`` in seconds, or a name."""
+        if isinstance(value, list):
+            pairs = []
+            for item in value:
+                item = self.mapping(node, item, "after")
+                spec = {k: v for k, v in item.items() if k != "delay"}
+                pairs.append((item.get("delay"), spec))
+        else:
+            pairs = list(self.mapping(node, value, "after").items())
+        timers = []
+        for delay, spec in pairs:
+            seconds = self.delay(node, delay)
+            for transition in self.transitions(node, None, spec, f"after {delay!r}"):
+                timers.append({"delay": seconds, **transition})
+        return timers
+
+    def delay(self, node: _Node, delay: object) -> float | str:
+        if isinstance(delay, str):
+            if _MILLISECONDS.fullmatch(delay):
+                return float(delay) / 1000
+            if _is_name(delay):
+                return delay
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            if math.isfinite(delay) and delay >= 0:
+                return delay / 1000
+        self.fail(
+            node,
+            f"after {delay!r}: a delay is milliseconds or the name of a Context "
+            "attribute (delay expressions are not supported)",
+        )
+
+
+def xstate_to_native(config: JsonObject, source: str) -> JsonObject:
+    """The native document for an XState machine ``config`` read from ``source``.
+
+    Raises ``ChartError`` naming ``source`` and the state for anything it cannot map.
+    """
+    if not isinstance(config, Mapping):
+        raise ChartError(f"{source}: an XState machine config must be a JSON object")
+    return _Converter(config, source).machine()
+
+
+def read_xstate(path: Path) -> JsonObject:
+    """The native document for the XState machine config in the JSON file ``path``."""
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ChartError(f"{path.name}: not valid JSON: {exc}") from exc
+    return xstate_to_native(config, path.name)

@@ -1,0 +1,650 @@
+"""Tests of orchestrator.xstate: XState machine configs converted to native documents.
+
+Each supported feature is converted and, where it has behaviour, run on python-statemachine
+with a Context model; each refused feature must fail with a ChartError naming the file and
+the state. The seed's pizza machine (statecharts/xstate_pizza.json) is converted and run
+through a whole order, on its own and through a real server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from statemachine import StateChart
+from statemachine.io import load
+
+from orchestrator.charts import load_chart, load_charts
+from orchestrator.context import Context
+from orchestrator.errors import ChartError
+from orchestrator.model import JsonObject
+from orchestrator.xstate import read_xstate, xstate_to_native
+from tests.conftest import ServerFactory
+from tests.helpers import CONFIRM, DONE, HAWAII, MARGHERITA, add, send, wait_for_state
+
+
+class Counter(Context):
+    """A small context whose actions and guards the test machines name."""
+
+    fields: ClassVar[JsonObject] = {"n": 0, "seen": []}
+    n: int
+    seen: list[str]
+    TIMEOUT = 2.5
+
+    def bump(self) -> None:
+        self.n += 1
+
+    def note(self, event: str) -> None:
+        self.seen.append(event)
+
+    def big(self) -> bool:
+        return self.n >= 2
+
+    def small(self) -> bool:
+        return self.n < 2
+
+    def hello(self) -> None:
+        self.seen.append("hello")
+
+    def bye(self) -> None:
+        self.seen.append("bye")
+
+    def send_it(self) -> None:
+        self.send_command("DO_IT", {"n": self.n}, invoke="doing")
+
+
+def convert(config: JsonObject) -> JsonObject:
+    return xstate_to_native(config, "t.json")
+
+
+def run(config: JsonObject) -> tuple[StateChart[Any], Counter]:
+    """The converted machine built by statemachine.io (timers left out), bound to a Counter."""
+    native = convert(config)
+    machine_class = load(json.dumps(_without_after(native)), format="json")
+    machine_class.catch_errors_as_events = False
+    machine_class.allow_event_without_transition = False
+    context = Counter("o-1")
+    return machine_class(model=context), context
+
+
+def _without_after(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_after(v) for k, v in node.items() if k != "after"}
+    if isinstance(node, list):
+        return [_without_after(v) for v in node]
+    return node
+
+
+def states(sm: StateChart[Any]) -> set[str]:
+    return {str(v) for v in sm.configuration_values}
+
+
+TWO = {"a": {"on": {"GO": "b"}}, "b": {}}
+
+
+def machine(**states: Any) -> JsonObject:
+    """A config with the given top-level states, the first one initial."""
+    return {"id": "m", "initial": next(iter(states)), "states": states}
+
+
+# -- conversion of supported features ----------------------------------------------------
+
+
+def test_sibling_target_and_initial() -> None:
+    """A string transition targets a sibling; ``initial`` marks that child initial."""
+    native = convert(machine(**TWO))
+    assert native == {
+        "name": "t",
+        "states": {
+            "a": {"initial": True, "transitions": [{"event": "GO", "target": "b"}]},
+            "b": {},
+        },
+    }
+    sm, _ = run(machine(**TWO))
+    sm.send("GO")
+    assert states(sm) == {"b"}
+
+
+def test_object_transition_with_actions_and_guard() -> None:
+    """``actions`` become ``on``; ``cond`` (v4) and ``guard`` (v5), names or {type} objects."""
+    config = machine(
+        a={
+            "on": {
+                "BUMP": {"actions": ["bump", {"type": "note"}]},
+                "GO": [
+                    {"target": "big", "cond": "big"},
+                    {"target": "small", "guard": {"type": "small"}, "actions": "note"},
+                ],
+            }
+        },
+        big={},
+        small={},
+    )
+    transitions = convert(config)["states"]["a"]["transitions"]
+    assert transitions == [
+        {"event": "BUMP", "on": ["bump", "note"]},
+        {"event": "GO", "target": "big", "cond": "big"},
+        {"event": "GO", "target": "small", "cond": "small", "on": ["note"]},
+    ]
+    sm, context = run(config)
+    sm.send("GO")
+    assert states(sm) == {"small"}
+    assert context.seen == ["GO"]
+    sm, context = run(config)
+    sm.send("BUMP")
+    sm.send("BUMP")
+    sm.send("GO")
+    assert states(sm) == {"big"}
+    assert context.n == 2
+
+
+def test_targetless_transition_runs_actions_without_reentry() -> None:
+    """A transition without target is internal: actions run, entry and exit do not."""
+    config = machine(a={"entry": "hello", "exit": "bye", "on": {"BUMP": {"actions": "bump"}}})
+    sm, context = run(config)
+    sm.send("BUMP")
+    assert context.n == 1
+    assert context.seen == ["hello"]
+
+
+def test_self_target_reenters() -> None:
+    """As in XState v4, targeting the state itself is external: exit and entry run again."""
+    config = machine(a={"entry": "hello", "exit": "bye", "on": {"AGAIN": "a"}})
+    sm, context = run(config)
+    sm.send("AGAIN")
+    assert context.seen == ["hello", "bye", "hello"]
+
+
+def test_target_forms() -> None:
+    """Sibling paths, ``.child`` (internal, as XState), ``#id``, ``#id.path``, default ids."""
+    config = machine(
+        p={
+            "id": "top",
+            "initial": "x",
+            "on": {"TO_Y": ".y", "TO_Z": "q.z"},
+            "states": {"x": {"on": {"SELF_ID": "#top.y"}}, "y": {"on": {"BACK": "#m.p.x"}}},
+        },
+        q={"initial": "z", "states": {"z": {"on": {"HOME": "#top"}}}},
+    )
+    transitions = convert(config)["states"]["p"]["transitions"]
+    assert transitions == [
+        {"event": "TO_Y", "target": "y", "internal": True},
+        {"event": "TO_Z", "target": "z"},
+    ]
+    sm, _ = run(config)
+    sm.send("TO_Y")
+    assert states(sm) == {"p", "y"}
+    sm.send("BACK")
+    assert states(sm) == {"p", "x"}
+    sm.send("SELF_ID")
+    assert states(sm) == {"p", "y"}
+    sm.send("TO_Z")
+    assert states(sm) == {"q", "z"}
+    sm.send("HOME")
+    assert states(sm) == {"p", "x"}
+
+
+def test_default_ids_ignore_the_parents_custom_id() -> None:
+    """As in XState, a state's default id is the machine id and its path (``#m.p.x``), even
+    when its parent has an id of its own; the parent's id reaches it as ``#top.x``."""
+    config = machine(
+        p={"id": "top", "initial": "x", "states": {"x": {}, "y": {"on": {"A": "#m.p.x"}}}},
+        q={"on": {"B": "#top.y"}},
+    )
+    native = convert(config)
+    assert native["states"]["p"]["states"]["y"]["transitions"] == [{"event": "A", "target": "x"}]
+    assert native["states"]["q"]["transitions"] == [{"event": "B", "target": "y"}]
+    config["states"]["q"]["on"]["B"] = "#top.x.nope"
+    with pytest.raises(ChartError, match=re.escape("q: on 'B': unknown target '#top.x.nope'")):
+        convert(config)
+
+
+def test_internal_flag_is_kept() -> None:
+    config = machine(
+        p={"initial": "x", "states": {"x": {}}, "on": {"R": {"target": ".x", "internal": False}}}
+    )
+    assert convert(config)["states"]["p"]["transitions"] == [
+        {"event": "R", "target": "x", "internal": False}
+    ]
+
+
+def test_null_transition_forbids_the_event() -> None:
+    """``null`` is XState's forbidden transition: the child swallows the parent's event."""
+    config = machine(
+        p={"initial": "x", "on": {"GO": "done"}, "states": {"x": {"on": {"GO": None}}}},
+        done={"type": "final"},
+    )
+    assert convert(config)["states"]["p"]["states"]["x"]["transitions"] == [{"event": "GO"}]
+    sm, _ = run(config)
+    sm.send("GO")
+    assert states(sm) == {"p", "x"}
+
+
+def test_always_and_transient_event_are_eventless() -> None:
+    """``always`` (and v4's ``""`` event) become eventless transitions, taken at once."""
+    config = machine(
+        a={"on": {"BUMP": {"actions": "bump"}, "CHECK": "check"}},
+        check={"always": [{"target": "high", "cond": "big"}, {"target": "a"}]},
+        high={"on": {"": "a"}},
+    )
+    native = convert(config)
+    assert native["states"]["check"]["transitions"] == [
+        {"target": "high", "cond": "big"},
+        {"target": "a"},
+    ]
+    assert native["states"]["high"]["transitions"] == [{"target": "a"}]
+    sm, context = run(config)
+    sm.send("CHECK")
+    assert states(sm) == {"a"}
+    sm.send("BUMP")
+    sm.send("BUMP")
+    sm.send("CHECK")
+    assert states(sm) == {"a"}  # through high and back, both eventless
+    assert context.n == 2
+
+
+def test_entry_exit_and_meta_message() -> None:
+    """``meta.message`` sets ``status`` on entry, before the ``entry`` actions."""
+    config = machine(
+        a={"entry": ["hello"], "exit": "bye", "meta": {"message": "Hi"}, "on": {"GO": "b"}},
+        b={},
+    )
+    assert convert(config)["states"]["a"]["enter"] == [
+        {"assign": {"location": "status", "expr": "'Hi'"}},
+        "hello",
+    ]
+    sm, context = run(config)
+    assert context.status == "Hi"
+    sm.send("GO")
+    assert context.seen == ["hello", "bye"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    ['It\'s "done"', "back\\slash and\nnewline", "&amp; && || === true", "déjà vu 🍕", ""],
+)
+def test_meta_message_is_kept_exactly(message: str) -> None:
+    """Quotes, backslashes, JavaScript-looking operators and entities survive unchanged."""
+    _, context = run(machine(a={"meta": {"message": message}}))
+    assert context.status == message
+
+
+def test_invoke_becomes_entry_action_and_done_error_transitions() -> None:
+    """``src`` runs after ``entry``; onDone/onError listen for done/error.invoke.<id>."""
+    config = machine(
+        sending={
+            "entry": "hello",
+            "invoke": {
+                "id": "doing",
+                "src": "send_it",
+                "onDone": {"target": "waiting", "actions": "note"},
+                "onError": "failed",
+            },
+        },
+        waiting={},
+        failed={},
+    )
+    state = convert(config)["states"]["sending"]
+    assert state["enter"] == ["hello", "send_it"]
+    assert state["transitions"] == [
+        {"event": "done.invoke.doing", "target": "waiting", "on": ["note"]},
+        {"event": "error.invoke.doing", "target": "failed"},
+    ]
+    sm, context = run(config)
+    assert [c.type for c in context.take_commands()] == ["DO_IT"]
+    sm.send("done.invoke.doing")
+    assert states(sm) == {"waiting"}
+    assert context.seen == ["hello", "done.invoke.doing"]
+
+
+def test_after_becomes_timer_items() -> None:
+    """Millisecond keys become seconds, names stay names; the list form works too."""
+    config = machine(
+        a={
+            "after": {
+                "1000": "b",
+                "TIMEOUT": [{"target": "b", "cond": "big"}, {"actions": "bump"}],
+            }
+        },
+        b={"after": [{"delay": 1500, "target": "a"}, {"delay": "TIMEOUT", "target": "a"}]},
+    )
+    native = convert(config)
+    assert native["states"]["a"]["after"] == [
+        {"delay": 1.0, "target": "b"},
+        {"delay": "TIMEOUT", "target": "b", "cond": "big"},
+        {"delay": "TIMEOUT", "on": ["bump"]},
+    ]
+    assert native["states"]["b"]["after"] == [
+        {"delay": 1.5, "target": "a"},
+        {"delay": "TIMEOUT", "target": "a"},
+    ]
+
+
+def test_parallel_and_on_done() -> None:
+    """Parallel regions all start; ``onDone`` fires when every region is final."""
+    region = {"initial": "r1", "states": {"r1": {}, "r2": {"type": "final"}}}
+    config = machine(
+        p={
+            "type": "parallel",
+            "states": {
+                "x": {**region, "states": {"x1": {"on": {"X": "x2"}}, "x2": {"type": "final"}}},
+                "y": {**region, "states": {"y1": {"on": {"Y": "y2"}}, "y2": {"type": "final"}}},
+            },
+            "onDone": "end",
+        },
+        end={"type": "final"},
+    )
+    config["states"]["p"]["states"]["x"]["initial"] = "x1"
+    config["states"]["p"]["states"]["y"]["initial"] = "y1"
+    native = convert(config)
+    assert native["states"]["p"]["parallel"] is True
+    assert native["states"]["p"]["transitions"] == [{"event": "done.state.p", "target": "end"}]
+    assert native["states"]["end"] == {"final": True}
+    sm, _ = run(config)
+    assert states(sm) == {"p", "x", "x1", "y", "y1"}
+    sm.send("X")
+    sm.send("Y")
+    assert states(sm) == {"end"}
+
+
+def test_several_targets_enter_each_region() -> None:
+    """A list of targets becomes python-statemachine's space-separated targets."""
+    regions = {
+        "x": {"initial": "x1", "states": {"x1": {}, "x2": {}}},
+        "y": {"initial": "y1", "states": {"y1": {}, "y2": {}}},
+    }
+    config = machine(
+        a={"on": {"GO": {"target": ["#m.p.x.x2", "p.y.y2"]}}},
+        p={"type": "parallel", "states": regions},
+    )
+    assert convert(config)["states"]["a"]["transitions"] == [{"event": "GO", "target": "x2 y2"}]
+    sm, _ = run(config)
+    sm.send("GO")
+    assert states(sm) == {"p", "x", "x2", "y", "y2"}
+
+
+def test_descriptive_keys_are_ignored() -> None:
+    config = machine(a={"description": "d", "tags": ["t"], "meta": {"owner": "me"}})
+    config.update(description="m", predictableActionArguments=True, version="1")
+    assert convert(config)["states"] == {"a": {"initial": True}}
+
+
+# -- refusals ----------------------------------------------------------------------------
+
+REFUSED: dict[str, tuple[JsonObject, str, str]] = {
+    # name: (config, the state named, a phrase of the reason)
+    "history": (
+        machine(p={"initial": "x", "states": {"x": {}, "h": {"type": "history"}}}),
+        "state p.h",
+        "history",
+    ),
+    "invoke-src-object": (
+        machine(a={"invoke": {"id": "i", "src": {"type": "svc"}}}),
+        "state a",
+        "src objects",
+    ),
+    "invoke-without-id": (machine(a={"invoke": {"src": "send_it"}}), "state a", "'id'"),
+    "invoke-data": (
+        machine(a={"invoke": {"id": "i", "src": "send_it", "data": {}}}),
+        "state a",
+        "done data",
+    ),
+    "assign-entry": (
+        machine(a={"entry": [{"type": "xstate.assign", "assignment": {"n": 1}}]}),
+        "state a",
+        "action and guard objects",
+    ),
+    "spawn": (
+        machine(a={"on": {"GO": {"actions": {"type": "xstate.spawn"}}}}),
+        "state a",
+        "action and guard objects",
+    ),
+    "action-not-identifier": (machine(a={"entry": "do-it"}), "state a", "'do-it'"),
+    "wildcard": (machine(a={"on": {"*": "a"}}), "state a", "wildcard"),
+    "partial-wildcard": (machine(a={"on": {"error.*": "a"}}), "state a", "wildcard"),
+    "event-with-space": (machine(a={"on": {"GO NOW": "a"}}), "state a", "spaces"),
+    "delay-expression": (machine(a={"after": {"TIMEOUT * 2": "a"}}), "state a", "expressions"),
+    "negative-delay": (machine(a={"after": [{"delay": -1, "target": "a"}]}), "state a", "delay"),
+    "activities": (machine(a={"activities": ["beep"]}), "state a", "activities"),
+    "infinite-delay": (
+        machine(a={"after": [{"delay": float("inf"), "target": "a"}]}),
+        "state a",
+        "delay",
+    ),
+    "empty-target": (
+        machine(p={"initial": "x", "states": {"x": {"on": {"GO": ""}}}}),
+        "state p.x",
+        "a target must be a state",
+    ),
+    "atomic-with-initial": (machine(a={"initial": "b"}), "state a", "'initial'"),
+    "event-with-tab": (machine(a={"on": {"GO\tNOW": "a"}}), "state a", "spaces"),
+    "in-guard": (machine(a={"on": {"GO": {"target": "a", "in": "#m.a"}}}), "state a", "'in'"),
+    "reenter": (machine(a={"on": {"GO": {"target": "a", "reenter": True}}}), "state a", "v5"),
+    "cond-and-guard": (
+        machine(a={"on": {"GO": {"target": "a", "cond": "big", "guard": "big"}}}),
+        "state a",
+        "not both",
+    ),
+    "guard-object": (
+        machine(a={"on": {"GO": {"target": "a", "guard": {"type": "big", "params": {}}}}}),
+        "state a",
+        "guard",
+    ),
+    "context": ({**machine(a={}), "context": {"n": 0}}, "machine", "fields"),
+    "machine-on": ({**machine(a={}), "on": {"GO": ".a"}}, "machine", "'on'"),
+    "unknown-key": (machine(a={"onEnter": "hello"}), "state a", "'onEnter'"),
+    "unknown-target": (machine(a={"on": {"GO": "nowhere"}}), "state a", "'nowhere'"),
+    "unknown-id-target": (machine(a={"on": {"GO": "#nope"}}), "state a", "'#nope'"),
+    "unknown-child-target": (machine(a={"on": {"GO": ".x"}}), "state a", "'.x'"),
+    "duplicate-name": (
+        machine(p={"initial": "x", "states": {"x": {}}}, q={"initial": "x", "states": {"x": {}}}),
+        "state q.x",
+        "state p.x",
+    ),
+    "duplicate-id": (
+        machine(a={"id": "same"}, b={"id": "same"}),
+        "state b",
+        "'same'",
+    ),
+    "state-name-not-identifier": (machine(**{"my-state": {}}), "state my-state", "identifier"),
+    "no-initial": ({"states": {"a": {}, "b": {}}}, "machine", "'initial'"),
+    "initial-not-a-child": (
+        machine(p={"initial": "nope", "states": {"x": {}}}),
+        "state p",
+        "'initial'",
+    ),
+    "final-with-on": (machine(a={"type": "final", "on": {"GO": "a"}}), "state a", "final"),
+    "on-done-on-atomic": (machine(a={"onDone": "a"}), "state a", "child states"),
+    "parallel-without-children": (machine(a={"type": "parallel"}), "state a", "child states"),
+    "unknown-type": (machine(a={"type": "weird"}), "state a", "'weird'"),
+    "message-not-string": (machine(a={"meta": {"message": 1}}), "state a", "meta.message"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_feature_names_file_and_state(name: str) -> None:
+    config, where, reason = REFUSED[name]
+    with pytest.raises(ChartError) as info:
+        convert(config)
+    message = str(info.value)
+    assert message.startswith(f"t.json: {where}: "), message
+    assert reason in message, message
+
+
+def test_config_must_be_an_object() -> None:
+    with pytest.raises(ChartError, match=r"^t\.json: .*JSON object"):
+        xstate_to_native([], "t.json")  # type: ignore[arg-type]
+
+
+def test_invalid_json_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(ChartError, match=r"^bad\.json: not valid JSON"):
+        read_xstate(path)
+
+
+# -- loading through the chart loader --------------------------------------------------
+
+ACTIONS = """\
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Bad(Context):
+    fields: ClassVar[JsonObject] = {"n": 0}
+
+    def bump(self) -> None:
+        self.n += 1
+"""
+
+
+def write_chart(directory: Path, config: JsonObject) -> Path:
+    """``bad.json`` holding ``config`` in ``directory``, beside an actions module."""
+    (directory / "bad.py").write_text(ACTIONS)
+    path = directory / "bad.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (machine(a={"on": {"GO": "nowhere"}}), "state a: on 'GO': unknown target 'nowhere'"),
+        (machine(a={"entry": "nope"}), "state 'a': enter action 'nope'"),
+        (machine(a={"on": {"GO": {"actions": "nope"}}}), "state 'a': action 'nope'"),
+        (machine(a={"on": {"GO": {"target": "a", "cond": "nope"}}}), "state 'a': guard 'nope'"),
+        (machine(a={"after": {"NOPE": "a"}}), "state 'a': delay 'NOPE'"),
+        (machine(a={"invoke": {"id": "i", "src": "nope"}}), "state 'a': enter action 'nope'"),
+    ],
+    ids=["target", "entry", "action", "guard", "delay", "invoke-src"],
+)
+def test_load_refuses_unknown_target_and_unbound_names(
+    tmp_path: Path, config: JsonObject, message: str
+) -> None:
+    """A flawed XState chart stops the start, naming the file and the state at fault."""
+    with pytest.raises(ChartError) as info:
+        load_chart(write_chart(tmp_path, config))
+    assert str(info.value).startswith("bad.json: "), info.value
+    assert message in str(info.value)
+
+
+def test_json_chart_loads_with_its_timers(tmp_path: Path) -> None:
+    """A ``.json`` chart is an XState config; its timers become the loader's timer specs."""
+    path = write_chart(
+        tmp_path,
+        machine(a={"on": {"BUMP": {"actions": "bump"}}, "after": {"1500": "b"}}, b={}),
+    )
+    chart = load_chart(path)
+    assert chart.events == {"BUMP", "after.a.1.5s"}
+    assert {state: [s.delay for s in specs] for state, specs in chart.timers.items()} == {
+        "a": [1.5]
+    }
+    order = chart.start("o-1")
+    order.send("BUMP", {})
+    assert order.context.data() == {"status": None, "n": 1}
+
+
+# -- the seed's machine ------------------------------------------------------------------
+
+SEED_FLOW = [
+    ("CONFIRM_PIZZA", "bakePizza.sendingOrderToKitchen", "Sending the order for the pizza..."),
+    (
+        "done.invoke.sendOrderToKitchen",
+        "bakePizza.waitingForPizzaToBeBaked",
+        "Waiting for the pizza to be baked...",
+    ),
+    ("PIZZA_READY", "deliverPizza.sendingOrderToDelivery", "Sending the pizza out for delivery..."),
+    (
+        "done.invoke.sendOrderToDelivery",
+        "deliverPizza.waitingForDelivery",
+        "The pizza is on its way...",
+    ),
+    ("PIZZA_DELIVERED", "done", "Delivered. Enjoy your pizza!"),
+]
+
+
+def test_seed_machine_runs_a_whole_order(charts_dir: Path) -> None:
+    """statecharts/xstate_pizza.json loads and runs the order flow with its actions."""
+    chart = load_charts(charts_dir)["xstate_pizza"]
+    order = chart.start("o-1")
+    assert order.state_path() == "orderPizza"
+    assert order.context.status == "Oh, just ordering some pizza..."
+    order.send("ADD_PIZZA", {"pizza": {"name": "pineapple"}})
+    order.send("ADD_PIZZA", {"pizza": {"name": "banana"}})
+    order.send("REMOVE_PIZZA", {"pizza": {"name": "banana"}})
+    assert order.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA")
+    commands = []
+    for event, path, status in SEED_FLOW:
+        order.send(event, {})
+        assert (order.state_path(), order.context.status) == (path, status)
+        commands += [c.type for c in order.context.take_commands()]
+    assert commands == ["MAKE_PIZZA", "DELIVER_PIZZA"]
+    assert order.is_final()
+    assert order.context.data() == {
+        "status": "Delivered. Enjoy your pizza!",
+        "items": [{"name": "pineapple"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("events", "path"),
+    [
+        (["error.invoke.sendOrderToKitchen"], "bakePizza.errorInKitchen"),
+        (
+            ["done.invoke.sendOrderToKitchen", "error.invoke.sendOrderToKitchen"],
+            "bakePizza.errorInKitchen",
+        ),
+        (["PIZZA_READY", "error.invoke.sendOrderToDelivery"], "deliverPizza.errorInDelivery"),
+    ],
+    ids=["while-sending", "after-done", "delivery"],
+)
+def test_seed_machine_hears_an_invoke_error(charts_dir: Path, events: list[str], path: str) -> None:
+    """onError while sending, and a dead letter after the broker took the command."""
+    order = load_charts(charts_dir)["xstate_pizza"].start("o-1")
+    order.send("ADD_PIZZA", {"pizza": {"name": "pineapple"}})
+    order.send("CONFIRM_PIZZA", {})
+    for event in events:
+        order.send(event, {"reason": "refused"})
+    assert order.state_path() == path
+    assert order.context.status is not None and order.context.status.startswith("Ooops!")
+
+
+async def test_seed_machine_runs_through_the_server(server_factory: ServerFactory) -> None:
+    """An order created with chart xstate_pizza is baked and delivered by the stubs."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"chart": "xstate_pizza", "pizza": HAWAII})
+        assert created.status_code == 201, created.text
+        order = created.json()
+        assert (order["chart"], order["state"], order["items"]) == (
+            "xstate_pizza",
+            "orderPizza",
+            [HAWAII],
+        )
+        assert (await send(http, order["id"], add(MARGHERITA))).status_code == 200
+        assert (await send(http, order["id"], CONFIRM)).status_code == 200
+        done = await wait_for_state(http, order["id"], DONE)
+        history = (await http.get(f"/orders/{order['id']}/history")).json()["entries"]
+    assert done["status"] == "Delivered. Enjoy your pizza!"
+    assert done["items"] == [HAWAII, MARGHERITA]
+    assert [entry["stateAfter"] for entry in history] == [
+        "orderPizza",
+        "orderPizza",
+        *(path for _, path, _ in SEED_FLOW),
+    ]
+
+
+async def test_seed_machine_dead_letter_through_the_server(server_factory: ServerFactory) -> None:
+    """A kitchen that dead-letters MAKE_PIZZA leaves the order in errorInKitchen."""
+    server = server_factory("--kitchen-mode", "reject")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"chart": "xstate_pizza", "pizza": HAWAII})
+        order = created.json()
+        assert (await send(http, order["id"], CONFIRM)).status_code == 200
+        failed = await wait_for_state(http, order["id"], "bakePizza.errorInKitchen")
+    assert failed["status"] == "Ooops! Something got burned..."
