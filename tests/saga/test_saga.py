@@ -10,113 +10,28 @@ second. Durations are asserted only as lower bounds: a timer must never fire ear
 from __future__ import annotations
 
 import asyncio
-import signal
-import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import (
     CONFIRM,
-    RABBITMQ_URL,
     create_order,
-    delete_flow_queues,
     eventually,
     history,
     http_client,
-    ledger_path,
     send,
     send_ok,
     view,
     wait_all_in_state,
     wait_for_state,
 )
+from tests.saga.conftest import Deployment, ledger, pending_timers
 
 TIMEOUT = "after.waitingForPizzaToBeBaked.kitchenTimeout"
 RETRY = "after.errorInKitchen.retryDelay"
 WAITING = "bakePizza.waitingForPizzaToBeBaked"
 ERROR = "bakePizza.errorInKitchen"
 CANCEL = {"type": "CANCEL"}
-
-
-@dataclass
-class Deployment:
-    """The orchestrator with its kitchen and delivery, on one broker."""
-
-    broker: str
-    db: Path
-    server_factory: ServerFactory
-    services: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    server: ServerProcess | None = None
-
-    async def start(
-        self, *options: str, kitchen: str = "ok", delivery: str = "ok"
-    ) -> ServerProcess:
-        """Start the services in the given modes, then the server with chart options."""
-        args = [arg for option in options for arg in ("--chart-option", option)]
-        if self.broker == "memory":
-            args += ["--kitchen-mode", kitchen, "--delivery-mode", delivery]
-        else:
-            await delete_flow_queues()
-            for name, mode in (("kitchen", kitchen), ("delivery", delivery)):
-                self.services.append(self._spawn(name, mode))
-            args += ["--broker", RABBITMQ_URL]
-        self.server = self.server_factory(*args, db=self.db)
-        return self.server
-
-    def _spawn(self, name: str, mode: str) -> subprocess.Popen[bytes]:
-        """``python -m services.<name>`` on RabbitMQ, its ledger beside the orders file."""
-        command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
-        command += ["--ledger", str(ledger_path(self.db, name)), "--mode", mode]
-        command += ["--log-level", "warning"]
-        with self.db.with_name(f"{name}.log").open("ab") as log:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        for proc in self.services:
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.services:
-            proc.wait(timeout=30)
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-def deployment(
-    request: pytest.FixtureRequest, tmp_path: Path, server_factory: ServerFactory
-) -> Iterator[Deployment]:
-    deployed = Deployment(request.param, tmp_path / "orders.db", server_factory)
-    yield deployed
-    if deployed.server is not None:
-        deployed.server.stop()
-    deployed.stop()
-
-
-def ledger(db: Path, service: str, command: str) -> dict[str, tuple[int, int]]:
-    """order id -> (times carried out, messages received) of ``command`` in the ledger."""
-    path = ledger_path(db, service)
-    if not path.exists():
-        return {}
-    conn = sqlite3.connect(path, timeout=10.0)
-    try:
-        rows = conn.execute(
-            "SELECT order_id, times, received FROM handled WHERE type = ?", (command,)
-        ).fetchall()
-    finally:
-        conn.close()
-    return {str(order): (int(times), int(received)) for order, times, received in rows}
-
-
-def pending_timers(db: Path) -> list[str]:
-    conn = sqlite3.connect(db, timeout=10.0)
-    try:
-        return [str(row[0]) for row in conn.execute("SELECT id FROM timers")]
-    finally:
-        conn.close()
 
 
 async def confirmed_order(http: httpx.AsyncClient) -> str:
@@ -265,3 +180,26 @@ async def test_cancel_is_allowed_only_before_delivery(deployment: Deployment) ->
         after = await view(http, late)
         assert (after["version"], after["state"]) == (before["version"], before["state"])
     assert early not in ledger(deployment.db, "kitchen", "CANCEL_PIZZA")
+
+
+async def test_the_seed_xstate_machine_runs_to_done(deployment: Deployment) -> None:
+    """The XState transcription of the seed's machine (statecharts/xstate_pizza.json)
+    takes an order from first pizza to delivered on this broker, each pizza baked and
+    delivered once."""
+    server = await deployment.start()
+    async with http_client(server.url) as http:
+        created = await http.post(
+            "/orders", json={"chart": "xstate_pizza", "pizza": {"name": "hawaii"}}
+        )
+        assert created.status_code == 201, created.text
+        order_id = created.json()["id"]
+        assert created.json()["chart"] == "xstate_pizza"
+        await send_ok(http, order_id, CONFIRM)
+        done = await wait_for_state(http, order_id, "done")
+        entries = await history(http, order_id)
+    assert done["chart"] == "xstate_pizza"
+    assert [e["type"] for e in entries if not e["type"].startswith("done.invoke")] == [
+        "ADD_PIZZA", "CONFIRM_PIZZA", "PIZZA_READY", "PIZZA_DELIVERED",
+    ]  # fmt: skip
+    assert ledger(deployment.db, "kitchen", "MAKE_PIZZA") == {order_id: (1, 1)}
+    assert ledger(deployment.db, "delivery", "DELIVER_PIZZA") == {order_id: (1, 1)}
