@@ -14,7 +14,7 @@ async def test_charts_lists_the_loaded_charts(client: httpx.AsyncClient) -> None
     """The names of the loaded charts and the one POST /orders uses by default."""
     response = await client.get("/charts")
     assert response.status_code == 200
-    assert response.json() == {"charts": ["pizza", "xstate_pizza"], "default": "pizza"}
+    assert response.json() == {"charts": ["payment", "pizza", "xstate_pizza"], "default": "pizza"}
 
 
 async def test_chart_structure(client: httpx.AsyncClient) -> None:

@@ -1,0 +1,121 @@
+"""Actions, guards and delays of the payment chart (payment.yaml).
+
+The task token identifies the step that waits for a callback, as the workflow's
+``$context.task.token`` does; it is derived from the order id and the step's count, so the
+turn stays deterministic. It is not a credential: who may call back is decided by the API
+token or the webhook signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar
+
+from orchestrator import Context, InvalidInput, JsonObject
+
+METHODS = {"zhifubao": "Alipay", "weixin": "WeChat Pay", "unionpay": "UnionPay"}
+
+
+class PaymentOrder(Context):
+    fields: ClassVar[JsonObject] = {
+        "products": [],
+        "supplier": None,
+        "address": None,
+        "orderNum": None,
+        "price": 0,
+        "paymentcombination": [],
+        "paymentMethod": None,
+        "taskToken": None,
+        "steps": 0,
+        "reason": None,
+    }
+    options: ClassVar[JsonObject] = {
+        # Seconds each waitForCallback step waits before the order is cancelled.
+        "paymentTimeout": 300.0,
+        "settleTimeout": 300.0,
+    }
+    create_event: ClassVar[str | None] = "PLACE_ORDER"
+    create_fields: ClassVar[dict[str, type]] = {"products": list, "supplier": str, "address": str}
+    products: list[JsonObject]
+    price: float
+    paymentMethod: str | None
+    taskToken: str | None
+    steps: int
+
+    # -- generateInfo ------------------------------------------------------------------
+
+    def generateInfo(self, data: JsonObject) -> None:
+        products = data.get("products")
+        if not isinstance(products, list) or not products:
+            raise InvalidInput("data.products", "products must be a non-empty list")
+        price = 0.0
+        for n, product in enumerate(products):
+            cost = product.get("price") if isinstance(product, dict) else None
+            if isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0:
+                raise InvalidInput(
+                    f"data.products[{n}].price", "each product needs a price, a number >= 0"
+                )
+            price += cost
+        self.products = products
+        self.supplier = data.get("supplier")
+        self.address = data.get("address")
+        self.price = round(price, 2)
+        self.orderNum = f"ORD-{self.order_id[-12:]}"
+        self.paymentcombination = sorted(METHODS)
+
+    # -- waitForCallback ---------------------------------------------------------------
+
+    def issueTaskToken(self) -> None:
+        self.steps += 1
+        digest = hashlib.sha256(f"{self.order_id}/{self.steps}".encode()).hexdigest()
+        self.taskToken = digest[:32]
+
+    def tokenMatches(self, data: JsonObject) -> bool:
+        token = data.get("taskToken")
+        if not isinstance(token, str):
+            raise InvalidInput("data.taskToken", "the callback must carry the step's taskToken")
+        return token == self.taskToken
+
+    def paymentTimeout(self) -> float:
+        return float(self.options["paymentTimeout"])
+
+    def settleTimeout(self) -> float:
+        return float(self.options["settleTimeout"])
+
+    # -- payment and the choice --------------------------------------------------------
+
+    def recordPayment(self, data: JsonObject) -> None:
+        method = data.get("paymentMethod")
+        if not isinstance(method, str):
+            raise InvalidInput("data.paymentMethod", "paymentMethod must be a string")
+        self.paymentMethod = method
+
+    def paidWithZhifubao(self) -> bool:
+        return self.paymentMethod == "zhifubao"
+
+    def paidWithWeixin(self) -> bool:
+        return self.paymentMethod == "weixin"
+
+    def paidWithUnionpay(self) -> bool:
+        return self.paymentMethod == "unionpay"
+
+    # -- endings -----------------------------------------------------------------------
+
+    def describeCompletion(self) -> None:
+        method = METHODS.get(self.paymentMethod or "", self.paymentMethod)
+        self.status = f"Completed: {self.orderNum} paid {self.price:g} with {method}."
+        self.taskToken = None
+
+    def unknownMethod(self) -> None:
+        self._cancel(f"payment method {self.paymentMethod!r} is not one of {sorted(METHODS)}")
+
+    def paymentTimedOut(self) -> None:
+        self._cancel("no payment callback in time")
+
+    def settlementTimedOut(self) -> None:
+        self._cancel(f"{METHODS.get(self.paymentMethod or '')} did not settle in time")
+
+    def _cancel(self, reason: str) -> None:
+        self.reason = reason
+        self.status = f"Cancelled: {reason}."
+        self.taskToken = None
