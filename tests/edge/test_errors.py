@@ -91,6 +91,13 @@ BAD_EVENTS = [
     pytest.param(
         encode({"type": "error.invoke.sendOrderToKitchen"}), {}, 422, "type", id="platform-error"
     ),
+    pytest.param(
+        encode({"type": "after.waitingForPizzaToBeBaked.kitchenTimeout"}),
+        {},
+        422,
+        "type",
+        id="platform-timer",
+    ),
     pytest.param(encode({"data": {"pizza": HAWAII}}), {}, 422, "type", id="missing-type"),
     pytest.param(encode({"type": 5, "data": {}}), {}, 422, "type", id="type-number"),
     pytest.param(encode({"type": None}), {}, 422, "type", id="type-null"),
