@@ -283,6 +283,8 @@ def load_charts(directory: Path, options: dict[str, JsonObject] | None = None) -
     ``options`` sets charts' options by chart name: {"pizza": {"kitchenTimeout": 30}}.
     """
     options = options or {}
+    if not directory.is_dir():
+        raise ChartError(f"no charts directory at {directory}")
     documents = sorted(p for p in directory.iterdir() if p.suffix in READERS)
     if not documents:
         raise ChartError(f"no chart documents ({', '.join(READERS)}) in {directory}")

@@ -46,13 +46,15 @@ def main() -> None:
 @click.option(
     "--charts",
     "charts_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    envvar="ORCHESTRATOR_CHARTS",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None,
     help="Directory of chart documents [default: bundled statecharts/].",
 )
 @click.option(
     "--chart-option",
     "chart_options",
+    envvar="ORCHESTRATOR_CHART_OPTION",
     multiple=True,
     metavar="CHART.NAME=VALUE",
     help="Set one of a chart's options, e.g. pizza.kitchenTimeout=30 (repeatable).",

@@ -77,6 +77,8 @@ class PizzaOrder(Context):
 
     def _next_step(self, manual: str) -> str:
         delay = self.retryDelay()
+        if delay is None and self.retries == 0:
+            return f"Send {manual}."
         if delay is None:
             return f"Gave up after {self.retries} automatic retries: send {manual}."
         most = self.options["maxRetries"]

@@ -15,6 +15,7 @@ import pytest
         ("ORCHESTRATOR_PORT", "notanumber", "'--port'"),
         ("ORCHESTRATOR_SYNCHRONOUS", "SOMETIMES", "'--synchronous'"),
         ("ORCHESTRATOR_KITCHEN_MODE", "sulk", "'--kitchen-mode'"),
+        ("ORCHESTRATOR_CHARTS", "/no/such/charts", "/no/such/charts"),
     ],
 )
 def test_each_flag_reads_its_environment_variable(
@@ -40,3 +41,27 @@ def test_a_bad_setting_is_a_usage_error_naming_it() -> None:
     )
     assert result.returncode == 2
     assert "max_actors must be at least 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("pizza.kitchenTimeout=1 pizza.ovenTemperature=250", "no option 'ovenTemperature'"),
+        ("pizza.kitchenTimeout=1 pizza.maxRetries=many", "'maxRetries' must be like its default"),
+        ("kitchenTimeout=1", "is not CHART.NAME=VALUE"),
+    ],
+)
+def test_chart_options_from_the_environment_are_checked_at_start(
+    value: str, complaint: str
+) -> None:
+    """ORCHESTRATOR_CHART_OPTION takes several space-separated options; a wrong one stops
+    the server before it listens, naming it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", "1"],
+        env={**os.environ, "ORCHESTRATOR_CHART_OPTION": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert complaint in result.stderr

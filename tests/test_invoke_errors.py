@@ -23,14 +23,14 @@ from tests.helpers import wait_for_state
         (
             "--kitchen-mode",
             "bakePizza.errorInKitchen",
-            "Ooops! Something got burned...",
+            "Ooops! Something got burned... Send RETRY or CANCEL.",
             "sendOrderToKitchen",
             "command.MAKE_PIZZA",
         ),
         (
             "--delivery-mode",
             "deliverPizza.errorInDelivery",
-            "Ooops! The delivery got lost...",
+            "Ooops! The delivery got lost... Send RETRY.",
             "sendOrderToDelivery",
             "command.DELIVER_PIZZA",
         ),
@@ -39,7 +39,7 @@ from tests.helpers import wait_for_state
 async def test_a_dead_lettered_command_moves_the_order_to_its_error_state(
     server_factory: ServerFactory, flag: str, state: str, status: str, invoke: str, command: str
 ) -> None:
-    server = server_factory(flag, "reject")
+    server = server_factory(flag, "reject", "--chart-option", "pizza.maxRetries=0")
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
         created = (await client.post("/orders", json={"pizza": {"name": "hawaii"}})).json()
         confirmed = await client.post(
