@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import orchestrator
+from orchestrator.edge.numbers import MAX_INTEGER
 
 PROBLEM_JSON = "application/problem+json"
-# SQLite integers are signed 64-bit, so no version can be larger.
-MAX_VERSION = 2**63 - 1
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -112,8 +111,8 @@ def _limit(upper: int) -> dict[str, Any]:
     return _query("limit", {"type": "integer", "minimum": 1, "maximum": upper}, "Page size")
 
 
-def _body(schema: dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
-    return {"required": True, "content": {media_type: {"schema": schema}}}
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 # The webhook's own headers: the signature, and the binary binding's ce-* attributes.
@@ -138,7 +137,7 @@ BINARY_HEADERS = [
         "name": f"ce-{name}",
         "in": "header",
         "required": False,
-        "description": f"Binary binding: the CloudEvent's `{name}` (all four or none)",
+        "description": f"Binary binding: the CloudEvent's `{name}` attribute",
         "schema": {"type": "string"},
     }
     for name in ("specversion", "id", "type", "source", "subject")
@@ -222,7 +221,7 @@ PATHS: dict[str, Any] = {
                 ORDER_ID,
                 _query(
                     "after",
-                    {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
                     "Only the events after this version (the previous page's nextAfter)",
                 ),
                 _limit(1000),
@@ -251,15 +250,11 @@ PATHS: dict[str, Any] = {
                 ORDER_ID,
                 _query(
                     "after",
-                    {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
                     "Replay the events after this version, then go live",
                 ),
-                _query(
-                    "access_token",
-                    {"type": "string"},
-                    "The bearer token, for browsers, which cannot set headers on a WebSocket",
-                ),
             ],
+            "security": [{"bearer": []}, {"accessToken": []}],
             "responses": {
                 "101": {
                     "description": "Switched to the WebSocket protocol",
@@ -371,7 +366,13 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Event": _record(
         {
-            "type": {"type": "string", "minLength": 1, "examples": ["CONFIRM_PIZZA"]},
+            "type": {
+                "type": "string",
+                "minLength": 1,
+                "description": "An event of the order's chart; done.* and error.* are the "
+                "orchestrator's own and refused with 422",
+                "examples": ["CONFIRM_PIZZA"],
+            },
             "data": {"type": "object", "examples": [{"pizza": {"name": "hawaii"}}]},
         },
         "data",
@@ -475,7 +476,14 @@ OPENAPI: dict[str, Any] = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "Only when the server has ORCHESTRATOR_API_TOKEN set.",
-            }
+            },
+            "accessToken": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "access_token",
+                "description": "The bearer token on a WebSocket, for browsers, which cannot "
+                "set its headers",
+            },
         },
         "schemas": SCHEMAS,
     },
