@@ -116,6 +116,11 @@ def from_cloudevent(event: Any) -> Message:
         data = {}
     if not isinstance(data, dict):
         raise MalformedMessage("the CloudEvent's data must be a JSON object")
+    try:
+        # Python's parser reads NaN and 1e999 (as infinity); no JSON answer could carry them.
+        json.dumps(data, allow_nan=False)
+    except ValueError as exc:
+        raise MalformedMessage("the CloudEvent's data holds NaN or an infinite number") from exc
     invoke = event.get_extension(INVOKE_EXTENSION)
     return Message(
         id=str(event.get_id()),

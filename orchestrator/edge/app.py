@@ -21,8 +21,7 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
     """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, webhook_secret,
     webhook_window) goes to ``app.state``, where the endpoints find it."""
     routes: list[BaseRoute] = [
-        Route("/orders", orders.create_order, methods=["POST"]),
-        Route("/orders", orders.list_orders, methods=["GET"]),
+        Route("/orders", orders.collection, methods=["GET", "POST"]),
         Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
         Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
         Route("/orders/{order_id}/history", orders.history, methods=["GET"]),

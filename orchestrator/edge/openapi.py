@@ -1,33 +1,464 @@
-"""The OpenAPI 3.1 document of the HTTP API, served at /openapi.json."""
+"""The OpenAPI 3.1 document of the HTTP API, served at /openapi.json.
+
+tests/contract/test_schema.py runs schemathesis against a live server loaded from this
+document, so every status, header and body a route answers, errors included, must be
+described here exactly: a mismatch fails that test.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orchestrator
+from orchestrator.edge.numbers import MAX_INTEGER
+
+PROBLEM_JSON = "application/problem+json"
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
+def _header(description: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {"description": description, "required": True, "schema": schema}
+
+
+def _json(
+    schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        },
+        "content": {"application/json": {"schema": schema}},
     }
+    if headers:
+        response["headers"] = headers
+    return response
 
 
-VIEW = {"$ref": "#/components/schemas/OrderView"}
+def _problem(
+    status: int, description: str, *required: str, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An RFC 9457 problem answer with this status, and the extension members it always has."""
+    narrowed: dict[str, Any] = {"properties": {"status": {"const": status}}}
+    if required:
+        narrowed["required"] = list(required)
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"allOf": [_ref("Problem"), narrowed]}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+VIEW = _ref("OrderView")
+RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying", "^[0-9]+$")}
+NOT_FOUND = _problem(404, "No such order")
+TOO_LARGE = _problem(413, "Body larger than the server's --max-body-bytes", "field")
+UNAVAILABLE = _problem(503, "The store or broker failed; retry later", headers=RETRY_AFTER)
+UNAUTHORIZED = _problem(
+    401,
+    "Missing or wrong bearer token (only when the server has ORCHESTRATOR_API_TOKEN set)",
+    headers={"WWW-Authenticate": _header("The scheme to use", "^Bearer$")},
+)
+
+
+def _with_links(response: dict[str, Any]) -> dict[str, Any]:
+    """An order view answer, linked to the operations on that order (for clients and for
+    schemathesis's stateful run)."""
+    order = {"order_id": "$response.body#/id"}
+    links = {
+        "getOrder": {"operationId": "getOrder", "parameters": order},
+        "getHistory": {"operationId": "getHistory", "parameters": order},
+        "sendEvent": {"operationId": "sendEvent", "parameters": order},
+    }
+    return {**response, "links": links}
+
+
+def _guarded(responses: dict[str, Any]) -> dict[str, Any]:
+    """The answers of an operation behind the bearer token that reads or writes orders."""
+    return {**responses, "401": UNAUTHORIZED, "503": UNAVAILABLE}
+
+
 ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Repeat a request safely: a repeat gets the first answer and applies nothing.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    "description": (
+        "Repeat a request safely: a repeat gets the first answer and applies nothing; the "
+        "same key with a different body gets 422."
+    ),
+    "schema": {"type": "string", "pattern": "^[ -~]{1,200}$"},
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": 'Apply only if the order is at this version: `3`, `"3"` or `W/"3"`',
+    "schema": {"type": "string", "pattern": '^(W/)?"?[0-9]{1,19}"?$'},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def _limit(upper: int) -> dict[str, Any]:
+    return _query("limit", {"type": "integer", "minimum": 1, "maximum": upper}, "Page size")
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+# The webhook's own headers: the signature, and the binary binding's ce-* attributes.
+SIGNATURE_HEADERS = [
+    {
+        "name": "X-Orchestrator-Timestamp",
+        "in": "header",
+        "required": False,
+        "description": "Unix seconds; required when the server has a webhook secret",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "X-Orchestrator-Signature",
+        "in": "header",
+        "required": False,
+        "description": "`sha256=<hex>`; required when the server has a webhook secret",
+        "schema": {"type": "string"},
+    },
+]
+BINARY_HEADERS = [
+    {
+        "name": f"ce-{name}",
+        "in": "header",
+        "required": False,
+        "description": f"Binary binding: the CloudEvent's `{name}` attribute",
+        "schema": {"type": "string"},
+    }
+    for name in ("specversion", "id", "type", "source", "subject")
+]
+
+PATHS: dict[str, Any] = {
+    "/orders": {
+        "post": {
+            "operationId": "createOrder",
+            "summary": "Create an order with its first pizza (applied as version 1)",
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": _body(_ref("Create")),
+            "responses": _guarded(
+                {
+                    "201": _with_links(
+                        _json(
+                            VIEW,
+                            "The new order",
+                            {"Location": _header("/orders/{id}", "^/orders/[^/]+$")},
+                        )
+                    ),
+                    "413": TOO_LARGE,
+                    "422": _problem(422, "Malformed body or reused key; `field` names it", "field"),
+                }
+            ),
+        },
+        "get": {
+            "operationId": "listOrders",
+            "summary": "List orders, newest first",
+            "parameters": [
+                _query("state", {"type": "string"}, "Prefix of the state path, e.g. bakePizza"),
+                _query("chart", {"type": "string"}, "Only orders of this chart"),
+                _query("cursor", {"type": "string"}, "The nextCursor of the previous page"),
+                _limit(500),
+            ],
+            "responses": _guarded(
+                {
+                    "200": _json(_ref("OrderPage"), "A page of orders"),
+                    "422": _problem(422, "Bad or unknown query parameter", "field"),
+                }
+            ),
+        },
+    },
+    "/orders/{order_id}": {
+        "get": {
+            "operationId": "getOrder",
+            "summary": "The order's current view",
+            "parameters": [ORDER_ID],
+            "responses": _guarded({"200": _with_links(_json(VIEW, "The order")), "404": NOT_FOUND}),
+        }
+    },
+    "/orders/{order_id}/events": {
+        "post": {
+            "operationId": "sendEvent",
+            "summary": "Send one event to the order",
+            "parameters": [ORDER_ID, IDEMPOTENCY_KEY, IF_MATCH],
+            "requestBody": _body(_ref("Event")),
+            "responses": _guarded(
+                {
+                    "200": _with_links(_json(VIEW, "The order after the event")),
+                    "404": NOT_FOUND,
+                    "409": _problem(
+                        409,
+                        "Not allowed in this state (then `allowed`, `state` and `version` say "
+                        "what is), or refused by the chart (e.g. no such pizza to remove)",
+                    ),
+                    "412": _problem(412, "The order moved past If-Match", "version"),
+                    "413": TOO_LARGE,
+                    "422": _problem(
+                        422, "Malformed body or header, unknown event type, reused key", "field"
+                    ),
+                }
+            ),
+        }
+    },
+    "/orders/{order_id}/history": {
+        "get": {
+            "operationId": "getHistory",
+            "summary": "The journal of applied events, oldest first",
+            "parameters": [
+                ORDER_ID,
+                _query(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
+                    "Only the events after this version (the previous page's nextAfter)",
+                ),
+                _limit(1000),
+            ],
+            "responses": _guarded(
+                {
+                    "200": _json(_ref("History"), "The history"),
+                    "404": NOT_FOUND,
+                    "422": _problem(422, "Bad query parameter", "field"),
+                }
+            ),
+        }
+    },
+    "/orders/{order_id}/ws": {
+        "get": {
+            "operationId": "watchOrder",
+            "summary": "WebSocket: the live view of one order",
+            "description": (
+                "A WebSocket (RFC 6455), which OpenAPI cannot describe fully. Every message is "
+                "a `WsMessage`: the view on connect (`event` null), then one per applied "
+                "event; with `?after=V` the events after V are replayed from the journal "
+                "first. Close codes: 4401 bad token, 4404 unknown order, 4422 bad `after`, "
+                "4008 fell behind (reconnect with `?after=<last version seen>`)."
+            ),
+            "parameters": [
+                ORDER_ID,
+                _query(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
+                    "Replay the events after this version, then go live",
+                ),
+            ],
+            "security": [{"bearer": []}, {"accessToken": []}],
+            "responses": {
+                "101": {
+                    "description": "Switched to the WebSocket protocol",
+                    "content": {"application/json": {"schema": _ref("WsMessage")}},
+                }
+            },
+        }
+    },
+    "/events": {
+        "post": {
+            "operationId": "receiveCloudEvent",
+            "summary": "A CloudEvent for an order (structured or binary HTTP binding)",
+            "description": (
+                "Structured: the whole CloudEvent as the JSON body. Binary: the attributes as "
+                "ce-* headers and the event's data as the body. With a webhook secret set, "
+                "X-Orchestrator-Timestamp (Unix seconds) and X-Orchestrator-Signature: "
+                "sha256=HMAC-SHA256(secret, timestamp + '.' + body) are required. A repeated "
+                "CloudEvent id gets the first answer and applies nothing."
+            ),
+            "security": [],
+            "parameters": SIGNATURE_HEADERS + BINARY_HEADERS,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/cloudevents+json": {"schema": _ref("CloudEvent")},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            },
+            "responses": {
+                "200": _json(VIEW, "The order after the event"),
+                "401": _problem(
+                    401,
+                    "Missing, bad or stale signature",
+                    headers={"WWW-Authenticate": _header("The scheme", "^HMAC-SHA256$")},
+                ),
+                "404": NOT_FOUND,
+                "409": _problem(409, "Not allowed in this state, or refused by the chart"),
+                "413": TOO_LARGE,
+                "422": _problem(422, "Not a usable CloudEvent, or an unknown type", "field"),
+                "503": UNAVAILABLE,
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Liveness",
+            "security": [],
+            "responses": {"200": _json(_ref("Status"), "Alive")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Readiness: recovery done, accepting work",
+            "security": [],
+            "responses": {
+                "200": _json(_ref("Status"), "Ready"),
+                "503": _problem(503, "Starting up or shutting down"),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+        }
+    },
+}
+
+TIMESTAMP = {"type": "string", "format": "date-time"}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _record(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """A closed object: every property required but the ``optional`` ones, no others."""
+    required = [name for name in properties if name not in optional]
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": required,
+        "properties": properties,
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Pizza": {"type": "object", "examples": [{"name": "pineapple", "size": "L"}]},
+    "Create": _record(
+        {
+            "pizza": _ref("Pizza"),
+            "chart": {"type": "string", "default": "pizza", "examples": ["pizza"]},
+        },
+        "chart",
+    ),
+    "Event": _record(
+        {
+            "type": {
+                "type": "string",
+                "minLength": 1,
+                "description": "An event of the order's chart; done.* and error.* are the "
+                "orchestrator's own and refused with 422",
+                "examples": ["CONFIRM_PIZZA"],
+            },
+            "data": {"type": "object", "examples": [{"pizza": {"name": "hawaii"}}]},
+        },
+        "data",
+    ),
+    "CloudEvent": {
+        "type": "object",
+        "description": "CloudEvents 1.0, structured JSON; `subject` is the order id",
+        "required": ["specversion", "id", "type", "source", "subject"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "minLength": 1},
+            "type": {"type": "string", "minLength": 1, "examples": ["PIZZA_READY"]},
+            "source": {"type": "string", "minLength": 1},
+            "subject": {"type": "string", "minLength": 1},
+            "data": {"type": "object"},
+        },
+    },
+    "OrderView": _record(
+        {
+            "id": {"type": "string"},
+            "chart": {"type": "string"},
+            "state": {"type": "string", "examples": ["bakePizza.waitingForPizzaToBeBaked"]},
+            "status": {"type": ["string", "null"]},
+            "items": {"type": "array", "items": _ref("Pizza")},
+            "context": {"type": "object"},
+            "nextEvents": STRINGS,
+            "version": {"type": "integer", "minimum": 1},
+            "createdAt": TIMESTAMP,
+            "updatedAt": TIMESTAMP,
+        }
+    ),
+    "OrderPage": _record(
+        {"orders": {"type": "array", "items": VIEW}, "nextCursor": {"type": ["string", "null"]}}
+    ),
+    "HistoryEntry": _record(
+        {
+            "version": {"type": "integer", "minimum": 1},
+            "eventId": {"type": "string"},
+            "type": {"type": "string"},
+            "data": {"type": "object"},
+            "at": TIMESTAMP,
+            "stateBefore": {"type": "string", "description": "Empty for the first event"},
+            "stateAfter": {"type": "string"},
+            "durationMs": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Time since the previous event, spent in stateBefore",
+            },
+        }
+    ),
+    "History": _record(
+        {
+            "id": {"type": "string"},
+            "entries": {"type": "array", "items": _ref("HistoryEntry")},
+            "nextAfter": {
+                "type": "integer",
+                "description": "Present when there is more: pass it as ?after= for the next page",
+            },
+        },
+        "nextAfter",
+    ),
+    "WsMessage": _record(
+        {
+            "version": {"type": "integer", "minimum": 1},
+            "event": {"oneOf": [{"type": "null"}, _ref("HistoryEntry")]},
+            "view": VIEW,
+        }
+    ),
+    "Status": _record({"status": {"type": "string", "enum": ["ok", "ready"]}}),
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457; the members after `detail` are extensions, each when it helps",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference"},
+            "title": {"type": "string", "minLength": 1},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string", "minLength": 1},
+            "error": {"type": "string", "description": "The orchestrator's error class"},
+            "field": {"type": "string", "description": "The offending field or header"},
+            "allowed": {"description": "The events allowed now", **STRINGS},
+            "known": {"description": "The events the chart knows", **STRINGS},
+            "state": {"type": "string", "description": "The order's state"},
+            "version": {"type": "integer", "description": "The order's version"},
+        },
+    },
 }
 
 OPENAPI: dict[str, Any] = {
@@ -37,155 +468,7 @@ OPENAPI: dict[str, Any] = {
         "version": orchestrator.__version__,
         "description": "One durable statechart actor per order. Errors are RFC 9457 problems.",
     },
-    "paths": {
-        "/orders": {
-            "post": {
-                "summary": "Create an order with its first pizza (applied as version 1)",
-                "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Create"}}
-                    },
-                },
-                "responses": {
-                    "201": _json(VIEW, "The new order"),
-                    "413": _problem("Body too large"),
-                    "422": _problem("Malformed body; `field` names the culprit"),
-                },
-            },
-            "get": {
-                "summary": "List orders, newest first",
-                "parameters": [
-                    {
-                        "name": "state",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "Prefix of the state path, e.g. bakePizza",
-                    },
-                    {"name": "chart", "in": "query", "schema": {"type": "string"}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    },
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["orders", "nextCursor"],
-                            "properties": {
-                                "orders": {"type": "array", "items": VIEW},
-                                "nextCursor": {"type": ["string", "null"]},
-                            },
-                        },
-                        "A page of orders",
-                    ),
-                    "422": _problem("Bad query parameter"),
-                },
-            },
-        },
-        "/orders/{order_id}": {
-            "get": {
-                "summary": "The order's current view",
-                "parameters": [ORDER_ID],
-                "responses": {"200": _json(VIEW, "The order"), "404": _problem("No such order")},
-            }
-        },
-        "/orders/{order_id}/events": {
-            "post": {
-                "summary": "Send one event to the order",
-                "parameters": [
-                    ORDER_ID,
-                    IDEMPOTENCY_KEY,
-                    {
-                        "name": "If-Match",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                        "description": "Apply only if the order is at this version",
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Event"}}
-                    },
-                },
-                "responses": {
-                    "200": _json(VIEW, "The order after the event"),
-                    "404": _problem("No such order"),
-                    "409": _problem("Not allowed in this state (`allowed` lists what is)"),
-                    "412": _problem("The order moved past If-Match"),
-                    "413": _problem("Body too large"),
-                    "422": _problem("Malformed body or unknown event type"),
-                },
-            }
-        },
-        "/orders/{order_id}/history": {
-            "get": {
-                "summary": "The journal of applied events, oldest first",
-                "parameters": [
-                    ORDER_ID,
-                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
-                ],
-                "responses": {
-                    "200": _json({"$ref": "#/components/schemas/History"}, "The history"),
-                    "404": _problem("No such order"),
-                    "422": _problem("Bad query parameter"),
-                },
-            }
-        },
-        "/events": {
-            "post": {
-                "summary": "A CloudEvent for an order (structured or binary HTTP binding)",
-                "description": (
-                    "With a webhook secret set, X-Orchestrator-Timestamp (Unix seconds) and "
-                    "X-Orchestrator-Signature: sha256=HMAC-SHA256(secret, timestamp + '.' + body) "
-                    "are required."
-                ),
-                "security": [],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/cloudevents+json": {"schema": {"type": "object"}}},
-                },
-                "responses": {
-                    "200": _json(VIEW, "The order after the event"),
-                    "401": _problem("Missing, bad or stale signature"),
-                    "404": _problem("No such order"),
-                    "409": _problem("Not allowed in this state"),
-                    "413": _problem("Body too large"),
-                    "422": _problem("Not a usable CloudEvent"),
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness",
-                "security": [],
-                "responses": {"200": {"description": "Alive"}},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: recovery done, accepting work",
-                "responses": {"200": {"description": "Ready"}, "503": _problem("Not ready")},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Text format"}},
-            }
-        },
-    },
+    "paths": PATHS,
     "security": [{"bearer": []}],
     "components": {
         "securitySchemes": {
@@ -193,138 +476,20 @@ OPENAPI: dict[str, Any] = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "Only when the server has ORCHESTRATOR_API_TOKEN set.",
-            }
-        },
-        "schemas": {
-            "Pizza": {"type": "object", "examples": [{"name": "pineapple", "size": "L"}]},
-            "Create": {
-                "type": "object",
-                "required": ["pizza"],
-                "additionalProperties": False,
-                "properties": {
-                    "pizza": {"$ref": "#/components/schemas/Pizza"},
-                    "chart": {"type": "string", "default": "pizza"},
-                },
             },
-            "Event": {
-                "type": "object",
-                "required": ["type"],
-                "additionalProperties": False,
-                "properties": {
-                    "type": {"type": "string", "examples": ["ADD_PIZZA", "CONFIRM_PIZZA"]},
-                    "data": {"type": "object"},
-                },
-            },
-            "OrderView": {
-                "type": "object",
-                "required": [
-                    "id",
-                    "chart",
-                    "state",
-                    "status",
-                    "items",
-                    "nextEvents",
-                    "version",
-                    "createdAt",
-                    "updatedAt",
-                ],
-                "properties": {
-                    "id": {"type": "string"},
-                    "chart": {"type": "string"},
-                    "state": {"type": "string", "examples": ["bakePizza.waitingForPizzaToBeBaked"]},
-                    "status": {"type": ["string", "null"]},
-                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Pizza"}},
-                    "context": {"type": "object"},
-                    "nextEvents": {"type": "array", "items": {"type": "string"}},
-                    "version": {"type": "integer", "minimum": 1},
-                    "createdAt": {"type": "string", "format": "date-time"},
-                    "updatedAt": {"type": "string", "format": "date-time"},
-                },
-            },
-            "History": {
-                "type": "object",
-                "required": ["id", "entries"],
-                "properties": {
-                    "id": {"type": "string"},
-                    "nextAfter": {"type": "integer"},
-                    "entries": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": [
-                                "version",
-                                "eventId",
-                                "type",
-                                "data",
-                                "at",
-                                "stateBefore",
-                                "stateAfter",
-                                "durationMs",
-                            ],
-                            "properties": {
-                                "version": {"type": "integer"},
-                                "eventId": {"type": "string"},
-                                "type": {"type": "string"},
-                                "data": {"type": "object"},
-                                "at": {"type": "string", "format": "date-time"},
-                                "stateBefore": {"type": "string"},
-                                "stateAfter": {"type": "string"},
-                                "durationMs": {
-                                    "type": "number",
-                                    "description": "Time spent in stateBefore",
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-            "Problem": {
-                "type": "object",
-                "required": ["type", "title", "status", "detail"],
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "field": {"type": "string"},
-                    "allowed": {"type": "array", "items": {"type": "string"}},
-                    "version": {"type": "integer"},
-                },
+            "accessToken": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "access_token",
+                "description": "The bearer token on a WebSocket, for browsers, which cannot "
+                "set its headers",
             },
         },
+        "schemas": SCHEMAS,
     },
 }
 
 
-def _websocket(summary: str, description: str, parameters: list[Any]) -> dict[str, Any]:
-    """A WebSocket as OpenAPI can say it: a GET answered 101, its messages described."""
-    return {
-        "get": {
-            "summary": summary,
-            "description": description,
-            "parameters": parameters,
-            "responses": {
-                "101": {
-                    "description": (
-                        'Switching to WebSocket; each message is {"version", "event", "view"}: '
-                        "the applied event's history entry (null on connect) and the view"
-                    ),
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/WsMessage"}}
-                    },
-                }
-            },
-        }
-    }
-
-
-ACCESS_TOKEN = {
-    "name": "access_token",
-    "in": "query",
-    "required": False,
-    "description": "The API token, for browsers, which cannot set headers on a WebSocket",
-    "schema": {"type": "string"},
-}
 STATE_NODE: dict[str, Any] = {
     "type": "object",
     "required": ["id", "initial", "final", "parallel", "history", "children"],
@@ -343,11 +508,13 @@ OPENAPI["paths"].update(
     {
         "/charts": {
             "get": {
+                "operationId": "listCharts",
                 "summary": "The loaded charts, and the one POST /orders uses by default",
                 "responses": {
                     "200": _json(
                         {
                             "type": "object",
+                            "additionalProperties": False,
                             "required": ["charts", "default"],
                             "properties": {
                                 "charts": {"type": "array", "items": {"type": "string"}},
@@ -355,39 +522,44 @@ OPENAPI["paths"].update(
                             },
                         },
                         "Chart names",
-                    )
+                    ),
+                    "401": UNAUTHORIZED,
                 },
             }
         },
         "/charts/{name}": {
             "get": {
-                "summary": "A chart's states as a tree and its transitions",
+                "operationId": "getChart",
+                "summary": "A chart's states as a tree and its transitions, for drawing it",
                 "parameters": [
                     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {
-                    "200": _json({"$ref": "#/components/schemas/Chart"}, "The chart"),
-                    "404": _problem("No such chart"),
+                    "200": _json(_ref("Chart"), "The chart"),
+                    "401": UNAUTHORIZED,
+                    "404": _problem(404, "No such chart"),
                 },
             }
         },
-        "/orders/{order_id}/ws": _websocket(
-            "WebSocket: one order's view on connect, then one message per applied event",
-            "Close codes: 4401 no or wrong token, 4404 unknown order, 4422 bad `after`, "
-            "4008 fell behind (reconnect with ?after=<last version seen>).",
-            [
-                ORDER_ID,
-                ACCESS_TOKEN,
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-            ],
-        ),
-        "/ws": _websocket(
-            "WebSocket firehose: every order's messages as its events are applied",
-            "Nothing is sent on connect and nothing is replayed: read GET /orders after "
-            "connecting. Close codes: 4401 no or wrong token, 4008 fell behind (reconnect, "
-            "then read GET /orders again).",
-            [ACCESS_TOKEN],
-        ),
+        "/ws": {
+            "get": {
+                "operationId": "watchAllOrders",
+                "summary": "WebSocket firehose: every order's messages as its events apply",
+                "description": (
+                    "A WebSocket (RFC 6455). Every message is a `WsMessage` of some order. "
+                    "Nothing is sent on connect and nothing is replayed: read GET /orders "
+                    "after connecting. Close codes: 4401 bad token, 4008 fell behind "
+                    "(reconnect, then read GET /orders again)."
+                ),
+                "security": [{"bearer": []}, {"accessToken": []}],
+                "responses": {
+                    "101": {
+                        "description": "Switched to the WebSocket protocol",
+                        "content": {"application/json": {"schema": _ref("WsMessage")}},
+                    }
+                },
+            }
+        },
     }
 )
 OPENAPI["components"]["schemas"].update(
@@ -425,15 +597,6 @@ OPENAPI["components"]["schemas"].update(
                         },
                     },
                 },
-            },
-        },
-        "WsMessage": {
-            "type": "object",
-            "required": ["version", "event", "view"],
-            "properties": {
-                "version": {"type": "integer"},
-                "event": {"type": ["object", "null"]},
-                "view": VIEW,
             },
         },
     }

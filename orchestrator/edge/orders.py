@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator.edge.numbers import MAX_INTEGER, whole_number
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput, OrderNotFound
 from orchestrator.model import Event, JsonObject, Reply, is_platform_event
@@ -43,7 +45,8 @@ def _store(request: Request) -> Store:
 async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and _is_number(declared) and int(declared) > limit:
+    size = whole_number(declared) if declared is not None else None
+    if size is not None and size > limit:
         raise BodyTooLarge(limit)
     raw = b""
     async for chunk in request.stream():
@@ -51,7 +54,7 @@ async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
         if len(raw) > limit:
             raise BodyTooLarge(limit)
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
     except RecursionError as exc:
         raise InvalidInput("body", "the body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
@@ -67,6 +70,15 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (1e999) would become infinity,
+    which no JSON answer can carry."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
 def _depth(value: object, level: int = 1) -> int:
     """How deeply ``value`` nests, counting no further than one past ``MAX_DEPTH``."""
     if level > MAX_DEPTH:
@@ -76,11 +88,6 @@ def _depth(value: object, level: int = 1) -> int:
     if isinstance(value, list):
         return max((_depth(v, level + 1) for v in value), default=level)
     return level
-
-
-def _is_number(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` refuses."""
-    return text.isascii() and text.isdigit()
 
 
 class BodyTooLarge(Exception):
@@ -109,6 +116,13 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
 
 def _reply(reply: Reply, **headers: str) -> Response:
     return Response(reply.body, reply.status, headers=headers or None, media_type=JSON)
+
+
+async def collection(request: Request) -> Response:
+    """GET and POST /orders share one route, so that a 405 there allows both methods."""
+    if request.method == "POST":
+        return await create_order(request)
+    return await list_orders(request)
 
 
 async def create_order(request: Request) -> Response:
@@ -185,16 +199,16 @@ def _if_match(request: Request) -> int | None:
     value = request.headers.get("if-match")
     if value is None:
         return None
-    value = value.strip().removeprefix("W/").strip('"')
-    if not _is_number(value):
+    version = whole_number(value.strip().removeprefix("W/").strip('"'))
+    if version is None:
         raise InvalidInput("If-Match", "If-Match must be the order's version, e.g. If-Match: 3")
-    return int(value)
+    return version
 
 
 async def history(request: Request) -> Response:
     order_id = request.path_params["order_id"]
     after = _int_param(request, "after", 0)
-    limit = _int_param(request, "limit", 1000, upper=1000)
+    limit = _int_param(request, "limit", 1000, lower=1, upper=1000)
     snapshot = await _registry(request).view(order_id)
     if snapshot is None:
         raise OrderNotFound(order_id)
@@ -210,7 +224,7 @@ async def list_orders(request: Request) -> Response:
     for name in request.query_params:
         if name not in {"state", "chart", "cursor", "limit"}:
             raise InvalidInput(name, f"unknown query parameter {name!r}")
-    limit = _int_param(request, "limit", 50, upper=MAX_PAGE)
+    limit = _int_param(request, "limit", 50, lower=1, upper=MAX_PAGE)
     page = await _store(request).list_orders(
         state=request.query_params.get("state") or None,
         chart=request.query_params.get("chart") or None,
@@ -221,11 +235,13 @@ async def list_orders(request: Request) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type=JSON)
 
 
-def _int_param(request: Request, name: str, default: int, upper: int | None = None) -> int:
+def _int_param(
+    request: Request, name: str, default: int, lower: int = 0, upper: int = MAX_INTEGER
+) -> int:
     value = request.query_params.get(name)
     if value is None:
         return default
-    if not _is_number(value) or (upper is not None and not 0 < int(value) <= upper):
-        bound = f" between 1 and {upper}" if upper is not None else ""
-        raise InvalidInput(name, f"{name} must be a whole number{bound}")
-    return int(value)
+    number = whole_number(value)
+    if number is None or not lower <= number <= upper:
+        raise InvalidInput(name, f"{name} must be a whole number from {lower} to {upper}")
+    return number

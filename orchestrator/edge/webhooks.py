@@ -23,6 +23,7 @@ from cloudevents.core.bindings.http import HTTPMessage, from_binary_event
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator.edge.numbers import whole_number
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
 from orchestrator.messages import MalformedMessage, Message, decode, event_from, from_cloudevent
@@ -60,9 +61,10 @@ def _check_signature(request: Request, body: bytes, secret: str, window: float) 
     signature = request.headers.get(SIGNATURE_HEADER)
     if timestamp is None or signature is None:
         return f"the {TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers are required"
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    seconds = whole_number(timestamp)
+    if seconds is None:
         return f"{TIMESTAMP_HEADER} must be Unix seconds"
-    if abs(time.time() - int(timestamp)) > window:
+    if abs(time.time() - seconds) > window:
         return f"the timestamp is outside the {int(window)} s replay window"
     if not hmac.compare_digest(sign(secret, timestamp, body), signature):
         return "the signature does not match the body and timestamp"

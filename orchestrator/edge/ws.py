@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from orchestrator.edge.numbers import whole_number
 from orchestrator.hub import LAGGING_CLOSE_CODE, Hub, Subscriber, ws_message
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
@@ -37,8 +38,9 @@ async def order_socket(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     store: Store = websocket.app.state.store
     after_param = websocket.query_params.get("after")
+    after = whole_number(after_param) if after_param is not None else None
     await websocket.accept()
-    if after_param is not None and not (after_param.isascii() and after_param.isdigit()):
+    if after_param is not None and after is None:
         await websocket.close(4422, "after must be a version number")
         return
     subscriber = hub.subscribe(order_id)
@@ -47,12 +49,12 @@ async def order_socket(websocket: WebSocket) -> None:
         if snapshot is None:
             await websocket.close(4404, f"order {order_id} does not exist")
             return
-        if after_param is None:
+        if after is None:
             event = json.dumps(snapshot.view(), separators=(",", ":")).encode()
             await _send(websocket, ws_message(snapshot.version, b"null", event))
             last = snapshot.version
         else:
-            last = int(after_param)
+            last = after
             while True:
                 page = await store.journal(order_id, after=last, limit=REPLAY_PAGE)
                 for recorded in page:

@@ -345,7 +345,9 @@ class SqliteStore:
         where: list[str] = []
         params: list[Any] = []
         if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()):
+            # int() refuses thousands of digits, and SQLite integers beyond 64 bits.
+            digits = cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
+            if not (digits and int(cursor) < 2**63):
                 raise InvalidInput("cursor", "cursor must be a value returned as nextCursor")
             where.append("seq < ?")
             params.append(int(cursor))
