@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator import turn
+from orchestrator import logs, tracing, turn
 from orchestrator.charts import Chart, Machine
 from orchestrator.errors import (
     IdempotencyConflict,
@@ -119,6 +119,13 @@ class Actor:
     async def _handle(self, request: Request) -> Reply:
         started = time.perf_counter()
         event = request.event
+        # Every line logged from here until the next turn is about this order and event.
+        logs.bind(
+            order_id=self.order_id,
+            event_id=event.id,
+            chart=self._chart_name(request),
+            trace_id=tracing.trace_id(event.traceparent),
+        )
         if request.create is None:
             await self._load()
         else:
@@ -154,6 +161,13 @@ class Actor:
         self._remember(event.id, record.reply)
         self._metrics.turns.labels("applied").inc()
         self._metrics.turn_seconds.observe(time.perf_counter() - started)
+        log.info(
+            "%s applied: %s -> %s, version %d",
+            event.type,
+            record.journal.state_before or "(new)",
+            record.journal.state_after,
+            record.snapshot.version,
+        )
         self._on_commit(record)
         return record.reply
 
@@ -167,6 +181,12 @@ class Actor:
         if self.snapshot is None:
             self.missing = True
             raise OrderNotFound(self.order_id)
+        logs.bind(chart=self.snapshot.chart)
+
+    def _chart_name(self, request: Request) -> str | None:
+        if request.create is not None:
+            return request.create.name
+        return self.snapshot.chart if self.snapshot is not None else None
 
     async def _check_pending(self, timer: Timer) -> None:
         # Only this actor's turns set or cancel its timers, so what is read here holds

@@ -6,7 +6,6 @@ it imports the runtime.
 
 from __future__ import annotations
 
-import logging
 import signal
 from pathlib import Path
 from types import FrameType
@@ -14,9 +13,10 @@ from types import FrameType
 import click
 import uvicorn
 
+from orchestrator import logs
 from orchestrator.errors import OrchestratorError
 from orchestrator.runtime import Runtime
-from orchestrator.settings import SERVICE_MODES, SYNCHRONOUS_MODES, Settings
+from orchestrator.settings import LOG_FORMATS, SERVICE_MODES, SYNCHRONOUS_MODES, Settings
 
 DEFAULTS = Settings()
 
@@ -134,6 +134,13 @@ def main() -> None:
     help="Seconds a webhook signature's timestamp may be off.",
 )
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=DEFAULTS.log_format,
+    show_default=True,
+    help="json: one object per line, with order_id, event_id, chart and trace_id.",
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(access_log: bool, **options: object) -> None:
     """Run the orchestrator (embedded mode by default: nothing else to start)."""
@@ -144,14 +151,13 @@ def serve(access_log: bool, **options: object) -> None:
         runtime = Runtime(settings)
     except OrchestratorError as exc:
         raise click.UsageError(exc.detail) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     config = uvicorn.Config(
         runtime.app,
         host=settings.host,
         port=settings.port,
+        # uvicorn's loggers propagate to the root handler, so every line has one format.
+        log_config=None,
         log_level=settings.log_level,
         access_log=access_log,
         lifespan="on",

@@ -5,13 +5,15 @@ The handler returns only after the actor has committed the turn (or found the ev
 already applied), and the broker acknowledges only then; a crash before means redelivery,
 which the event id dedupes. A message that can never apply (not a CloudEvent, an unknown
 order or type, not allowed in the order's state) is poison: it goes to the dead-letter
-queue with the reason, and the orchestrator keeps serving.
+queue with the reason, and the orchestrator keeps serving. A refused event is logged with
+its order's fields here, since no turn logs it.
 """
 
 from __future__ import annotations
 
 import logging
 
+from orchestrator import tracing
 from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison
 from orchestrator.errors import InvalidInput, OrchestratorError
 from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode, event_from
@@ -44,4 +46,17 @@ class Inbox:
         except OrchestratorError as exc:
             if exc.retryable:
                 raise  # redelivered later
-            raise Poison(f"{type(exc).__name__}: {exc.detail}") from exc
+            reason = f"{type(exc).__name__}: {exc.detail}"
+            snapshot = await self._registry.view(message.subject)
+            log.warning(
+                "%s refused, dead-lettering it: %s",
+                message.type,
+                reason,
+                extra={
+                    "order_id": message.subject,
+                    "event_id": message.id,
+                    "chart": snapshot.chart if snapshot is not None else None,
+                    "trace_id": tracing.trace_id(event.traceparent),
+                },
+            )
+            raise Poison(reason) from exc

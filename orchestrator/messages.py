@@ -17,6 +17,7 @@ from typing import Any
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from orchestrator import tracing
 from orchestrator.errors import InvalidInput
 from orchestrator.model import Event, JsonObject, is_platform_event
 
@@ -24,6 +25,8 @@ COMMAND_PREFIX = "command."
 EVENT_PREFIX = "event."
 # CloudEvent extension carrying the chart invoke a command answers (e.g. sendOrderToKitchen).
 INVOKE_EXTENSION = "invokeid"
+# The distributed tracing extension: the W3C trace context of the event's trace.
+TRACE_EXTENSION = "traceparent"
 
 _FORMAT = JSONFormat()
 
@@ -42,13 +45,15 @@ class Message:
     subject: str
     data: JsonObject
     invoke: str | None = None
+    traceparent: str | None = None
 
 
-def event_from(message: Message, origin: str) -> Event:
+def event_from(message: Message, origin: str, traceparent: str | None = None) -> Event:
     """The actor event a CloudEvent from another service carries, keyed by its id.
 
     The platform's own events (``done.invoke.*``...) are refused: only the orchestrator
-    says when its invokes are done.
+    says when its invokes are done. The event continues the trace of ``traceparent`` (the
+    HTTP header of a webhook), else the CloudEvent's own, else starts a new one.
     """
     if is_platform_event(message.type):
         raise InvalidInput("type", f"{message.type} is sent by the orchestrator, not by others")
@@ -59,6 +64,7 @@ def event_from(message: Message, origin: str) -> Event:
         origin=origin,
         fingerprint=message.source,
         keyed=True,
+        traceparent=tracing.continued(traceparent, message.traceparent),
     )
 
 
@@ -82,6 +88,8 @@ def encode(message: Message, at: float) -> bytes:
     }
     if message.invoke is not None:
         attributes[INVOKE_EXTENSION] = message.invoke
+    if message.traceparent is not None:
+        attributes[TRACE_EXTENSION] = message.traceparent
     return _FORMAT.write(CloudEvent(attributes=attributes, data=message.data))
 
 
@@ -122,6 +130,7 @@ def from_cloudevent(event: Any) -> Message:
     except ValueError as exc:
         raise MalformedMessage("the CloudEvent's data holds NaN or an infinite number") from exc
     invoke = event.get_extension(INVOKE_EXTENSION)
+    traceparent = event.get_extension(TRACE_EXTENSION)
     return Message(
         id=str(event.get_id()),
         type=str(event.get_type()),
@@ -129,4 +138,11 @@ def from_cloudevent(event: Any) -> Message:
         subject=str(subject),
         data=data,
         invoke=str(invoke) if invoke is not None else None,
+        traceparent=str(traceparent) if traceparent is not None else None,
     )
+
+
+def traceparent_of(body: bytes) -> str | None:
+    """The traceparent of a CloudEvent this process encoded, without the SDK's full parse."""
+    value = json.loads(body).get(TRACE_EXTENSION)
+    return value if isinstance(value, str) else None

@@ -3,12 +3,13 @@
 A private ``CollectorRegistry`` (not the process-global one) lets several runtimes live in
 one process, as tests do. Gauges that describe the present (live actors, subscribers,
 outbox depth and lag) are read at scrape time through callbacks, so nothing has to keep
-them up to date on the hot path.
+them up to date on the hot path. Those that need a query (orders by state, the timer
+backlog) are set by the /metrics endpoint from the store just before it renders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -61,9 +62,45 @@ class Metrics:
             "Age of the oldest committed message not yet confirmed by the broker.",
             registry=r,
         )
+        self.orders = Gauge(
+            "orchestrator_orders", "Orders by chart and state.", ["chart", "state"], registry=r
+        )
+        self.timers_pending = Gauge(
+            "orchestrator_timers_pending", "Timers stored and not yet fired.", registry=r
+        )
+        self.timers_overdue = Gauge(
+            "orchestrator_timers_overdue_seconds",
+            "How late the most overdue timer is (0 when none is due).",
+            registry=r,
+        )
+        self.broker_reconnects = Counter(
+            "orchestrator_broker_reconnects",
+            "Times the broker connection was re-established after a loss.",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "orchestrator_dead_letters",
+            "Messages this process's consumers dead-lettered, by the queue they came from.",
+            ["queue"],
+            registry=r,
+        )
+        self._order_states: set[tuple[str, str]] = set()
 
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
         gauge.set_function(read)
+
+    def observe_store(
+        self, orders: Mapping[tuple[str, str], int], timers: int, timer_overdue: float
+    ) -> None:
+        """Set the gauges read from the store; a state seen before and now empty shows 0,
+        so its series does not just vanish from graphs."""
+        for chart, state in self._order_states - orders.keys():
+            self.orders.labels(chart, state).set(0)
+        for (chart, state), count in orders.items():
+            self.orders.labels(chart, state).set(count)
+        self._order_states |= orders.keys()
+        self.timers_pending.set(timers)
+        self.timers_overdue.set(timer_overdue)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

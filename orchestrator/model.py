@@ -36,7 +36,8 @@ class Event:
     from an outbox message, or one the orchestrator made up. ``keyed`` says the sender chose
     it, so a repeat must be answered with the recorded result, not applied again.
     ``fingerprint`` identifies the request that carried it, so a key reused for a different
-    request is told apart from an honest retry.
+    request is told apart from an honest retry. ``traceparent`` is the W3C trace context
+    the hop that took the event in gave it; the messages its turn sends carry it on.
     """
 
     type: str
@@ -45,6 +46,7 @@ class Event:
     origin: str = "http"
     fingerprint: str = ""
     keyed: bool = False
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,9 @@ queue is bound for ends in ``error.invoke.<id>``. A command a service dead-lette
 back on ``UNDELIVERABLE_QUEUE`` and also ends in ``error.invoke.<id>``.
 
 The relay never writes a turn itself: it only sends events to actors, through ``deliver``.
+A message's relay task copies the log fields of the turn that committed it (order, event,
+chart, trace); messages left from before a restart and dead-lettered commands get theirs
+from the message and the store. The invoke's outcome event continues the message's trace.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
+from orchestrator import logs, tracing
 from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Unroutable
 from orchestrator.errors import OrchestratorError
-from orchestrator.messages import COMMAND_PREFIX, MalformedMessage, decode
+from orchestrator.messages import COMMAND_PREFIX, MalformedMessage, decode, traceparent_of
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, OutboxMessage
 from orchestrator.store.base import Store
@@ -59,7 +64,23 @@ class OutboxRelay:
         unsent = await self._store.unsent()
         if unsent:
             log.info("resending %d outbox messages left from before the restart", len(unsent))
-        self.enqueue(unsent)
+        for message in unsent:
+            async with self._about(message.order_id, message.id, traceparent_of(message.body)):
+                self.enqueue([message])
+
+    @asynccontextmanager
+    async def _about(
+        self, order_id: str, event_id: str, traceparent: str | None
+    ) -> AsyncIterator[None]:
+        """Log fields for work on an order outside its turns; the chart is in the store."""
+        snapshot = await self._store.load(order_id)
+        with logs.scope(
+            order_id=order_id,
+            event_id=event_id,
+            chart=snapshot.chart if snapshot is not None else None,
+            trace_id=tracing.trace_id(traceparent),
+        ):
+            yield
 
     def enqueue(self, messages: tuple[OutboxMessage, ...] | list[OutboxMessage]) -> None:
         """Called after a turn's commit; never before, or a crash could send a ghost.
@@ -136,6 +157,7 @@ class OutboxRelay:
             id=f"{outcome}:{message.id}",
             origin="relay",
             keyed=True,
+            traceparent=tracing.continued(traceparent_of(message.body)),
         )
         await self._deliver_quietly(message.order_id, event)
 
@@ -172,5 +194,7 @@ class OutboxRelay:
             id=f"error:{command.id}",
             origin="relay",
             keyed=True,
+            traceparent=tracing.continued(command.traceparent),
         )
-        await self._deliver_quietly(command.subject, event)
+        async with self._about(command.subject, command.id, command.traceparent):
+            await self._deliver_quietly(command.subject, event)

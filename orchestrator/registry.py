@@ -22,6 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
+from orchestrator import tracing
 from orchestrator.actor import Actor, Request
 from orchestrator.charts import Chart
 from orchestrator.errors import IdempotencyConflict, InvalidInput
@@ -112,6 +113,8 @@ class Registry:
             # one setting from another.
             id=f"{timer.id}@{timer.due_at!r}",
             origin="timer",
+            # The clock is an edge too: a firing starts a trace of its own.
+            traceparent=tracing.continued(),
         )
         return await self.actor(timer.order_id).submit(Request(event, timer=timer))
 

@@ -55,10 +55,16 @@ class Runtime:
         self.services: list[StubService] = []
         if settings.broker.startswith(("amqp://", "amqps://")):
             # Kitchen and delivery run as their own processes: python -m services.kitchen
-            self.broker = RabbitBroker(settings.broker)
+            self.broker = RabbitBroker(
+                settings.broker,
+                on_reconnect=self.metrics.broker_reconnects.inc,
+                on_dead_letter=self._dead_lettered,
+            )
         else:
             self.broker = MemoryBroker(
-                sibling(settings.db, "broker"), synchronous=settings.synchronous
+                sibling(settings.db, "broker"),
+                synchronous=settings.synchronous,
+                on_dead_letter=self._dead_lettered,
             )
             self.services = self._embedded_services(settings)
         self.hub = Hub(self.metrics, settings.ws_queue)
@@ -102,6 +108,9 @@ class Runtime:
                 (delivery, settings.delivery_delay, settings.delivery_mode),
             )
         ]
+
+    def _dead_lettered(self, queue: str) -> None:
+        self.metrics.dead_letters.labels(queue).inc()
 
     def _on_commit(self, record: TurnRecord) -> None:
         self.hub.publish(record)

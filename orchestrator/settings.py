@@ -16,6 +16,7 @@ from orchestrator.errors import InvalidInput
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 SERVICE_MODES = ("ok", "reject", "ignore")
+LOG_FORMATS = ("text", "json")
 
 
 def default_charts_dir() -> Path:
@@ -50,6 +51,8 @@ class Settings:
     kitchen_mode: str = "ok"
     delivery_mode: str = "ok"
     log_level: str = "info"
+    # json: one object per line, with order_id, event_id, chart and trace_id when known.
+    log_format: str = "text"
     # Auth: with a token, commands and reads need "Authorization: Bearer <token>"; with a
     # secret, POST /events needs an HMAC signature no older than the window.
     api_token: str | None = None
@@ -62,6 +65,8 @@ class Settings:
         for name in ("kitchen_mode", "delivery_mode"):
             if getattr(self, name) not in SERVICE_MODES:
                 raise InvalidInput(name, f"{name} must be one of {SERVICE_MODES}")
+        if self.log_format not in LOG_FORMATS:
+            raise InvalidInput("log_format", f"log_format must be one of {LOG_FORMATS}")
         for name in ("max_actors", "max_batch", "max_body_bytes", "ws_queue"):
             if getattr(self, name) < 1:
                 raise InvalidInput(name, f"{name} must be at least 1")

@@ -105,6 +105,7 @@ def _record(
             subject=order_id,
             data=command.data,
             invoke=command.invoke,
+            traceparent=event.traceparent,
         )
         outbox.append(
             OutboxMessage(

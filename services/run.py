@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
+from orchestrator import logs
 from orchestrator.broker.rabbitmq import RabbitBroker
+from orchestrator.settings import LOG_FORMATS
 from services.ledger import Ledger
 from services.stub import StubService
 
@@ -41,12 +43,13 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         " Compensations are always carried out.",
     )
     @click.option("--log-level", default="info", show_default=True)
-    def command(broker: str, ledger: Path, delay: float, mode: str, log_level: str) -> None:
+    @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True)
+    def command(
+        broker: str, ledger: Path, delay: float, mode: str, log_level: str, log_format: str
+    ) -> None:
         if not broker.startswith(("amqp://", "amqps://")):
             raise click.UsageError("--broker must be an amqp:// URL")
-        logging.basicConfig(
-            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        logs.configure(log_level, log_format)
         asyncio.run(_serve(name, answers, compensations, broker, ledger, delay, mode))
 
     command(auto_envvar_prefix=name.upper())

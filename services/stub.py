@@ -2,7 +2,8 @@
 
 The kitchen (MAKE_PIZZA -> PIZZA_READY) and the delivery (DELIVER_PIZZA -> PIZZA_DELIVERED)
 are both this, with their own names. Carrying out is waiting ``delay`` seconds and
-recording the command in the service's ledger.
+recording the command in the service's ledger. Its answer continues the command's trace
+(``traceparent``).
 
 A command is carried out once per order: the dedupe key is the order and the command type,
 not the message id, because the orchestrator's retry after a timeout is a new message for
@@ -24,6 +25,7 @@ import logging
 import time
 import uuid
 
+from orchestrator import tracing
 from orchestrator.broker.base import Broker, Delivery, Poison
 from orchestrator.messages import MalformedMessage, Message, command_key, decode, encode, event_key
 from services.ledger import Entry, Ledger
@@ -95,7 +97,17 @@ class StubService:
                 answer = self._answer(key, command, answer_type)
             entry = Entry(key, command.id, command.subject, command.type, answer)
             await self.ledger.record(entry)
-            log.info("%s carried out %s for order %s", self.name, command.type, command.subject)
+            log.info(
+                "%s carried out %s for order %s",
+                self.name,
+                command.type,
+                command.subject,
+                extra={
+                    "order_id": command.subject,
+                    "event_id": command.id,
+                    "trace_id": tracing.trace_id(command.traceparent),
+                },
+            )
         return entry
 
     async def _undone(self, command: Message) -> bool:
@@ -113,6 +125,7 @@ class StubService:
             source=f"/{self.name}",
             subject=command.subject,
             data={"command": command.id},
+            traceparent=tracing.continued(command.traceparent),
         )
         return encode(answer, time.time())
 

@@ -18,7 +18,9 @@ from orchestrator.messages import (
     command_key,
     decode,
     encode,
+    event_from,
     event_key,
+    traceparent_of,
 )
 
 AT = 1_700_000_000.25
@@ -48,6 +50,29 @@ def test_round_trip(invoke: str | None) -> None:
         invoke=invoke,
     )
     assert decode(encode(message, AT)) == message
+
+
+def test_traceparent_rides_as_the_distributed_tracing_extension() -> None:
+    """A message's traceparent is the CloudEvent's ``traceparent`` attribute, both ways."""
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    message = Message("m-1", "MAKE_PIZZA", "/orchestrator", "o-1", {}, traceparent=traceparent)
+    body = encode(message, AT)
+    assert json.loads(body)["traceparent"] == traceparent
+    assert decode(body) == message
+    assert traceparent_of(body) == traceparent
+    assert "traceparent" not in json.loads(encode(Message("m", "T", "/s", "o", {}), AT))
+
+
+def test_event_from_continues_the_events_trace_or_starts_one() -> None:
+    """The actor event keeps the trace id with a span of its own; none starts a trace."""
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    message = Message("m-1", "PIZZA_READY", "/kitchen", "o-1", {}, traceparent=traceparent)
+    event = event_from(message, "broker")
+    assert event.traceparent is not None
+    assert event.traceparent.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert event.traceparent != traceparent
+    untraced = event_from(Message("m-2", "PIZZA_READY", "/kitchen", "o-1", {}), "broker")
+    assert untraced.traceparent is not None
 
 
 def test_encode_is_a_structured_cloudevent() -> None:

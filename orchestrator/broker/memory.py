@@ -18,6 +18,7 @@ import json
 import logging
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,9 +110,16 @@ class _Publish:
 
 
 class MemoryBroker:
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        on_dead_letter: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
+        self._on_dead_letter = on_dead_letter
         self._queues: dict[str, _Queue] = {}
         self._stored: dict[str, list[_Message]] = {}
         self._db: sqlite3.Connection | None = None
@@ -286,10 +294,11 @@ class MemoryBroker:
                 queue.put(message, front=True)
                 raise
             except Poison as exc:
-                await self._dead_letter(message, exc.detail)
+                await self._dead_letter(queue, message, exc.detail)
             except Exception as exc:
                 if message.deliveries >= MAX_DELIVERIES:
-                    await self._dead_letter(message, f"failed {message.deliveries} times: {exc!r}")
+                    reason = f"failed {message.deliveries} times: {exc!r}"
+                    await self._dead_letter(queue, message, reason)
                 else:
                     log.warning("redelivering %s after %r", message.message_id, exc)
                     delay = min(0.05 * 2 ** (message.deliveries - 1), 2.0)
@@ -301,8 +310,10 @@ class MemoryBroker:
         self._acks.append(message.seq)
         self._wake.set()
 
-    async def _dead_letter(self, message: _Message, reason: str) -> None:
+    async def _dead_letter(self, queue: _Queue, message: _Message, reason: str) -> None:
         log.warning("dead-lettering %s: %s", message.message_id, reason)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(queue.name)
         headers = {**message.headers, REASON_HEADER: reason}
         try:
             await self._route(

@@ -17,13 +17,15 @@ Two things RabbitMQ does not do the way the port promises are done here by hand:
 
 ``connect_robust`` reconnects after the broker restarts and replays the exchanges,
 queues, bindings and consumers declared through it; a publish during the outage raises,
-and the outbox relay retries it until it is confirmed.
+and the outbox relay retries it until it is confirmed. ``on_reconnect`` hears of each
+reconnection and ``on_dead_letter`` of each dead letter, for the metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aio_pika
 from aio_pika.abc import (
@@ -52,8 +54,16 @@ ATTEMPTS_HEADER = "x-attempts"
 
 
 class RabbitBroker:
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_reconnect: Callable[[], None] | None = None,
+        on_dead_letter: Callable[[str], None] | None = None,
+    ) -> None:
         self.url = url
+        self._on_reconnect = on_reconnect
+        self._on_dead_letter = on_dead_letter
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -62,6 +72,7 @@ class RabbitBroker:
 
     async def connect(self) -> None:
         self._connection = await aio_pika.connect_robust(self.url)
+        self._connection.reconnect_callbacks.add(self._reconnected)
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
@@ -71,6 +82,11 @@ class RabbitBroker:
         self._dead = await self._channel.declare_exchange(
             DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
+
+    def _reconnected(self, connection: AbstractRobustConnection | None) -> None:
+        log.warning("reconnected to RabbitMQ")
+        if self._on_reconnect is not None:
+            self._on_reconnect()
 
     async def close(self) -> None:
         # Closing the consumers' channels first hands their unacked deliveries back to
@@ -141,11 +157,11 @@ class RabbitBroker:
         try:
             await handler(delivery)
         except Poison as exc:
-            await self._dead_letter(delivery, exc.detail)
+            await self._dead_letter(queue, delivery, exc.detail)
         except Exception as exc:
             attempts += 1
             if attempts >= MAX_DELIVERIES:
-                await self._dead_letter(delivery, f"failed {attempts} times: {exc!r}")
+                await self._dead_letter(queue, delivery, f"failed {attempts} times: {exc!r}")
             else:
                 log.warning("redelivering %s after %r", delivery.message_id, exc)
                 await asyncio.sleep(min(0.05 * 2 ** (attempts - 1), 2.0))
@@ -156,8 +172,10 @@ class RabbitBroker:
                 )
         await message.ack()
 
-    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+    async def _dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
         log.warning("dead-lettering %s: %s", delivery.message_id, reason)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(queue)
         _, _, dead = self._publisher()
         headers = {**delivery.headers, REASON_HEADER: reason}
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -9,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from orchestrator.edge.openapi import OPENAPI
 from orchestrator.edge.problems import problem
 from orchestrator.metrics import Metrics
+from orchestrator.store.base import Store
 
 
 async def healthz(request: Request) -> Response:
@@ -23,6 +26,9 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     registry: Metrics = request.app.state.metrics
+    store: Store = request.app.state.store
+    stats = await store.stats(time.time())
+    registry.observe_store(stats.orders, stats.timers, stats.timer_overdue_seconds)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator import tracing
 from orchestrator.edge.numbers import MAX_INTEGER, whole_number
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput, OrderNotFound
@@ -114,6 +115,11 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
     return key, True, fingerprint
 
 
+def _traceparent(request: Request) -> str:
+    """Continue the caller's trace (W3C ``traceparent`` header), or start one here."""
+    return tracing.continued(tracing.header(request.headers.getlist("traceparent")))
+
+
 def _reply(reply: Reply, **headers: str) -> Response:
     return Response(reply.body, reply.status, headers=headers or None, media_type=JSON)
 
@@ -154,7 +160,7 @@ async def create_order(request: Request) -> Response:
     if event_type is None:
         raise InvalidInput("chart", f"chart {chart_name!r} cannot be created over HTTP")
     event_id, keyed, fingerprint = _event_id(request, raw)
-    event = Event(event_type, data, event_id, "http", fingerprint, keyed)
+    event = Event(event_type, data, event_id, "http", fingerprint, keyed, _traceparent(request))
     reply = await registry.create(event, chart=chart_name)
     return _reply(reply, location=f"/orders/{reply.order_id}")
 
@@ -190,7 +196,7 @@ async def send_event(request: Request) -> Response:
         raise InvalidInput("data", "data must be a JSON object")
     if_match = _if_match(request)
     event_id, keyed, fingerprint = _event_id(request, raw)
-    event = Event(event_type, data, event_id, "http", fingerprint, keyed)
+    event = Event(event_type, data, event_id, "http", fingerprint, keyed, _traceparent(request))
     reply = await _registry(request).send(order_id, event, if_match=if_match)
     return _reply(reply)
 

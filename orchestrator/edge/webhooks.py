@@ -9,7 +9,8 @@ sent again later:
 
 Both HTTP bindings of CloudEvents are accepted and parsed with the SDK: structured (the
 whole event as the JSON body) and binary (``ce-*`` headers, the data as the body). The
-event then goes to its order exactly as one from the broker does, deduplicated by its id.
+event then goes to its order exactly as one from the broker does, deduplicated by its id;
+it continues the trace of the request's ``traceparent`` header, else of the event's own.
 Without a configured secret (``ORCHESTRATOR_WEBHOOK_SECRET``) no signature is asked for.
 """
 
@@ -23,6 +24,7 @@ from cloudevents.core.bindings.http import HTTPMessage, from_binary_event
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator import tracing
 from orchestrator.edge.numbers import whole_number
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
@@ -51,7 +53,8 @@ async def receive_event(request: Request) -> Response:
             return problem(401, refusal, {"WWW-Authenticate": "HMAC-SHA256"})
     message = _parse(request, body)
     registry: Registry = request.app.state.registry
-    reply = await registry.send(message.subject, event_from(message, "webhook"))
+    traceparent = tracing.header(request.headers.getlist("traceparent"))
+    reply = await registry.send(message.subject, event_from(message, "webhook", traceparent))
     return Response(reply.body, 200, media_type="application/json")
 
 

@@ -31,6 +31,15 @@ class Page:
     cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What /metrics reads from the store at scrape time."""
+
+    orders: dict[tuple[str, str], int]  # (chart, state) -> how many orders are in it
+    timers: int  # timers stored and not yet fired
+    timer_overdue_seconds: float  # how late the most overdue timer is; 0 when none is due
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -75,3 +84,6 @@ class Store(Protocol):
 
     def drop_timer(self, timer: Timer) -> None:
         """Forget a timer whose event was refused (soon), unless it was set again."""
+
+    async def stats(self, now: float) -> Stats:
+        """Orders by chart and state, and the timer backlog at time ``now``."""

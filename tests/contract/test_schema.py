@@ -9,9 +9,10 @@ A stateful run then chains operations through the document's links.
 Not run: ``positive_data_acceptance``, because valid-by-schema requests may rightly be
 refused for reasons no schema can state (a stale ``If-Match``, a reused Idempotency-Key, an
 event the order's state does not allow). And the WebSockets (``/orders/{order_id}/ws`` and
-the firehose ``/ws``) are excluded: each is documented as the HTTP upgrade that opens it, but schemathesis speaks only
-plain HTTP, so it would send a bare GET and judge the 404 Starlette answers to a request
-that is not an upgrade; tests/edge/test_ws.py and test_firehose.py cover them.
+the firehose ``/ws``) are excluded: each is documented as the HTTP upgrade that opens it,
+but schemathesis speaks only plain HTTP, so it would send a bare GET and judge the 404
+Starlette answers to a request that is not an upgrade; tests/edge/test_ws.py and
+test_firehose.py cover them.
 
 The runs are bounded and reproducible: a fixed seed, deterministic generation, a few dozen
 examples per operation and no shrinking.

@@ -1,0 +1,91 @@
+"""Log lines that say which order, event, chart and trace they are about.
+
+The fields live in a context variable: an actor binds them at the start of each turn, so
+every line logged during the turn (by the actor, the turn, the chart's actions, and the
+relay tasks the turn's commit starts, which copy the context) carries them without being
+passed along. Code that works for an order outside an actor (the relay after a restart,
+the inbox, the services) opens a ``scope`` or passes them as ``extra``. A filter on the
+handler copies them onto each record; ``--log-format json`` writes one JSON object per
+line (python-json-logger), ``text`` the usual line with the fields appended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+FIELDS = ("order_id", "event_id", "chart", "trace_id")
+FORMATS = ("text", "json")
+
+# Never mutated, only replaced, so tasks that copied the context keep what they saw.
+_fields: ContextVar[dict[str, str] | None] = ContextVar("orchestrator_log_fields", default=None)
+
+
+def _merged(fields: dict[str, str | None]) -> dict[str, str]:
+    merged = {**(_fields.get() or {}), **fields}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+def bind(**fields: str | None) -> None:
+    """Set fields for the rest of the current task (an actor's turn); None removes one."""
+    _fields.set(_merged(fields))
+
+
+@contextmanager
+def scope(**fields: str | None) -> Iterator[None]:
+    """Set fields for the lines logged inside the block only."""
+    token = _fields.set(_merged(fields))
+    try:
+        yield
+    finally:
+        _fields.reset(token)
+
+
+class OrderFields(logging.Filter):
+    """Copies the bound fields onto each record, unless the call passed them as extra."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_fields.get() or {}).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The plain line, then ``name=value`` for each order field the record has."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        pairs = [f"{n}={getattr(record, n)}" for n in FIELDS if getattr(record, n, None)]
+        if not pairs:
+            return line
+        head, newline, trace = line.partition("\n")  # fields before any traceback
+        return f"{head} {' '.join(pairs)}{newline}{trace}"
+
+
+def configure(level: str, log_format: str) -> None:
+    """One stderr handler on the root logger, which uvicorn's loggers propagate to."""
+    handler = logging.StreamHandler()
+    handler.addFilter(OrderFields())
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "{levelname}{name}{message}",
+                style="{",
+                rename_fields={"levelname": "level", "name": "logger"},
+                # uvicorn's copy of its message with terminal colour codes
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+                timestamp=True,
+            )
+        )
+    else:
+        handler.setFormatter(TextFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

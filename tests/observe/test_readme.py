@@ -1,0 +1,47 @@
+"""The README's "Metrics" table lists every metric, and its trace snippet runs as written."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+
+import httpx
+
+from orchestrator.metrics import Metrics
+from tests.conftest import ServerFactory
+from tests.helpers import WAITING_FOR_KITCHEN, create_order, wait_for_state
+from tests.observe.test_logs_and_traces import JSON_LOGS, applied, json_lines
+from tests.test_readme import README
+
+
+def section(title: str) -> str:
+    return README.read_text().split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_metrics_table_lists_every_metric() -> None:
+    """One row per metric the registry exposes, by the name a scrape shows."""
+    listed = set(re.findall(r"^\| `(\w+)(?:\{[^}]*\})?` \|", section("Metrics"), flags=re.M))
+    exposed = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in Metrics().registry.collect()
+    }
+    assert listed == exposed
+
+
+async def test_the_traceparent_snippet_sets_the_orders_trace(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(*JSON_LOGS, "--kitchen-mode", "ignore")
+    (script,) = re.findall(r"```sh\n(.*?)```", section("Logs and traces"), flags=re.S)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        order_id = (await create_order(http))["id"]
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-eu", "-c", script,
+            env={**os.environ, "URL": server.url, "ORDER": order_id},
+            stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert await asyncio.wait_for(proc.wait(), timeout=60) == 0
+        await wait_for_state(http, order_id, WAITING_FOR_KITCHEN)
+    (confirm,) = applied(json_lines(server), order_id)["CONFIRM_PIZZA"]
+    assert confirm["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
