@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,25 @@ def test_chart_options_from_the_environment_are_checked_at_start(
     )
     assert result.returncode == 2
     assert complaint in result.stderr
+
+
+def test_a_flawed_chart_stops_the_server_at_start_naming_line_and_state(
+    tmp_path: Path,
+) -> None:
+    """A chart directory holding a transition to an unknown state: `serve` exits 2 before
+    it listens, and the message names the file, the line and the state."""
+    charts = Path(__file__).resolve().parent.parent / "statecharts"
+    (tmp_path / "pizza.py").write_text((charts / "pizza.py").read_text())
+    document = (charts / "pizza.yaml").read_text()
+    assert document.count("target: deliverPizza") == 1
+    (tmp_path / "pizza.yaml").write_text(document.replace("target: deliverPizza", "target: oven"))
+    line = 1 + document.splitlines().index("      - event: PIZZA_READY")
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", "1", "--charts", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"pizza.yaml: line {line}, state 'bakePizza'" in result.stderr
+    assert "unknown state 'oven'" in result.stderr

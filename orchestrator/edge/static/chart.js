@@ -94,6 +94,10 @@ function elkGraph(chart) {
 }
 
 function eventText(transition) {
+  // A timer's event is after.<state>.<delay>; on an arrow leaving that state, the delay
+  // is what tells: "after kitchenTimeout".
+  const timer = `after.${transition.source}.`;
+  if (transition.event?.startsWith(timer)) return `after ${transition.event.slice(timer.length)}`;
   return transition.event ?? "(always)";
 }
 
