@@ -154,10 +154,16 @@ class Engine:
         except BaseException:
             self._sm = None
             raise
-        # Entering a top-level final state stops python-statemachine's engine for good
-        # (``is_terminated``); the next order needs a running one.
+        # Entering a top-level final state stops python-statemachine's engine
+        # (``is_terminated``); the next order needs a running one. After a macrostep its
+        # queues are empty and it holds nothing of the order, so it is set running again:
+        # rebuilding it instead costs about 1 ms, once per finished order.
         if sm.is_terminated:
-            self._sm = None
+            engine = sm._engine
+            if engine.external_queue.is_empty() and engine.internal_queue.is_empty():
+                engine.running = True
+            else:
+                self._sm = None
 
 
 class _MoveTracker:

@@ -129,6 +129,13 @@ def prepare(doc: JsonObject, source: str, *, default_name: str) -> Document:
         if state_id in where:
             raise ChartError(f"{source}: {where[state_id]}: the state id is used twice")
         where[state_id] = _where(state_id, state)
+        if state.get("history"):
+            # python-statemachine keeps history in the machine, which every order of a
+            # chart shares, and the snapshot does not hold it.
+            raise ChartError(
+                f"{source}: {where[state_id]}: history states are not supported: the "
+                "order's snapshot does not keep them"
+            )
     timers: dict[str, tuple[TimerSpec, ...]] = {}
     for state_id, state, _ in _walk(states):
         specs = _take_timers(state_id, state, source, where)

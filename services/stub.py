@@ -97,7 +97,7 @@ class StubService:
                 answer = self._answer(key, command, answer_type)
             entry = Entry(key, command.id, command.subject, command.type, answer)
             await self.ledger.record(entry)
-            log.info(
+            log.debug(
                 "%s carried out %s for order %s",
                 self.name,
                 command.type,

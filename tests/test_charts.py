@@ -431,3 +431,32 @@ def test_a_wrong_chart_option_is_refused(
     with pytest.raises(ChartError) as info:
         load_charts(charts_dir, options)
     assert what in info.value.detail
+
+
+def test_a_history_state_is_refused_at_load(tmp_path: Path, charts_dir: Path) -> None:
+    """History would live in the chart's shared engine, not in each order's snapshot."""
+    document = MINIMAL + "    history:\n      h:\n        type: deep\n"
+    write_chart(tmp_path, document, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match="history states are not supported") as info:
+        load_charts(tmp_path)
+    assert "state 'only'" in info.value.detail
+
+
+def test_the_shared_engine_serves_the_next_order_after_one_finishes(chart: Chart) -> None:
+    """Reaching a top-level final state stops python-statemachine's engine; the chart's
+    shared engine is set running again (not rebuilt), and orders still mid-flow carry on,
+    each entry action running for its own order only."""
+    waiting = drive(chart, ["CONFIRM_PIZZA"], order_id="o-2")
+    waiting.context.take_commands()
+    engine_before = chart.engine.bind(waiting.context)
+    finished = drive(chart, PATHS["done"][0], order_id="o-1")
+    assert finished.is_final()
+    waiting.send("done.invoke.sendOrderToKitchen", {})
+    waiting.send("PIZZA_READY", {})
+    assert waiting.state_path() == "deliverPizza.sendingOrderToDelivery"
+    assert [c.type for c in waiting.context.take_commands()] == ["DELIVER_PIZZA"]
+    assert chart.engine.bind(waiting.context) is engine_before
+    cancelled = drive(chart, ["CANCEL"], order_id="o-3")
+    assert cancelled.is_final() and cancelled.state_path() == "cancelled"
+    fresh = drive(chart, [], order_id="o-4")
+    assert fresh.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL")

@@ -30,7 +30,7 @@ from tests.helpers import (
     wait_quiet,
 )
 
-JSON_LOGS = ("--log-format", "json", "--log-level", "info")
+JSON_LOGS = ("--log-format", "json", "--log-level", "debug")
 CREATE_TRACE = "0af7651916cd43dd8448eb211c80319c"
 FLOW_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -170,9 +170,9 @@ async def test_log_format_from_the_environment_and_text_by_default(
 ) -> None:
     """ORCHESTRATOR_LOG_FORMAT=json works like the flag; text lines name the fields too."""
     monkeypatch.setenv("ORCHESTRATOR_LOG_FORMAT", "json")
-    as_json = server_factory("--log-level", "info")
+    as_json = server_factory("--log-level", "debug")
     monkeypatch.delenv("ORCHESTRATOR_LOG_FORMAT")
-    as_text = server_factory("--log-level", "info")
+    as_text = server_factory("--log-level", "debug")
     for server in (as_json, as_text):
         async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
             created = await http.post("/orders", json={"pizza": {"name": "x"}})
