@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Chromium for the dashboard's browser tests (tests/ui), which fail without it: Debian's
+# package, driven by Playwright; Playwright's own browser download is never used.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "chromium is not installed; installing Debian's package" >&2
+        { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+            || echo "chromium did not install; the UI tests will fail" >&2
+    else
+        echo "chromium is not installed (apt-get install chromium); the UI tests will fail" >&2
+    fi
+fi
+
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
