@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,13 @@ def _with_options(context_class: type[Context], options: JsonObject, source: str
             raise ChartError(
                 f"{source}: option {name!r} must be like its default {default!r}, not {value!r}"
             )
+        if isinstance(value, numbers) and not isinstance(value, bool):
+            # A negative or infinite timeout would refuse every turn that sets its timer.
+            if not math.isfinite(value) or value < 0 <= default:
+                raise ChartError(
+                    f"{source}: option {name!r} must be a finite number, not negative, "
+                    f"not {value!r}"
+                )
         merged[name] = value
     return type(context_class.__name__, (context_class,), {"options": merged})
 

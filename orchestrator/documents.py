@@ -125,7 +125,7 @@ def prepare(doc: JsonObject, source: str, *, default_name: str) -> Document:
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
     where: dict[str, str] = {}
-    for state_id, state, _ in _walk(states):
+    for state_id, state, _ in _walk(states, source):
         if state_id in where:
             raise ChartError(f"{source}: {where[state_id]}: the state id is used twice")
         where[state_id] = _where(state_id, state)
@@ -137,11 +137,11 @@ def prepare(doc: JsonObject, source: str, *, default_name: str) -> Document:
                 "order's snapshot does not keep them"
             )
     timers: dict[str, tuple[TimerSpec, ...]] = {}
-    for state_id, state, _ in _walk(states):
+    for state_id, state, _ in _walk(states, source):
         specs = _take_timers(state_id, state, source, where)
         if specs:
             timers[state_id] = specs
-    for state_id, state, _ in _walk(states):
+    for state_id, state, _ in _walk(states, source):
         for transition in _transitions(state):
             for target in str(transition.get("target") or "").split():
                 if target not in where:
@@ -161,7 +161,7 @@ def check_names(document: Document, context_class: type, source: str) -> None:
     def known(name: str) -> bool:
         return hasattr(context_class, name) or name in getattr(context_class, "fields", {})
 
-    for state_id, state, _ in _walk(document.native["states"]):
+    for state_id, state, _ in _walk(document.native["states"], source):
         here = document.where[state_id]
         for key in ("enter", "exit"):
             for name in _callback_names(state.get(key)):
@@ -195,7 +195,8 @@ def check_names(document: Document, context_class: type, source: str) -> None:
 
 
 def timer_event(state_id: str, delay: float | str) -> str:
-    label = delay if isinstance(delay, str) else f"{delay:g}s"
+    # repr keeps every digit, so two delays never share one event
+    label = delay if isinstance(delay, str) else f"{delay!r}s"
     return f"{TIMER_EVENT_PREFIX}{state_id}.{label}"
 
 
@@ -232,14 +233,19 @@ def _take_timers(
     return tuple(specs.values())
 
 
-def _walk(states: JsonObject, parent: str = "") -> Iterator[tuple[str, JsonObject, str]]:
+def _walk(
+    states: JsonObject, source: str, parent: str = ""
+) -> Iterator[tuple[str, JsonObject, str]]:
     for state_id, state in states.items():
         if state is None:
             state = states[state_id] = _Located()
         if not isinstance(state, dict):
-            raise ChartError(f"state {state_id!r} must be a mapping")
+            raise ChartError(f"{source}: state {state_id!r} must be a mapping, not {state!r}")
+        children = state.get("states") or {}
+        if not isinstance(children, dict):
+            raise ChartError(f"{source}: {_where(state_id, state)}: 'states' must be a mapping")
         yield state_id, state, parent
-        yield from _walk(state.get("states") or {}, state_id)
+        yield from _walk(children, source, state_id)
 
 
 def _transitions(state: JsonObject) -> list[JsonObject]:

@@ -62,6 +62,9 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        # A task cancelled before it ran never reached its ``finally``.
+        self._in_flight.clear()
+        self._not_before.clear()
 
     def notify(self, due_at: float) -> None:
         """A turn set a timer: wake up if it falls due before the scheduler would."""

@@ -73,7 +73,15 @@ def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float)
     except Exception as exc:
         log.exception("action failed", extra={"order_id": machine.context.order_id})
         raise Refused(f"{event.type} failed in an action: {exc!r}") from exc
-    return _record(machine, previous, event, now, version, state_before)
+    try:
+        return _record(machine, previous, event, now, version, state_before)
+    except OrchestratorError:
+        raise
+    except Exception as exc:
+        # A delay method that raised, or data an action left that is not JSON (NaN, an
+        # infinite number, an object): the chart's fault, refused like a failed action.
+        log.exception("turn not recordable", extra={"order_id": machine.context.order_id})
+        raise Refused(f"{event.type} left the order unrecordable: {exc!r}") from exc
 
 
 def _record(
@@ -129,7 +137,8 @@ def _record(
         # Time the order spent in the state this event left.
         duration_ms=0.0 if previous is None else round((now - previous.updated_at) * 1000, 3),
     )
-    body = json.dumps(snapshot.view(), separators=(",", ":")).encode()
+    # allow_nan=False: Infinity and NaN are not JSON, and would be stored and served.
+    body = json.dumps(snapshot.view(), separators=(",", ":"), allow_nan=False).encode()
     reply = Reply(
         status=201 if previous is None else 200,
         body=body,

@@ -44,6 +44,33 @@ class Entry:
     answer: bytes | None
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a ledger of the first release (one row per message id) to one row per key.
+
+    Its rows become one per order and command type, the earliest message kept, their
+    counts added up, so a pizza baked before the upgrade is not baked again after it.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(handled)")}
+    if not columns or "key" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE handled RENAME TO handled_by_message")
+        db.execute(SCHEMA)
+        db.execute(
+            "INSERT INTO handled (key, message_id, order_id, type, at, answer, times, received)"
+            " SELECT order_id || '/' || type, message_id, order_id, type, at, answer, times,"
+            " times FROM handled_by_message WHERE true ORDER BY at"
+            " ON CONFLICT (key) DO UPDATE SET times = times + excluded.times,"
+            " received = received + excluded.received"
+        )
+        db.execute("DROP TABLE handled_by_message")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -61,6 +88,7 @@ class Ledger:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        _migrate(db)
         db.execute(SCHEMA)
         self._db = db
 

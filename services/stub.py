@@ -55,7 +55,7 @@ class StubService:
         self.mode = mode
         # Commands being carried out now, by key: a second copy arriving meanwhile (say, a
         # resend after the orchestrator restarted) waits for the first, then finds it done.
-        self._carrying: dict[str, asyncio.Lock] = {}
+        self._carrying: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def start(self) -> None:
         await self.ledger.open()
@@ -74,13 +74,18 @@ class StubService:
         if work and self.mode == "reject":
             raise Poison(f"{self.name} refuses {command.type} (failure mode 'reject')")
         key = dedupe_key(command.subject, command.type)
-        lock = self._carrying.setdefault(key, asyncio.Lock())
+        lock, users = self._carrying.get(key, (asyncio.Lock(), 0))
+        self._carrying[key] = (lock, users + 1)
         try:
             async with lock:
                 entry = await self._carry_out(key, command, answer_type)
         finally:
-            if not lock.locked():
-                self._carrying.pop(key, None)
+            # Forget the lock only when no copy holds it or waits for it.
+            lock, users = self._carrying[key]
+            if users == 1:
+                del self._carrying[key]
+            else:
+                self._carrying[key] = (lock, users - 1)
         if entry.answer is not None:
             await self.broker.publish(
                 event_key(answer_type), entry.answer, message_id=_answer_id(self.name, key)

@@ -9,6 +9,7 @@ token or the webhook signature.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import ClassVar
 
 from orchestrator import Context, InvalidInput, JsonObject
@@ -55,7 +56,12 @@ class PaymentOrder(Context):
                 raise InvalidInput(
                     f"data.products[{n}].price", "each product needs a price, a number >= 0"
                 )
-            price += cost
+            try:
+                price += float(cost)
+            except OverflowError:
+                price = math.inf
+        if not math.isfinite(price):
+            raise InvalidInput("data.products", "the products' prices add up beyond any number")
         self.products = products
         self.supplier = data.get("supplier")
         self.address = data.get("address")

@@ -93,4 +93,7 @@ class PizzaOrder(Context):
         self.status = "Cancelled: the kitchen stopped and threw the pizza away."
 
     def kitchenUnreachable(self) -> None:
-        self.status = "Cancelled: the kitchen could not be told, so it never baked the pizza."
+        self.status = (
+            "Cancelled, but the kitchen could not be told: if it took the order, it may "
+            "still bake the pizza."
+        )

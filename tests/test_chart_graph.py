@@ -73,9 +73,14 @@ def test_pizza_transitions(charts_dir: Path) -> None:
         ("waitingForDelivery", "after.waitingForDelivery.deliveryTimeout", "errorInDelivery"),
         ("errorInDelivery", "after.errorInDelivery.retryDelay", "sendingOrderToDelivery"),
         ("errorInDelivery", "RETRY", "sendingOrderToDelivery"),
+        ("cancellingKitchen", "after.cancellingKitchen.kitchenTimeout", "cancellingKitchen"),
     }
     assert len(graph["transitions"]) == len(edges)
-    assert not any(t["internal"] for t in graph["transitions"])
+    # an invoke's error moves to a child without leaving and re-entering the stage
+    assert {t["event"] for t in graph["transitions"] if t["internal"]} == {
+        "error.invoke.sendOrderToKitchen",
+        "error.invoke.sendOrderToDelivery",
+    }
 
 
 class Shapes(StateChart[Any]):

@@ -119,12 +119,14 @@ def test_pizza_chart_loads(charts_dir: Path) -> None:
         "after.errorInKitchen.retryDelay",
         "after.waitingForDelivery.deliveryTimeout",
         "after.errorInDelivery.retryDelay",
+        "after.cancellingKitchen.kitchenTimeout",
     }
     assert {state: [s.event for s in specs] for state, specs in chart.timers.items()} == {
         "waitingForPizzaToBeBaked": ["after.waitingForPizzaToBeBaked.kitchenTimeout"],
         "errorInKitchen": ["after.errorInKitchen.retryDelay"],
         "waitingForDelivery": ["after.waitingForDelivery.deliveryTimeout"],
         "errorInDelivery": ["after.errorInDelivery.retryDelay"],
+        "cancellingKitchen": ["after.cancellingKitchen.kitchenTimeout"],
     }
 
 
@@ -422,6 +424,9 @@ def test_chart_options_override_defaults_of_the_same_kind(charts_dir: Path) -> N
         ({"pizza": {"ovenTemperature": 250}}, "no option 'ovenTemperature'"),
         ({"pizza": {"kitchenTimeout": "soon"}}, "must be like its default"),
         ({"pizza": {"maxRetries": True}}, "must be like its default"),
+        ({"pizza": {"kitchenTimeout": -1}}, "not negative"),
+        ({"pizza": {"retryBackoff": float("nan")}}, "must be a finite number"),
+        ({"pizza": {"deliveryTimeout": float("inf")}}, "must be a finite number"),
         ({"sushi": {"kitchenTimeout": 1}}, "unknown charts ['sushi']"),
     ],
 )
@@ -460,3 +465,12 @@ def test_the_shared_engine_serves_the_next_order_after_one_finishes(chart: Chart
     assert cancelled.is_final() and cancelled.state_path() == "cancelled"
     fresh = drive(chart, [], order_id="o-4")
     assert fresh.next_events() == ("ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL")
+
+
+def test_nested_states_that_are_not_a_mapping_name_the_file(
+    tmp_path: Path, charts_dir: Path
+) -> None:
+    document = MINIMAL + "    states: [a, b]\n"
+    write_chart(tmp_path, document, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match=r"bad\.yaml: line 3, state 'only': 'states' must be"):
+        load_charts(tmp_path)

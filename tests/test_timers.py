@@ -63,9 +63,9 @@ Fire = Callable[[Timer], Awaitable[None]]
 
 def firing(store: SqliteStore, fired: list[str]) -> Fire:
     async def fire(t: Timer) -> None:
-        fired.append(t.id)
         done = dataclasses.replace(record(t.order_id, 2), timers_cancelled=(t.id,))
         await store.commit(done)
+        fired.append(t.id)  # once its turn is committed, as the actor answers
 
     return fire
 

@@ -350,3 +350,43 @@ def test_a_state_entered_again_in_one_turn_cancels_then_sets_its_timer(
     assert tick.snapshot.context["retries"] == 1
     stop = step(ticking, tick.snapshot, Event("STOP", {}, "e-3"), T0 + 6)
     assert (stop.timers_set, stop.timers_cancelled) == ((), ("o-1/after.ticking.5s",))
+
+
+BROKEN_DELAY_ACTIONS = """\
+import math
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Ticks(Context):
+    fields: ClassVar[JsonObject] = {"retries": 0, "level": 0.0}
+
+    def countRetry(self) -> None:
+        self.retries += 1
+
+    def spoil(self) -> None:
+        self.level = math.nan
+
+    def fiveSeconds(self) -> float:
+        return 5 / self.retries  # divides by zero on the first entry
+"""
+
+
+def test_a_delay_or_data_the_turn_cannot_record_is_refused(tmp_path: Path) -> None:
+    """A delay method that raises, or an action that leaves NaN in the order, refuses the
+    turn (409, nothing stored) rather than failing it as if the store were down."""
+    document = TICKING.replace("delay: 5", "delay: fiveSeconds").replace(
+        "      - event: START\n", "      - event: START\n      - event: SPOIL\n        on: spoil\n"
+    )
+    (tmp_path / "ticking.yaml").write_text(document)
+    (tmp_path / "ticking.py").write_text(BROKEN_DELAY_ACTIONS)
+    ticking = load_charts(tmp_path)["ticking"]
+    with pytest.raises(Refused, match="ZeroDivisionError"):
+        apply(ticking.start("o-1"), None, Event("START", {}, "e-1"), T0)
+    (tmp_path / "ticking.yaml").write_text(document.replace("delay: fiveSeconds", "delay: 5"))
+    ticking = load_charts(tmp_path)["ticking"]
+    machine = ticking.start("o-1")
+    first = apply(machine, None, Event("START", {}, "e-1"), T0)
+    with pytest.raises(Refused, match="not JSON compliant"):
+        apply(machine, first.snapshot, Event("SPOIL", {}, "e-2"), T0 + 1)

@@ -145,7 +145,8 @@ async def test_a_callback_with_another_token_is_refused_and_changes_nothing(
     deployment: Deployment,
 ) -> None:
     """A callback for another step (or a forged one) gets 409 and the order stays; a
-    callback without a token gets 422 naming the field."""
+    callback without a token gets 422 naming the field, as do prices that add up beyond
+    any number."""
     server = await deployment.start()
     async with http_client(server.url) as http:
         order = await place(http)
@@ -161,6 +162,10 @@ async def test_a_callback_with_another_token_is_refused_and_changes_nothing(
         )
         assert missing.status_code == 422, missing.text
         assert missing.json()["field"] == "data.taskToken"
+        huge = {**ORDER, "products": [{"name": "gold", "price": 1e308}] * 2}
+        overflow = await http.post("/orders", json=huge)
+        assert overflow.status_code == 422, overflow.text
+        assert overflow.json()["field"] == "data.products"
         after = await view(http, order_id)
     assert (after["version"], after["state"]) == (order["version"], "payment")
     assert after["context"] == order["context"]

@@ -89,6 +89,30 @@ async def test_a_silent_kitchen_times_out_retries_with_backoff_then_waits(
     assert ledger(deployment.db, "kitchen", "CANCEL_PIZZA") == {order_id: (1, 1)}
 
 
+async def test_a_rejecting_kitchen_is_retried_with_backoff_then_left_waiting(
+    deployment: Deployment,
+) -> None:
+    """The kitchen dead-letters every MAKE_PIZZA: each error.invoke puts the order in
+    errorInKitchen without resetting its retries, so it retries after 0.25 s then 0.5 s
+    and then waits for RETRY or CANCEL, as with a silent kitchen."""
+    server = await deployment.start(
+        "pizza.retryBackoff=0.25", "pizza.maxRetries=2", kitchen="reject"
+    )
+    async with http_client(server.url) as http:
+        order_id = await confirmed_order(http)
+
+        async def gave_up() -> bool:
+            return "Gave up" in str((await view(http, order_id))["status"])
+
+        await eventually(gave_up, within=30.0, what="the kitchen stage to give up")
+        entries = await history(http, order_id)
+    errors = [e for e in entries if e["type"] == "error.invoke.sendOrderToKitchen"]
+    retries = [e for e in entries if e["type"] == RETRY]
+    assert len(errors) == 3
+    assert [e["data"]["delaySeconds"] for e in retries] == [0.25, 0.5]
+    assert entries[-1]["stateAfter"] == ERROR
+
+
 async def test_a_timer_due_while_the_server_is_down_fires_once_after_restart(
     deployment: Deployment,
 ) -> None:
