@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -648,3 +649,60 @@ async def test_seed_machine_dead_letter_through_the_server(server_factory: Serve
         assert (await send(http, order["id"], CONFIRM)).status_code == 200
         failed = await wait_for_state(http, order["id"], "bakePizza.errorInKitchen")
     assert failed["status"] == "Ooops! Something got burned..."
+
+
+HOLD_MACHINE: JsonObject = {
+    "id": "hold",
+    "initial": "held",
+    "states": {
+        "held": {
+            "meta": {"message": "Held for a moment"},
+            "on": {"HOLD": {}, "RELEASE": "released"},
+            "after": {"500": {"target": "expired", "actions": ["noteExpiry"]}},
+        },
+        "released": {"type": "final", "meta": {"message": "Released in time"}},
+        "expired": {"type": "final", "meta": {"message": "Expired"}},
+    },
+}
+
+HOLD_ACTIONS = """\
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Hold(Context):
+    fields: ClassVar[JsonObject] = {"expired": False}
+    create_event: ClassVar[str | None] = "HOLD"
+
+    def noteExpiry(self) -> None:
+        self.expired = True
+"""
+
+
+async def test_an_xstate_after_is_a_durable_timer_through_the_server(
+    tmp_path: Path, server_factory: ServerFactory
+) -> None:
+    """XState's `after: {500: ...}` becomes a stored timer: it fires about half a second
+    after the state is entered, and is cancelled when RELEASE leaves the state first."""
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    (charts / "hold.json").write_text(json.dumps(HOLD_MACHINE))
+    (charts / "hold.py").write_text(HOLD_ACTIONS)
+    server = server_factory("--charts", str(charts))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        first = await http.post("/orders", json={"chart": "hold"})
+        second = await http.post("/orders", json={"chart": "hold"})
+        assert first.status_code == second.status_code == 201, first.text
+        released = await send(http, second.json()["id"], {"type": "RELEASE"})
+        assert released.status_code == 200, released.text
+        expired = await wait_for_state(http, first.json()["id"], "expired")
+        history = (await http.get(f"/orders/{first.json()['id']}/history")).json()["entries"]
+        kept = await http.get(f"/orders/{second.json()['id']}/history")
+    assert expired["status"] == "Expired"
+    assert expired["context"]["expired"] is True
+    assert [e["type"] for e in history] == ["HOLD", "after.held.0.5s"]
+    assert history[-1]["durationMs"] >= 500
+    assert [e["type"] for e in kept.json()["entries"]] == ["HOLD", "RELEASE"]
+    with sqlite3.connect(server.db) as db:  # RELEASE deleted the second order's timer
+        assert db.execute("SELECT count(*) FROM timers").fetchone() == (0,)
