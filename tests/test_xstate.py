@@ -704,5 +704,8 @@ async def test_an_xstate_after_is_a_durable_timer_through_the_server(
     assert [e["type"] for e in history] == ["HOLD", "after.held.0.5s"]
     assert history[-1]["durationMs"] >= 500
     assert [e["type"] for e in kept.json()["entries"]] == ["HOLD", "RELEASE"]
-    with sqlite3.connect(server.db) as db:  # RELEASE deleted the second order's timer
+    db = sqlite3.connect(server.db)
+    try:  # RELEASE deleted the second order's timer
         assert db.execute("SELECT count(*) FROM timers").fetchone() == (0,)
+    finally:
+        db.close()
