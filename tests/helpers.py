@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -308,6 +310,15 @@ RABBITMQ_URL = os.environ.get("ORCHESTRATOR_TEST_RABBITMQ_URL", "amqp://guest:gu
 FLOW_QUEUE_NAMES = (
     "kitchen", "delivery", "orchestrator", "orchestrator.undeliverable", "dead-letters",
 )  # fmt: skip
+
+
+def spawn_service(db: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m services.<name>`` on RabbitMQ, its ledger beside ``db`` and its output
+    appended to ``<name>.log`` there; ``args`` are further flags (``--mode``, ...)."""
+    command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
+    command += ["--ledger", str(ledger_path(db, name)), *args]
+    with db.with_name(f"{name}.log").open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
 def rabbitmq_unreachable(exc: BaseException) -> NoReturn:

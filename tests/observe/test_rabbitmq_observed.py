@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -34,8 +32,8 @@ from tests.helpers import (
     create_order,
     delete_flow_queues,
     eventually,
-    ledger_path,
     send_ok,
+    spawn_service,
     wait_for_state,
 )
 from tests.observe.test_logs_and_traces import FLOW_TRACE, JSON_LOGS, traceparent
@@ -48,13 +46,7 @@ def services(tmp_path: Path) -> Iterator[Path]:
     """Kitchen and delivery processes with JSON logs, ledgers beside ``orders.db``."""
     db = tmp_path / "orders.db"
     asyncio.run(delete_flow_queues())
-    procs = []
-    for name in ("kitchen", "delivery"):
-        log = (tmp_path / f"{name}.log").open("wb")
-        command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
-        command += ["--ledger", str(ledger_path(db, name)), *JSON_LOGS]
-        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
-        log.close()
+    procs = [spawn_service(db, name, *JSON_LOGS) for name in ("kitchen", "delivery")]
     yield db
     for proc in procs:
         proc.send_signal(signal.SIGTERM)

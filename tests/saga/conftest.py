@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerFactory, ServerProcess
-from tests.helpers import RABBITMQ_URL, delete_flow_queues, ledger_path
+from tests.helpers import RABBITMQ_URL, delete_flow_queues, ledger_path, spawn_service
 
 
 @dataclass
@@ -37,18 +36,12 @@ class Deployment:
         else:
             await delete_flow_queues()
             for name, mode in (("kitchen", kitchen), ("delivery", delivery)):
-                self.services.append(self._spawn(name, mode))
+                self.services.append(
+                    spawn_service(self.db, name, "--mode", mode, "--log-level", "warning")
+                )
             args += ["--broker", RABBITMQ_URL]
         self.server = self.server_factory(*args, db=self.db)
         return self.server
-
-    def _spawn(self, name: str, mode: str) -> subprocess.Popen[bytes]:
-        """``python -m services.<name>`` on RabbitMQ, its ledger beside the orders file."""
-        command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
-        command += ["--ledger", str(ledger_path(self.db, name)), "--mode", mode]
-        command += ["--log-level", "warning"]
-        with self.db.with_name(f"{name}.log").open("ab") as log:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         for proc in self.services:

@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -52,6 +51,7 @@ from tests.helpers import (
     list_orders,
     metric,
     send,
+    spawn_service,
     wait_all_in_state,
 )
 
@@ -154,16 +154,15 @@ class ServiceProcess:
 
     def __init__(self, name: str, db: Path) -> None:
         self.name = name
+        self.db = db
         self.ledger = ledger_path(db, name)
         self.log_path = db.with_name(f"{name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
-        command = [sys.executable, "-m", f"services.{self.name}", "--broker", RABBITMQ_URL]
-        command += ["--ledger", str(self.ledger), "--delay", SERVICE_DELAY, "--log-level", "info"]
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        self.proc = spawn_service(
+            self.db, self.name, "--delay", SERVICE_DELAY, "--log-level", "info"
+        )
         return self
 
     def kill(self) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +28,8 @@ from tests.helpers import (
     create_order,
     delete_flow_queues,
     http_client,
-    ledger_path,
     send,
+    spawn_service,
     wait_all_in_state,
 )
 
@@ -43,14 +41,7 @@ def services(tmp_path: Path) -> Iterator[Path]:
     """Kitchen and delivery processes whose ledgers sit beside ``orders.db`` in tmp_path."""
     db = tmp_path / "orders.db"
     asyncio.run(delete_flow_queues())
-    procs = []
-    for name in ("kitchen", "delivery"):
-        log = (tmp_path / f"{name}.log").open("wb")
-        ledger = str(ledger_path(db, name))
-        command = [sys.executable, "-m", f"services.{name}", "--broker", RABBITMQ_URL]
-        command += ["--ledger", ledger, "--log-level", "warning"]
-        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
-        log.close()
+    procs = [spawn_service(db, name, "--log-level", "warning") for name in ("kitchen", "delivery")]
     yield db
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
