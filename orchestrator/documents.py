@@ -53,7 +53,6 @@ class TimerSpec:
 class Document:
     """A chart document in native form, its timers taken out; ``where`` locates states."""
 
-    name: str
     native: JsonObject
     timers: dict[str, tuple[TimerSpec, ...]]
     where: dict[str, str]
@@ -116,32 +115,32 @@ def read_document(path: Path) -> Document:
     reader = READERS.get(path.suffix)
     if reader is None:
         raise ChartError(f"{path.name}: no reader for {path.suffix!r} chart documents")
-    return prepare(reader(path), path.name, default_name=path.stem)
+    return prepare(reader(path), path.name)
 
 
-def prepare(doc: JsonObject, source: str, *, default_name: str) -> Document:
+def prepare(doc: JsonObject, source: str) -> Document:
     """Take the timers out of a native document and check its targets."""
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
     where: dict[str, str] = {}
-    for state_id, state, _ in _walk(states, source):
+    timers: dict[str, tuple[TimerSpec, ...]] = {}
+    for state_id, state in _walk(states, source):
         if state_id in where:
             raise ChartError(f"{source}: {where[state_id]}: the state id is used twice")
-        where[state_id] = _where(state_id, state)
+        here = where[state_id] = _where(state_id, state)
         if state.get("history"):
             # python-statemachine keeps history in the machine, which every order of a
             # chart shares, and the snapshot does not hold it.
             raise ChartError(
-                f"{source}: {where[state_id]}: history states are not supported: the "
+                f"{source}: {here}: history states are not supported: the "
                 "order's snapshot does not keep them"
             )
-    timers: dict[str, tuple[TimerSpec, ...]] = {}
-    for state_id, state, _ in _walk(states, source):
-        specs = _take_timers(state_id, state, source, where)
+        specs = _take_timers(state_id, state, f"{source}: {here}")
         if specs:
             timers[state_id] = specs
-    for state_id, state, _ in _walk(states, source):
+    # Targets are checked once every state is known (the timers' transitions included).
+    for state_id, state in _walk(states, source):
         for transition in _transitions(state):
             for target in str(transition.get("target") or "").split():
                 if target not in where:
@@ -150,48 +149,32 @@ def prepare(doc: JsonObject, source: str, *, default_name: str) -> Document:
                         f"{source}: {_where(state_id, transition)}: the transition on "
                         f"{event!r} targets an unknown state {target!r}"
                     )
-    native = dict(doc)
-    native.setdefault("name", default_name)
-    return Document(str(native["name"]), native, timers, where)
+    return Document(doc, timers, where)
 
 
 def check_names(document: Document, context_class: type, source: str) -> None:
     """Refuse an action, guard or delay name the chart's context does not define."""
 
-    def known(name: str) -> bool:
-        return hasattr(context_class, name) or name in getattr(context_class, "fields", {})
+    def require(name: str, at: str, what: str, verb: str) -> None:
+        if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
+            raise ChartError(f"{source}: {at}: {what} {name!r} {verb} {context_class.__name__}")
 
-    for state_id, state, _ in _walk(document.native["states"], source):
+    for state_id, state in _walk(document.native["states"], source):
         here = document.where[state_id]
         for key in ("enter", "exit"):
             for name in _callback_names(state.get(key)):
-                if not known(name):
-                    raise ChartError(
-                        f"{source}: {here}: {key} action {name!r} is not a method of "
-                        f"{context_class.__name__}"
-                    )
+                require(name, here, f"{key} action", "is not a method of")
         for transition in _transitions(state):
             at = _where(state_id, transition)
             for key in _TRANSITION_CALLBACKS:
                 for name in _callback_names(transition.get(key)):
-                    if not known(name):
-                        raise ChartError(
-                            f"{source}: {at}: action {name!r} is not a method of "
-                            f"{context_class.__name__}"
-                        )
+                    require(name, at, "action", "is not a method of")
             for key in _GUARDS:
                 for name in _guard_names(transition.get(key)):
-                    if not known(name):
-                        raise ChartError(
-                            f"{source}: {at}: guard {name!r} is not defined by "
-                            f"{context_class.__name__}"
-                        )
+                    require(name, at, "guard", "is not defined by")
         for spec in document.timers.get(state_id, ()):
-            if isinstance(spec.delay, str) and not known(spec.delay):
-                raise ChartError(
-                    f"{source}: {here}: delay {spec.delay!r} is not defined by "
-                    f"{context_class.__name__}"
-                )
+            if isinstance(spec.delay, str):
+                require(spec.delay, here, "delay", "is not defined by")
 
 
 def timer_event(state_id: str, delay: float | str) -> str:
@@ -200,29 +183,26 @@ def timer_event(state_id: str, delay: float | str) -> str:
     return f"{TIMER_EVENT_PREFIX}{state_id}.{label}"
 
 
-def _take_timers(
-    state_id: str, state: JsonObject, source: str, where: dict[str, str]
-) -> tuple[TimerSpec, ...]:
+def _take_timers(state_id: str, state: JsonObject, at: str) -> tuple[TimerSpec, ...]:
+    """Pop the state's ``after`` items into timer specs and transitions; ``at`` prefixes
+    errors (file, line and state)."""
     items = state.pop("after", None)
     if items is None:
         return ()
-    here = where[state_id]
     if not isinstance(items, list):
-        raise ChartError(f"{source}: {here}: 'after' must be a list of delayed transitions")
+        raise ChartError(f"{at}: 'after' must be a list of delayed transitions")
     specs: dict[str, TimerSpec] = {}
     transitions = list(state.get("transitions") or [])
     for item in items:
         if not isinstance(item, dict) or "delay" not in item:
-            raise ChartError(f"{source}: {here}: each 'after' item needs a 'delay'")
+            raise ChartError(f"{at}: each 'after' item needs a 'delay'")
         delay = item["delay"]
         if isinstance(delay, bool) or not isinstance(delay, int | float | str):
-            raise ChartError(f"{source}: {here}: delay must be seconds or a name, not {delay!r}")
+            raise ChartError(f"{at}: delay must be seconds or a name, not {delay!r}")
         if not isinstance(delay, str) and delay < 0:
-            raise ChartError(f"{source}: {here}: delay must not be negative")
+            raise ChartError(f"{at}: delay must not be negative")
         if "event" in item:
-            raise ChartError(
-                f"{source}: {here}: an 'after' item must not name an event: its timer does"
-            )
+            raise ChartError(f"{at}: an 'after' item must not name an event: its timer does")
         event = timer_event(state_id, delay)
         specs.setdefault(event, TimerSpec(state_id, delay, event))
         transition = _Located({k: v for k, v in item.items() if k != "delay"})
@@ -233,9 +213,8 @@ def _take_timers(
     return tuple(specs.values())
 
 
-def _walk(
-    states: JsonObject, source: str, parent: str = ""
-) -> Iterator[tuple[str, JsonObject, str]]:
+def _walk(states: JsonObject, source: str) -> Iterator[tuple[str, JsonObject]]:
+    """Every state, nested ones after their parent, as (id, definition)."""
     for state_id, state in states.items():
         if state is None:
             state = states[state_id] = _Located()
@@ -244,8 +223,8 @@ def _walk(
         children = state.get("states") or {}
         if not isinstance(children, dict):
             raise ChartError(f"{source}: {_where(state_id, state)}: 'states' must be a mapping")
-        yield state_id, state, parent
-        yield from _walk(children, source, state_id)
+        yield state_id, state
+        yield from _walk(children, source)
 
 
 def _transitions(state: JsonObject) -> list[JsonObject]:
