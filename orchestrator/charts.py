@@ -35,7 +35,7 @@ from statemachine.orderedset import OrderedSet
 from orchestrator.context import Context
 from orchestrator.documents import READERS, TimerSpec, check_names, read_document
 from orchestrator.errors import ChartError
-from orchestrator.model import JsonObject, is_platform_event
+from orchestrator.model import JsonObject, is_number, is_platform_event
 
 
 class Machine:
@@ -238,17 +238,12 @@ def _with_options(context_class: type[Context], options: JsonObject, source: str
             known = ", ".join(sorted(merged)) or "none"
             raise ChartError(f"{source}: no option {name!r} (options: {known})")
         default = merged[name]
-        numbers = (int, float)
-        same_kind = (
-            isinstance(value, numbers) and not isinstance(value, bool)
-            if isinstance(default, numbers) and not isinstance(default, bool)
-            else isinstance(value, type(default))
-        )
+        same_kind = is_number(value) if is_number(default) else isinstance(value, type(default))
         if not same_kind:
             raise ChartError(
                 f"{source}: option {name!r} must be like its default {default!r}, not {value!r}"
             )
-        if isinstance(value, numbers) and not isinstance(value, bool):
+        if is_number(value):
             # A negative or infinite timeout would refuse every turn that sets its timer.
             if not math.isfinite(value) or value < 0 <= default:
                 raise ChartError(

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ChartError
-from orchestrator.model import TIMER_EVENT_PREFIX, JsonObject
+from orchestrator.model import TIMER_EVENT_PREFIX, JsonObject, is_number
 from orchestrator.xstate import read_xstate
 
 _TRANSITION_CALLBACKS = ("on", "before", "after")
@@ -197,7 +197,7 @@ def _take_timers(state_id: str, state: JsonObject, at: str) -> tuple[TimerSpec, 
         if not isinstance(item, dict) or "delay" not in item:
             raise ChartError(f"{at}: each 'after' item needs a 'delay'")
         delay = item["delay"]
-        if isinstance(delay, bool) or not isinstance(delay, int | float | str):
+        if not (is_number(delay) or isinstance(delay, str)):
             raise ChartError(f"{at}: delay must be seconds or a name, not {delay!r}")
         if not isinstance(delay, str) and delay < 0:
             raise ChartError(f"{at}: delay must not be negative")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 JsonObject = dict[str, Any]
 
@@ -21,6 +21,11 @@ PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
 
 def is_platform_event(event_type: str) -> bool:
     return event_type.startswith(PLATFORM_EVENT_PREFIXES)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number: an int or a float, not a bool (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def iso(timestamp: float) -> str:

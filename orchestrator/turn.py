@@ -36,6 +36,7 @@ from orchestrator.model import (
     Snapshot,
     Timer,
     TurnRecord,
+    is_number,
     iso,
 )
 
@@ -207,7 +208,7 @@ def _delay(context: object, spec: TimerSpec) -> float | None:
         value = value()
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise Refused(f"delay {spec.delay!r} gave {value!r}, not a number of seconds")
     if value < 0:
         raise Refused(f"delay {spec.delay!r} gave {value!r} seconds, a negative delay")

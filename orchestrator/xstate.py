@@ -44,7 +44,7 @@ from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from orchestrator.errors import ChartError
-from orchestrator.model import JsonObject
+from orchestrator.model import JsonObject, is_number
 
 _DESCRIPTIVE = frozenset({"description", "tags", "meta"})
 _MACHINE_KEYS = frozenset({"id", "initial", "states", "version"}) | _DESCRIPTIVE
@@ -372,7 +372,7 @@ class _Converter:
                 return float(delay) / 1000
             if _is_name(delay):
                 return delay
-        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        elif is_number(delay):
             if math.isfinite(delay) and delay >= 0:
                 return delay / 1000
         self.fail(
