@@ -34,6 +34,15 @@ ERROR = "bakePizza.errorInKitchen"
 CANCEL = {"type": "CANCEL"}
 
 
+async def wait_until_given_up(http: httpx.AsyncClient, order_id: str) -> None:
+    """Until the order's stage has used up its automatic retries (its status says so)."""
+
+    async def gave_up() -> bool:
+        return "Gave up" in str((await view(http, order_id))["status"])
+
+    await eventually(gave_up, within=30.0, what="the kitchen stage to give up")
+
+
 async def confirmed_order(http: httpx.AsyncClient) -> str:
     order_id = str((await create_order(http))["id"])
     await send_ok(http, order_id, CONFIRM)
@@ -55,10 +64,7 @@ async def test_a_silent_kitchen_times_out_retries_with_backoff_then_waits(
     async with http_client(server.url) as http:
         order_id = await confirmed_order(http)
 
-        async def gave_up() -> bool:
-            return "Gave up" in str((await view(http, order_id))["status"])
-
-        await eventually(gave_up, within=30.0, what="the kitchen stage to give up")
+        await wait_until_given_up(http, order_id)
         order = await view(http, order_id)
         assert order["state"] == ERROR
         assert order["status"] == (
@@ -101,10 +107,7 @@ async def test_a_rejecting_kitchen_is_retried_with_backoff_then_left_waiting(
     async with http_client(server.url) as http:
         order_id = await confirmed_order(http)
 
-        async def gave_up() -> bool:
-            return "Gave up" in str((await view(http, order_id))["status"])
-
-        await eventually(gave_up, within=30.0, what="the kitchen stage to give up")
+        await wait_until_given_up(http, order_id)
         entries = await history(http, order_id)
     errors = [e for e in entries if e["type"] == "error.invoke.sendOrderToKitchen"]
     retries = [e for e in entries if e["type"] == RETRY]

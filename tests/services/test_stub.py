@@ -16,6 +16,7 @@ import pytest
 from orchestrator.broker.base import DEAD_LETTER_QUEUE, REASON_HEADER, Delivery, Poison
 from orchestrator.broker.memory import MemoryBroker
 from orchestrator.messages import Message, decode, encode
+from services.kitchen import handlers as kitchen
 from services.ledger import Ledger
 from services.stub import StubService
 
@@ -186,8 +187,8 @@ async def test_a_compensation_is_carried_out_in_every_mode(
     events = await listen(broker, "events", ["event.#"])
     stub = StubService(
         "kitchen",
-        {**KITCHEN, "CANCEL_PIZZA": "PIZZA_CANCELLED"},
-        compensations={"CANCEL_PIZZA": "MAKE_PIZZA"},
+        kitchen.ANSWERS,
+        compensations=kitchen.COMPENSATIONS,
         broker=broker,
         ledger=ledger,
         mode=mode,
@@ -206,8 +207,8 @@ async def test_work_finishing_after_its_compensation_is_not_answered(
     events = await listen(broker, "events", ["event.#"])
     stub = StubService(
         "kitchen",
-        {**KITCHEN, "CANCEL_PIZZA": "PIZZA_CANCELLED"},
-        compensations={"CANCEL_PIZZA": "MAKE_PIZZA"},
+        kitchen.ANSWERS,
+        compensations=kitchen.COMPENSATIONS,
         broker=broker,
         ledger=ledger,
     )
