@@ -21,7 +21,7 @@ import importlib.util
 import inspect
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, MutableSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -52,14 +52,21 @@ class Machine:
         self.context = context
 
     def configuration(self) -> tuple[str, ...]:
-        return tuple(str(v) for v in self.chart.engine.bind(self.context).configuration_values)
+        # Read from the model's ``state`` field, where python-statemachine keeps it (a
+        # persisted model is its documented use): one state's value, or a set of them.
+        value = self.context.state
+        if value is None:
+            return ()
+        if isinstance(value, MutableSet):
+            return tuple(str(v) for v in value)
+        return (str(value),)
 
     def facts(self) -> StateFacts:
         """What the chart says about the current configuration (computed once per chart)."""
         configuration = self.configuration()
         facts = self.chart.facts.get(configuration)
         if facts is None:
-            facts = StateFacts.of(self.chart.engine.bind(self.context))
+            facts = StateFacts.of(configuration, self.chart.engine.bind(self.context))
             self.chart.facts[configuration] = facts
         return facts
 
@@ -89,13 +96,14 @@ class StateFacts:
     that is ``allowed`` less the platform's own (``done.*``, ``error.*``).
     """
 
+    configuration: tuple[str, ...]
     path: str
     allowed: tuple[str, ...]
     next_events: tuple[str, ...]
     final: bool
 
     @classmethod
-    def of(cls, sm: StateChart[Any]) -> StateFacts:
+    def of(cls, configuration: tuple[str, ...], sm: StateChart[Any]) -> StateFacts:
         paths = []
         for state in sm.configuration:
             if state.is_atomic:
@@ -108,7 +116,7 @@ class StateFacts:
         allowed = tuple(dict.fromkeys(event.id for event in sm.allowed_events))
         next_events = tuple(e for e in allowed if not is_platform_event(e))
         final = any(state.final for state in sm.configuration if state.parent is None)
-        return cls(",".join(paths), allowed, next_events, final)
+        return cls(configuration, ",".join(paths), allowed, next_events, final)
 
 
 class Engine:

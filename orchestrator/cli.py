@@ -6,7 +6,9 @@ it imports the runtime.
 
 from __future__ import annotations
 
+import gc
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 
@@ -171,15 +173,39 @@ def serve(access_log: bool, **options: object) -> None:
     _Server(config).run()
 
 
+# Collect young objects every 10,000 allocations instead of 700, and the whole heap 10
+# times less often than by default (see ``_settle_heap``).
+GC_THRESHOLDS = (10_000, 20, 100)
+
+
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM once its graceful shutdown is over, so the process dies
     by the signal (exit 143). Here SIGTERM means "drain and stop", and a drained stop is a
     success: exit 0. SIGINT keeps uvicorn's behaviour."""
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        _settle_heap()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:
             self._captured_signals.remove(sig)
+
+
+def _settle_heap() -> None:
+    """Tune the cyclic garbage collector once the server has started.
+
+    With CPython's defaults a full collection walked every module, class and function
+    loaded at start and paused the event loop for up to 90 ms: the commands benchmark's
+    p99 was 60 ms, against a p50 of 14 ms. Objects alive after start-up live as long as the
+    process, so ``gc.freeze`` moves them out of the collector's sight, and fewer, larger
+    young collections cost less than many small ones. Almost nothing the hot path makes is
+    cyclic (reference counting frees it), so the garbage left for the collector is small.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run() -> None:

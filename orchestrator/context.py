@@ -79,8 +79,9 @@ class Context:
         return moves
 
     def data(self) -> JsonObject:
-        """The snapshot form: ``status`` and every declared field, deep-copied."""
+        """The snapshot form: ``status`` and every declared field, not copied: the turn
+        serializes it before any other action runs."""
         out: JsonObject = {"status": self.status}
         for name in self.fields:
-            out[name] = copy.deepcopy(getattr(self, name))
+            out[name] = getattr(self, name)
         return out

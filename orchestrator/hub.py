@@ -12,11 +12,10 @@ dashboard's list page uses it. It has no replay: a client closed with 4008 reloa
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 
 from orchestrator.metrics import Metrics
-from orchestrator.model import TurnRecord
+from orchestrator.model import TurnRecord, to_json
 
 LAGGING_CLOSE_CODE = 4008
 
@@ -92,7 +91,7 @@ class Hub:
         subs = self._subscribers.get(record.snapshot.order_id)
         if not subs and not self._firehose:
             return
-        event = json.dumps(record.journal.as_json(), separators=(",", ":")).encode()
+        event = to_json(record.journal.as_json()).encode()
         message = ws_message(record.snapshot.version, event, record.reply.body)
         for subscriber in (*(subs or ()), *self._firehose):
             subscriber.push(record.snapshot.version, message)

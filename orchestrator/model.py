@@ -6,11 +6,18 @@ compared without knowing who made it. Nothing here does I/O or reads a clock.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 JsonObject = dict[str, Any]
+
+# Compact JSON for everything the orchestrator stores or serves. One encoder built once:
+# ``json.dumps`` with options builds a new one per call. allow_nan=False: NaN and the
+# infinities are not JSON, so they raise ValueError instead of being stored and served.
+to_json: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 # Events a state's timer fires: ``after.<state>.<delay>``.
 TIMER_EVENT_PREFIX = "after."
@@ -56,13 +63,18 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """An order as committed: its chart configuration, context and derived view fields."""
+    """An order as committed: its chart configuration, context and derived view fields.
+
+    ``context_json`` is ``context`` as stored; the turn serializes the context once and
+    parses it back, which both checks it is JSON and gives the snapshot its own copy.
+    """
 
     order_id: str
     chart: str
     configuration: tuple[str, ...]
     state: str
     context: JsonObject
+    context_json: str
     next_events: tuple[str, ...]
     version: int
     created_at: float
@@ -82,6 +94,9 @@ class Snapshot:
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
         }
+
+    def view_json(self) -> bytes:
+        return to_json(self.view()).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from orchestrator.model import (
     TurnRecord,
     is_number,
     iso,
+    to_json,
 )
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,16 @@ def _record(
     state_before: str,
 ) -> TurnRecord:
     order_id = machine.context.order_id
+    facts = machine.facts()
+    context_json = to_json(machine.context.data())
     snapshot = Snapshot(
         order_id=order_id,
         chart=machine.chart.name,
-        configuration=machine.configuration(),
-        state=machine.state_path(),
-        context=machine.context.data(),
-        next_events=machine.next_events(),
+        configuration=facts.configuration,
+        state=facts.path,
+        context=json.loads(context_json),
+        context_json=context_json,
+        next_events=facts.next_events,
         version=version,
         created_at=now if previous is None else previous.created_at,
         updated_at=now,
@@ -138,8 +142,7 @@ def _record(
         # Time the order spent in the state this event left.
         duration_ms=0.0 if previous is None else round((now - previous.updated_at) * 1000, 3),
     )
-    # allow_nan=False: Infinity and NaN are not JSON, and would be stored and served.
-    body = json.dumps(snapshot.view(), separators=(",", ":"), allow_nan=False).encode()
+    body = snapshot.view_json()
     reply = Reply(
         status=201 if previous is None else 200,
         body=body,

@@ -19,13 +19,13 @@ so nothing applied after the client's ``connect`` returns is missed.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from orchestrator.edge.numbers import whole_number
 from orchestrator.hub import LAGGING_CLOSE_CODE, Hub, Subscriber, ws_message
+from orchestrator.model import to_json
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 
@@ -50,7 +50,7 @@ async def order_socket(websocket: WebSocket) -> None:
             await websocket.close(4404, f"order {order_id} does not exist")
             return
         if after is None:
-            event = json.dumps(snapshot.view(), separators=(",", ":")).encode()
+            event = snapshot.view_json()
             await _send(websocket, ws_message(snapshot.version, b"null", event))
             last = snapshot.version
         else:
@@ -58,7 +58,7 @@ async def order_socket(websocket: WebSocket) -> None:
             while True:
                 page = await store.journal(order_id, after=last, limit=REPLAY_PAGE)
                 for recorded in page:
-                    entry = json.dumps(recorded.entry.as_json(), separators=(",", ":")).encode()
+                    entry = to_json(recorded.entry.as_json()).encode()
                     await _send(websocket, ws_message(recorded.entry.version, entry, recorded.view))
                     last = recorded.entry.version
                 if len(page) < REPLAY_PAGE:

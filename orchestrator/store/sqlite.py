@@ -31,7 +31,15 @@ from typing import Any
 import aiosqlite
 
 from orchestrator.errors import InvalidInput, Unavailable
-from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, Timer, TurnRecord
+from orchestrator.model import (
+    JournalEntry,
+    OutboxMessage,
+    Reply,
+    Snapshot,
+    Timer,
+    TurnRecord,
+    to_json,
+)
 from orchestrator.store.base import Page, Recorded, Stats
 
 log = logging.getLogger(__name__)
@@ -113,10 +121,6 @@ SNAPSHOT_COLUMNS = (
 )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _snapshot(row: Any) -> Snapshot:
     return Snapshot(
         order_id=row[0],
@@ -124,6 +128,7 @@ def _snapshot(row: Any) -> Snapshot:
         configuration=tuple(json.loads(row[2])),
         state=row[3],
         context=json.loads(row[4]),
+        context_json=row[4],
         next_events=tuple(json.loads(row[5])),
         version=row[6],
         created_at=row[7],
@@ -464,10 +469,10 @@ class _Rows:
                 (
                     snap.order_id,
                     snap.chart,
-                    _dumps(snap.configuration),
+                    to_json(snap.configuration),
                     snap.state,
-                    _dumps(snap.context),
-                    _dumps(snap.next_events),
+                    snap.context_json,
+                    to_json(snap.next_events),
                     snap.version,
                     snap.created_at,
                     snap.updated_at,
@@ -480,7 +485,7 @@ class _Rows:
                     entry.version,
                     entry.event_id,
                     entry.type,
-                    _dumps(entry.data),
+                    to_json(entry.data),
                     entry.at,
                     entry.state_before,
                     entry.state_after,
@@ -493,7 +498,7 @@ class _Rows:
                 (m.id, m.order_id, m.type, m.routing_key, m.body, m.invoke) for m in record.outbox
             )
             rows.timers.extend(
-                (t.id, t.order_id, t.due_at, t.event_type, _dumps(t.data))
+                (t.id, t.order_id, t.due_at, t.event_type, to_json(t.data))
                 for t in record.timers_set
             )
             rows.cancelled.extend((timer_id,) for timer_id in record.timers_cancelled)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import InvalidInput, Unavailable
-from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord
+from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord, to_json
 from orchestrator.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
@@ -36,12 +36,14 @@ def record(
     """A turn record for ``order_id`` at ``version``, with ``outbox`` command messages."""
     event_id = event_id if event_id is not None else f"{order_id}/e{version}"
     at = created_at + version
+    context = {"status": f"at v{version}", "items": items if items is not None else []}
     snapshot = Snapshot(
         order_id=order_id,
         chart=chart,
         configuration=tuple(state.split(".")),
         state=state,
-        context={"status": f"at v{version}", "items": items if items is not None else []},
+        context=context,
+        context_json=to_json(context),
         next_events=("ADD_PIZZA", "CONFIRM_PIZZA"),
         version=version,
         created_at=created_at,
