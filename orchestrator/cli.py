@@ -169,6 +169,9 @@ def serve(access_log: bool, **options: object) -> None:
         # proxy) reusing a pooled connection the server is just closing gets a reset, and
         # few HTTP clients retry a POST on their own.
         timeout_keep_alive=75,
+        # Nothing here reads the client's address, so X-Forwarded-* headers are not
+        # rewritten into it: uvicorn's middleware for that ran on every request.
+        proxy_headers=False,
     )
     _Server(config).run()
 

@@ -96,7 +96,15 @@ class Snapshot:
         }
 
     def view_json(self) -> bytes:
-        return to_json(self.view()).encode()
+        """``view()`` as JSON, with the context as stored instead of serialized again."""
+        context = self.context
+        return (
+            f'{{"id":{to_json(self.order_id)},"chart":{to_json(self.chart)},'
+            f'"state":{to_json(self.state)},"status":{to_json(context.get("status"))},'
+            f'"items":{to_json(context.get("items", []))},"context":{self.context_json},'
+            f'"nextEvents":{to_json(list(self.next_events))},"version":{self.version},'
+            f'"createdAt":"{iso(self.created_at)}","updatedAt":"{iso(self.updated_at)}"}}'
+        ).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,20 @@ def test_a_refusal_changes_nothing_in_the_snapshot(chart: Chart) -> None:
     assert after.snapshot.version == 2
 
 
+def test_the_reply_is_the_view_even_for_awkward_text(chart: Chart) -> None:
+    """The view's JSON is assembled from pieces (the context as stored): quotes,
+    backslashes and non-ASCII text in the data must still give exactly ``view()``, and the
+    snapshot's context must be a copy the live order's next actions cannot change."""
+    awkward = {"name": 'quote " back \\ slash', "note": "caf\u00e9 \u2603 \n", "n": 1.5}
+    machine = chart.start("o-\"1\"")
+    record = apply(machine, None, Event("ADD_PIZZA", {"pizza": awkward}, "e-1"), T0)
+    assert json.loads(record.reply.body) == record.snapshot.view()
+    assert json.loads(record.snapshot.view_json()) == record.snapshot.view()
+    assert json.loads(record.snapshot.context_json) == record.snapshot.context
+    machine.send("ADD_PIZZA", {"pizza": {"name": "later"}})
+    assert record.snapshot.context["items"] == [awkward]
+
+
 def test_duration_is_the_time_spent_in_the_previous_state(chart: Chart) -> None:
     """durationMs is the time between the previous turn and this one, in milliseconds."""
     first = create(chart, now=T0)

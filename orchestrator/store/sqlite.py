@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,10 +262,10 @@ class SqliteStore:
             _insert(conn, UPSERT_ORDER, rows.orders)
             _insert(conn, INSERT_JOURNAL, rows.journal)
             _insert(conn, INSERT_OUTBOX, rows.outbox)
-            conn.executemany(DELETE_TIMER, rows.cancelled)
+            _delete(conn, DELETE_TIMER, rows.cancelled)
             _insert(conn, INSERT_TIMER, rows.timers)
-            conn.executemany(DELETE_OUTBOX, rows.sent)
-            conn.executemany(DROP_TIMER, rows.dropped)
+            _delete(conn, DELETE_OUTBOX, rows.sent)
+            _delete(conn, DROP_TIMER, rows.dropped)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -436,6 +436,12 @@ def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+def _delete(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    # Skipped when empty: even an empty executemany prepares its statement.
+    if rows:
+        conn.executemany(sql, rows)
 
 
 def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
