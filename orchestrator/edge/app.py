@@ -38,7 +38,8 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BearerAuth, token=api_token)],
+        # Without a token there is nothing to check: no layer on every request.
+        middleware=[Middleware(BearerAuth, token=api_token)] if api_token is not None else [],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
