@@ -206,7 +206,7 @@ def test_the_reply_is_the_view_even_for_awkward_text(chart: Chart) -> None:
     backslashes and non-ASCII text in the data must still give exactly ``view()``, and the
     snapshot's context must be a copy the live order's next actions cannot change."""
     awkward = {"name": 'quote " back \\ slash', "note": "caf\u00e9 \u2603 \n", "n": 1.5}
-    machine = chart.start("o-\"1\"")
+    machine = chart.start('o-"1"')
     record = apply(machine, None, Event("ADD_PIZZA", {"pizza": awkward}, "e-1"), T0)
     assert json.loads(record.reply.body) == record.snapshot.view()
     assert json.loads(record.snapshot.view_json()) == record.snapshot.view()

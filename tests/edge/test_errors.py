@@ -132,6 +132,9 @@ BAD_EVENTS = [
     pytest.param(b'"ADD_PIZZA"', {}, 422, "body", id="json-string"),
     pytest.param(b"null", {}, 422, "body", id="json-null"),
     pytest.param(b"\xff\xfe\xfa\xfb", {}, 422, "body", id="not-utf8"),
+    # JSON is exchanged as UTF-8 (RFC 8259, section 8.1).
+    pytest.param(VALID_ADD.decode().encode("utf-16"), {}, 422, "body", id="utf16"),
+    pytest.param(b"\xef\xbb\xbf" + VALID_ADD, {}, 422, "body", id="utf8-bom"),
     # NaN is not JSON (RFC 8259); accepting it would store a view no JSON parser can read.
     pytest.param(
         b'{"type": "ADD_PIZZA", "data": {"pizza": {"name": "hawaii", "size": NaN}}}',
