@@ -81,7 +81,7 @@ class Snapshot:
     updated_at: float
 
     def view(self) -> JsonObject:
-        """The order view of the HTTP and WebSocket API."""
+        """The order view of the HTTP and WebSocket API (``view_json`` is its JSON)."""
         return {
             "id": self.order_id,
             "chart": self.chart,
@@ -96,7 +96,8 @@ class Snapshot:
         }
 
     def view_json(self) -> bytes:
-        """``view()`` as JSON, with the context as stored instead of serialized again."""
+        """``view()`` as JSON, built around the context as stored instead of serializing
+        it again: the reply of every turn. ``tests/test_turn.py`` holds the two equal."""
         context = self.context
         return (
             f'{{"id":{to_json(self.order_id)},"chart":{to_json(self.chart)},'

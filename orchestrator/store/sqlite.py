@@ -221,8 +221,10 @@ class SqliteStore:
         sent: list[str],
         dropped: list[tuple[str, float]],
     ) -> None:
-        rows = _Rows.of([record for record, _ in batch], sent, dropped)
         try:
+            # Inside the try: a record that cannot be written (say, data that is not JSON)
+            # fails its own turn, not the commit loop.
+            rows = _Rows.of([record for record, _ in batch], sent, dropped)
             await self._on_writer(self._write, rows)
         except Exception as exc:
             if not batch:

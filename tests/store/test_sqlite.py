@@ -7,6 +7,7 @@ by hand so each test controls exactly the state paths, versions and outbox rows 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -290,6 +291,28 @@ async def test_one_bad_turn_does_not_sink_its_batch(tmp_path: Path) -> None:
         assert sum(batches) == 11  # the original plus the ten valid turns
     finally:
         await store.close()
+
+
+async def test_a_record_that_is_not_json_fails_alone(store: SqliteStore) -> None:
+    """A record the store cannot serialize (event data holding NaN, which no ingress lets
+    in) fails its own turn with Unavailable; the turns around it and later ones commit."""
+    bad = record("nan", 1)
+    bad = dataclasses.replace(
+        bad, journal=dataclasses.replace(bad.journal, data={"n": float("nan")})
+    )
+    good = [record(f"ok-{n}") for n in range(3)]
+    # A bounded wait: before the fix the commit loop died and these waited forever.
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(store.commit(rec) for rec in [good[0], bad, *good[1:]]), return_exceptions=True
+        ),
+        timeout=10,
+    )
+    assert isinstance(results[1], Unavailable)
+    assert [r for n, r in enumerate(results) if n != 1] == [None] * 3
+    assert await store.load("nan") is None
+    await store.commit(record("later", 1))
+    assert await store.load("later") is not None
 
 
 async def test_store_keeps_working_after_a_failed_turn(store: SqliteStore) -> None:
