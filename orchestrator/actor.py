@@ -77,7 +77,7 @@ class Actor:
         self._task: asyncio.Task[None] | None = None
         self._loaded = False
         self._machine: Machine | None = None
-        self._recent: OrderedDict[str, Reply] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[int, bytes, str]] = OrderedDict()
         self.snapshot: Snapshot | None = None
         self.missing = False
         self.last_used = time.monotonic()
@@ -208,8 +208,10 @@ class Actor:
         return self._machine
 
     async def _recorded(self, event: Event) -> Reply | None:
-        reply = self._recent.get(event.id)
-        if reply is None:
+        recent = self._recent.get(event.id)
+        if recent is not None:
+            reply: Reply | None = Reply(recent[0], recent[1], self.order_id, recent[2])
+        else:
             reply = await self._store.reply_for(self.order_id, event.id)
         if reply is None:
             return None
@@ -218,7 +220,9 @@ class Actor:
         return reply
 
     def _remember(self, event_id: str, reply: Reply) -> None:
-        self._recent[event_id] = reply
+        # A plain tuple of a number, bytes and a string: the garbage collector stops
+        # tracking such tuples, and every live order keeps up to RECENT_REPLIES of them.
+        self._recent[event_id] = (reply.status, reply.body, reply.fingerprint)
         if len(self._recent) > RECENT_REPLIES:
             self._recent.popitem(last=False)
 

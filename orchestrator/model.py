@@ -65,30 +65,37 @@ class Event:
 class Snapshot:
     """An order as committed: its chart configuration, context and derived view fields.
 
-    ``context_json`` is ``context`` as stored; the turn serializes the context once and
-    parses it back, which both checks it is JSON and gives the snapshot its own copy.
+    The context is kept as the JSON the turn serialized, which the store writes as it is:
+    one string per live order instead of a tree of dicts and lists for the garbage
+    collector to walk, and a copy no later action can change. ``context`` parses it.
     """
 
     order_id: str
     chart: str
     configuration: tuple[str, ...]
     state: str
-    context: JsonObject
     context_json: str
     next_events: tuple[str, ...]
     version: int
     created_at: float
     updated_at: float
 
+    @property
+    def context(self) -> JsonObject:
+        """The order's data: a new copy, parsed on each call."""
+        context: JsonObject = json.loads(self.context_json)
+        return context
+
     def view(self) -> JsonObject:
         """The order view of the HTTP and WebSocket API (``view_json`` is its JSON)."""
+        context = self.context
         return {
             "id": self.order_id,
             "chart": self.chart,
             "state": self.state,
-            "status": self.context.get("status"),
-            "items": self.context.get("items", []),
-            "context": self.context,
+            "status": context.get("status"),
+            "items": context.get("items", []),
+            "context": context,
             "nextEvents": list(self.next_events),
             "version": self.version,
             "createdAt": iso(self.created_at),

@@ -12,7 +12,6 @@ throw it away and rebuild it from the snapshot, which is how a turn stays all or
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -96,14 +95,12 @@ def _record(
 ) -> TurnRecord:
     order_id = machine.context.order_id
     facts = machine.facts()
-    context_json = to_json(machine.context.data())
     snapshot = Snapshot(
         order_id=order_id,
         chart=machine.chart.name,
         configuration=facts.configuration,
         state=facts.path,
-        context=json.loads(context_json),
-        context_json=context_json,
+        context_json=to_json(machine.context.data()),
         next_events=facts.next_events,
         version=version,
         created_at=now if previous is None else previous.created_at,

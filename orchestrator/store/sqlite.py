@@ -127,7 +127,6 @@ def _snapshot(row: Any) -> Snapshot:
         chart=row[1],
         configuration=tuple(json.loads(row[2])),
         state=row[3],
-        context=json.loads(row[4]),
         context_json=row[4],
         next_events=tuple(json.loads(row[5])),
         version=row[6],

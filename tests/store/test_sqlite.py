@@ -43,7 +43,6 @@ def record(
         chart=chart,
         configuration=tuple(state.split(".")),
         state=state,
-        context=context,
         context_json=to_json(context),
         next_events=("ADD_PIZZA", "CONFIRM_PIZZA"),
         version=version,
