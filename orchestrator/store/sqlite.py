@@ -25,6 +25,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -448,9 +450,14 @@ def _delete(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]])
 def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
-        placeholders = "(" + ",".join("?" * len(chunk[0])) + ")"
-        values = ",".join([placeholders] * len(chunk))
-        conn.execute(sql.format(values=values), [v for row in chunk for v in row])
+        conn.execute(_multirow(sql, len(chunk[0]), len(chunk)), list(chain.from_iterable(chunk)))
+
+
+@lru_cache(maxsize=512)
+def _multirow(sql: str, width: int, count: int) -> str:
+    """``sql`` with ``count`` rows of ``width`` placeholders, built once per shape."""
+    row = "(" + ",".join("?" * width) + ")"
+    return sql.format(values=",".join([row] * count))
 
 
 @dataclass(slots=True)
