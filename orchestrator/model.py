@@ -87,24 +87,13 @@ class Snapshot:
         return context
 
     def view(self) -> JsonObject:
-        """The order view of the HTTP and WebSocket API (``view_json`` is its JSON)."""
-        context = self.context
-        return {
-            "id": self.order_id,
-            "chart": self.chart,
-            "state": self.state,
-            "status": context.get("status"),
-            "items": context.get("items", []),
-            "context": context,
-            "nextEvents": list(self.next_events),
-            "version": self.version,
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-        }
+        """The order view of the HTTP and WebSocket API, parsed from ``view_json``."""
+        view: JsonObject = json.loads(self.view_json())
+        return view
 
     def view_json(self) -> bytes:
-        """``view()`` as JSON, built around the context as stored instead of serializing
-        it again: the reply of every turn. ``tests/test_turn.py`` holds the two equal."""
+        """The order view as JSON: the reply of every turn. It is built around the context
+        as stored instead of serializing it again."""
         context = self.context
         return (
             f'{{"id":{to_json(self.order_id)},"chart":{to_json(self.chart)},'

@@ -14,7 +14,7 @@ import pytest
 from orchestrator.charts import Chart, Machine, load_charts
 from orchestrator.errors import EventNotAllowed, InvalidInput, Refused, UnknownEvent
 from orchestrator.messages import decode
-from orchestrator.model import Event, Snapshot, TurnRecord
+from orchestrator.model import Event, Snapshot, TurnRecord, iso
 from orchestrator.turn import apply
 
 T0 = 1_700_000_000.0
@@ -58,6 +58,18 @@ def test_create_is_version_one_with_a_201_reply(chart: Chart) -> None:
     assert snap.created_at == snap.updated_at == T0
     assert record.reply.status == 201
     assert record.reply.order_id == "o-1"
+    assert json.loads(record.reply.body) == {
+        "id": "o-1",
+        "chart": "pizza",
+        "state": "orderPizza",
+        "status": "Oh, just ordering some pizza...",
+        "items": [PIZZA],
+        "context": {"status": "Oh, just ordering some pizza...", "items": [PIZZA], "retries": 0},
+        "nextEvents": ["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL"],
+        "version": 1,
+        "createdAt": iso(T0),
+        "updatedAt": iso(T0),
+    }
     assert json.loads(record.reply.body) == snap.view()
     entry = record.journal
     assert (entry.version, entry.event_id, entry.type) == (1, "e-1", "ADD_PIZZA")
@@ -203,14 +215,27 @@ def test_a_refusal_changes_nothing_in_the_snapshot(chart: Chart) -> None:
 
 def test_the_reply_is_the_view_even_for_awkward_text(chart: Chart) -> None:
     """The view's JSON is assembled from pieces (the context as stored): quotes,
-    backslashes and non-ASCII text in the data must still give exactly ``view()``, and the
-    snapshot's context must be a copy the live order's next actions cannot change."""
+    backslashes and non-ASCII text in the data and the id must still give exactly the
+    view, and the snapshot's context must be a copy the live order's next actions cannot
+    change."""
     awkward = {"name": 'quote " back \\ slash', "note": "caf\u00e9 \u2603 \n", "n": 1.5}
     machine = chart.start('o-"1"')
     record = apply(machine, None, Event("ADD_PIZZA", {"pizza": awkward}, "e-1"), T0)
-    assert json.loads(record.reply.body) == record.snapshot.view()
-    assert json.loads(record.snapshot.view_json()) == record.snapshot.view()
-    assert json.loads(record.snapshot.context_json) == record.snapshot.context
+    context = {"status": "Oh, just ordering some pizza...", "items": [awkward], "retries": 0}
+    assert json.loads(record.reply.body) == {
+        "id": 'o-"1"',
+        "chart": "pizza",
+        "state": "orderPizza",
+        "status": context["status"],
+        "items": [awkward],
+        "context": context,
+        "nextEvents": ["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL"],
+        "version": 1,
+        "createdAt": iso(T0),
+        "updatedAt": iso(T0),
+    }
+    assert record.snapshot.view() == json.loads(record.reply.body)
+    assert record.snapshot.context == context
     machine.send("ADD_PIZZA", {"pizza": {"name": "later"}})
     assert record.snapshot.context["items"] == [awkward]
 

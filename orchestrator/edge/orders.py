@@ -243,8 +243,9 @@ async def list_orders(request: Request) -> Response:
         cursor=request.query_params.get("cursor") or None,
         limit=limit,
     )
-    body = {"orders": [s.view() for s in page.orders], "nextCursor": page.cursor}
-    return Response(to_json(body), media_type=JSON)
+    orders = b",".join(snapshot.view_json() for snapshot in page.orders)
+    cursor = to_json(page.cursor).encode()
+    return Response(b'{"orders":[%s],"nextCursor":%s}' % (orders, cursor), media_type=JSON)
 
 
 def _int_param(
