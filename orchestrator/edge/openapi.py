@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orchestrator
-from orchestrator.edge.numbers import MAX_INTEGER
+from orchestrator.numbers import MAX_INTEGER
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator import tracing
-from orchestrator.edge.numbers import MAX_INTEGER, whole_number
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput, OrderNotFound
 from orchestrator.model import Event, JsonObject, Reply, is_platform_event, to_json
+from orchestrator.numbers import MAX_INTEGER, whole_number
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 

@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator import tracing
-from orchestrator.edge.numbers import whole_number
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
 from orchestrator.messages import MalformedMessage, Message, decode, event_from, from_cloudevent
+from orchestrator.numbers import whole_number
 from orchestrator.registry import Registry
 
 TIMESTAMP_HEADER = "x-orchestrator-timestamp"

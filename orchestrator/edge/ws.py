@@ -23,9 +23,9 @@ from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from orchestrator.edge.numbers import whole_number
 from orchestrator.hub import LAGGING_CLOSE_CODE, Hub, Subscriber, ws_message
 from orchestrator.model import to_json
+from orchestrator.numbers import whole_number
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 

@@ -42,6 +42,7 @@ from orchestrator.model import (
     TurnRecord,
     to_json,
 )
+from orchestrator.numbers import whole_number
 from orchestrator.store.base import Page, Recorded, Stats
 
 log = logging.getLogger(__name__)
@@ -355,12 +356,11 @@ class SqliteStore:
         where: list[str] = []
         params: list[Any] = []
         if cursor is not None:
-            # int() refuses thousands of digits, and SQLite integers beyond 64 bits.
-            digits = cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
-            if not (digits and int(cursor) < 2**63):
+            seq = whole_number(cursor)
+            if seq is None:
                 raise InvalidInput("cursor", "cursor must be a value returned as nextCursor")
             where.append("seq < ?")
-            params.append(int(cursor))
+            params.append(seq)
         if state:
             # Prefix match on the state path without LIKE, so '%' and '_' are literal.
             where.append("substr(state, 1, ?) = ?")

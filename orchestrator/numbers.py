@@ -1,4 +1,4 @@
-"""Whole numbers from headers and query strings, refused rather than crashed on.
+"""Whole numbers from headers, query strings and cursors, refused rather than crashed on.
 
 ``int`` raises on a string of more than 4300 digits and SQLite refuses an integer beyond
 64 bits, so a number is taken only when it has at most 19 ASCII digits and fits in 63
