@@ -19,7 +19,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from orchestrator import tracing
 from orchestrator.errors import InvalidInput
-from orchestrator.model import Event, JsonObject, is_platform_event
+from orchestrator.model import Event, JsonObject, is_platform_event, to_json
 
 COMMAND_PREFIX = "command."
 EVENT_PREFIX = "event."
@@ -126,7 +126,7 @@ def from_cloudevent(event: Any) -> Message:
         raise MalformedMessage("the CloudEvent's data must be a JSON object")
     try:
         # Python's parser reads NaN and 1e999 (as infinity); no JSON answer could carry them.
-        json.dumps(data, allow_nan=False)
+        to_json(data)
     except ValueError as exc:
         raise MalformedMessage("the CloudEvent's data holds NaN or an infinite number") from exc
     invoke = event.get_extension(INVOKE_EXTENSION)
