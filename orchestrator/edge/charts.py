@@ -11,14 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.chart_graph import chart_graph
-from orchestrator.edge.orders import _json_type
+from orchestrator.edge.orders import _json_type, _registry
 from orchestrator.edge.problems import problem
-from orchestrator.registry import Registry
-
-
-def _registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
 
 
 async def list_charts(request: Request) -> Response:
