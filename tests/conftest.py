@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.store.sqlite import SqliteStore
+
 READY_TIMEOUT = 30.0
 
 
@@ -115,6 +117,15 @@ def server(server_factory: ServerFactory) -> ServerProcess:
 async def client(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
         yield http
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An open SQLite store on a fresh file."""
+    db = SqliteStore(tmp_path / "orders.db")
+    await db.open()
+    yield db
+    await db.close()
 
 
 @pytest.fixture

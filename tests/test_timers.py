@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
+from collections.abc import Awaitable, Callable
 
 from orchestrator.errors import Refused, TimerGone, Unavailable
 from orchestrator.model import Timer
@@ -31,14 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "orders.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def timer(order_id: str, due_at: float, n: int = 1) -> Timer:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -80,14 +79,6 @@ def record(
     return TurnRecord(
         snapshot=snapshot, journal=entry, outbox=messages, reply=reply, created_by=created_by
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "orders.db")
-    await db.open()
-    yield db
-    await db.close()
 
 
 async def test_commit_then_load_round_trip(store: SqliteStore) -> None:
