@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TypeGuard
 
 JsonObject = dict[str, Any]
@@ -18,6 +19,14 @@ JsonObject = dict[str, Any]
 # ``json.dumps`` with options builds a new one per call. allow_nan=False: NaN and the
 # infinities are not JSON, so they raise ValueError instead of being stored and served.
 to_json: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+@lru_cache(maxsize=4096)
+def names_json(names: tuple[str, ...]) -> str:
+    """A configuration or a list of next events as JSON. A chart has few distinct ones and
+    every turn writes both, so each is encoded once."""
+    return to_json(names)
+
 
 # Events a state's timer fires: ``after.<state>.<delay>``.
 TIMER_EVENT_PREFIX = "after."
@@ -91,15 +100,17 @@ class Snapshot:
         view: JsonObject = json.loads(self.view_json())
         return view
 
-    def view_json(self) -> bytes:
+    def view_json(self, context: JsonObject | None = None) -> bytes:
         """The order view as JSON: the reply of every turn. It is built around the context
-        as stored instead of serializing it again."""
-        context = self.context
+        as stored instead of serializing it again. ``context``, when given, is the data
+        ``context_json`` was made from, so that it need not be parsed back."""
+        if context is None:
+            context = self.context
         return (
             f'{{"id":{to_json(self.order_id)},"chart":{to_json(self.chart)},'
             f'"state":{to_json(self.state)},"status":{to_json(context.get("status"))},'
             f'"items":{to_json(context.get("items", []))},"context":{self.context_json},'
-            f'"nextEvents":{to_json(list(self.next_events))},"version":{self.version},'
+            f'"nextEvents":{names_json(self.next_events)},"version":{self.version},'
             f'"createdAt":"{iso(self.created_at)}","updatedAt":"{iso(self.updated_at)}"}}'
         ).encode()
 

@@ -95,17 +95,20 @@ def _record(
 ) -> TurnRecord:
     order_id = machine.context.order_id
     facts = machine.facts()
+    data = machine.context.data()
     snapshot = Snapshot(
         order_id=order_id,
         chart=machine.chart.name,
         configuration=facts.configuration,
         state=facts.path,
-        context_json=to_json(machine.context.data()),
+        context_json=to_json(data),
         next_events=facts.next_events,
         version=version,
         created_at=now if previous is None else previous.created_at,
         updated_at=now,
     )
+    # Now, while ``data`` (the live context, not a copy) still matches ``context_json``.
+    body = snapshot.view_json(data)
     outbox = []
     for n, command in enumerate(machine.context.take_commands()):
         message = Message(
@@ -139,7 +142,6 @@ def _record(
         # Time the order spent in the state this event left.
         duration_ms=0.0 if previous is None else round((now - previous.updated_at) * 1000, 3),
     )
-    body = snapshot.view_json()
     reply = Reply(
         status=201 if previous is None else 200,
         body=body,

@@ -40,6 +40,7 @@ from orchestrator.model import (
     Snapshot,
     Timer,
     TurnRecord,
+    names_json,
     to_json,
 )
 from orchestrator.numbers import whole_number
@@ -483,10 +484,10 @@ class _Rows:
                 (
                     snap.order_id,
                     snap.chart,
-                    to_json(snap.configuration),
+                    names_json(snap.configuration),
                     snap.state,
                     snap.context_json,
-                    to_json(snap.next_events),
+                    names_json(snap.next_events),
                     snap.version,
                     snap.created_at,
                     snap.updated_at,
