@@ -65,6 +65,8 @@ class Stats:
     """What one phase (warm-up or measurement) observed."""
 
     request_latencies: list[float] = field(default_factory=list)  # seconds, every HTTP response
+    # seconds, the POSTs only: each is a durable command, answered after its turn commits
+    command_latencies: list[float] = field(default_factory=list)
     done_latencies: list[float] = field(default_factory=list)  # seconds, confirm -> "done"
     errors: Counter[str] = field(default_factory=Counter)
     error_examples: dict[str, str] = field(default_factory=dict)
@@ -137,7 +139,10 @@ class Client:
                 location = resp.headers.get("Location")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise OrderError(f"{step}: {type(exc).__name__}", str(exc)) from exc
-        self.stats.request_latencies.append(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.stats.request_latencies.append(elapsed)
+        if method == "POST":
+            self.stats.command_latencies.append(elapsed)
         if status != expect:
             raise OrderError(f"{step}: HTTP {status} (expected {expect})", _problem_summary(raw))
         try:
@@ -337,6 +342,12 @@ def _fmt_ms(seconds: float) -> str:
     return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.2f}"
 
 
+def _latency_line(sorted_values: list[float], pcts: tuple[int, ...] = (50, 90, 99)) -> str:
+    return "  ".join(f"p{p} {_fmt_ms(percentile(sorted_values, p))}" for p in pcts) + (
+        f"  max {_fmt_ms(percentile(sorted_values, 100))}"
+    )
+
+
 def report_errors(label: str, stats: Stats) -> None:
     aborted = " (stopped early: --max-errors reached)" if stats.aborted else ""
     print(f"{label}: {stats.error_count} errors{aborted}", file=sys.stderr)
@@ -359,6 +370,7 @@ def summarize(
     server_cpu: float | None,
 ) -> dict[str, Any]:
     latencies = sorted(stats.request_latencies)
+    commands = sorted(stats.command_latencies)
     done = sorted(stats.done_latencies)
     result: dict[str, Any] = {
         "workload": args.workload,
@@ -372,6 +384,9 @@ def summarize(
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / wall, 1),
         "latency_ms": {f"p{p}": _ms(percentile(latencies, p)) for p in (50, 90, 99, 100)},
+        "commands": len(commands),
+        "commands_per_s": round(len(commands) / wall, 1),
+        "command_latency_ms": {f"p{p}": _ms(percentile(commands, p)) for p in (50, 90, 99, 100)},
         "confirm_to_done_ms": None,
         "server": None,
         "errors": stats.error_count,
@@ -387,18 +402,12 @@ def summarize(
     print(f"wall           {wall:.3f} s")
     print(f"orders/s       {result['orders_per_s']:.1f}")
     print(f"requests/s     {result['requests_per_s']:.1f}  ({len(latencies)} HTTP requests)")
-    print(
-        "request ms     "
-        + "  ".join(f"p{p} {_fmt_ms(percentile(latencies, p))}" for p in (50, 90, 99))
-        + f"  max {_fmt_ms(percentile(latencies, 100))}"
-    )
+    print(f"request ms     {_latency_line(latencies)}")
+    print(f"commands/s     {result['commands_per_s']:.1f}  ({len(commands)} POSTs, each durable)")
+    print(f"command ms     {_latency_line(commands)}")
     if args.workload == "flow":
         result["confirm_to_done_ms"] = {f"p{p}": _ms(percentile(done, p)) for p in (50, 99, 100)}
-        print(
-            "confirm->done  "
-            + "  ".join(f"p{p} {_fmt_ms(percentile(done, p))}" for p in (50, 99))
-            + f"  max {_fmt_ms(percentile(done, 100))}  ({len(done)} orders)"
-        )
+        print(f"confirm->done  {_latency_line(done, (50, 99))}  ({len(done)} orders)")
     memory = probe.memory_mib() if probe is not None else None
     if probe is not None and memory is None:
         print(f"server         pid {probe.pid} is gone", file=sys.stderr)
