@@ -44,6 +44,8 @@ def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# Cached: every view of an order formats its creation time again.
+@lru_cache(maxsize=1024)
 def iso(timestamp: float) -> str:
     """Seconds since the epoch as an RFC 3339 UTC string with milliseconds."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
