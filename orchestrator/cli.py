@@ -177,7 +177,7 @@ def serve(access_log: bool, **options: object) -> None:
 
 
 # Collect young objects every 10,000 allocations instead of 700, and the whole heap 10
-# times less often than by default (see ``_settle_heap``).
+# times less often than by default (see ``settle_heap``).
 GC_THRESHOLDS = (10_000, 20, 100)
 
 
@@ -188,7 +188,7 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        _settle_heap()
+        settle_heap()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -196,7 +196,7 @@ class _Server(uvicorn.Server):
             self._captured_signals.remove(sig)
 
 
-def _settle_heap() -> None:
+def settle_heap() -> None:
     """Tune the cyclic garbage collector once the server has started.
 
     With CPython's defaults a full collection walked every module, class and function
