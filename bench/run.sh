@@ -97,8 +97,10 @@ PURGE
 fi
 
 # The interpreter's build matters as much as most code changes (see bench/README.md), so
-# every run says which one the server runs on: the one in the `orchestrator` script's #! line.
-server_python=$(sed -n '1s/^#!//p' "$(command -v orchestrator)")
+# every run says which one the server runs on: the `python` beside the `orchestrator` script
+# (in its virtual environment), else the one on PATH.
+server_python="$(dirname "$(command -v orchestrator)")/python"
+[[ -x $server_python ]] || server_python=python
 echo "server python  $("$server_python" -c 'import sys; print(" ".join(sys.version.split()))')"
 
 taskset -c 0 orchestrator serve --db "$tmp/bench.db" --host 127.0.0.1 --port "$port" \
