@@ -15,6 +15,8 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- IdempotencyConflict    an Idempotency-Key reused for another body  -> 422
      +-- ChartError             a chart document or its actions are broken  (at start)
      +-- TimerGone              a timer fired after its turn cancelled it   (internal)
+     +-- StaleOutcome           an invoke's outcome for a message a later
+     |                          turn replaced (a retry); ignored            (internal)
      +-- Unavailable            the store or broker failed; retry later     -> 503
 """
 
@@ -101,6 +103,19 @@ class TimerGone(OrchestratorError):
     def __init__(self, timer_id: str) -> None:
         super().__init__(f"timer {timer_id!r} is no longer pending")
         self.timer_id = timer_id
+
+
+class StaleOutcome(OrchestratorError):
+    """``done.invoke.X`` or ``error.invoke.X`` about a message that is no longer the
+    invocation's current one: a later turn sent X's message again (a retry). It belongs to
+    an invocation that is over, so it is not applied."""
+
+    def __init__(self, event_type: str, message_id: str, current: str) -> None:
+        super().__init__(
+            f"{event_type} is about message {message_id!r}, but the current one is {current!r}"
+        )
+        self.message_id = message_id
+        self.current = current
 
 
 class Unavailable(OrchestratorError):

@@ -35,8 +35,20 @@ TIMER_EVENT_PREFIX = "after."
 PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
 
 
+# An invoke's outcome: ``done.invoke.<invoke>`` or ``error.invoke.<invoke>``.
+INVOKE_OUTCOME_PREFIXES = ("done.invoke.", "error.invoke.")
+
+
 def is_platform_event(event_type: str) -> bool:
     return event_type.startswith(PLATFORM_EVENT_PREFIXES)
+
+
+def invoke_of(event_type: str) -> str | None:
+    """The invoke an outcome event is about, or None for any other event."""
+    for prefix in INVOKE_OUTCOME_PREFIXES:
+        if event_type.startswith(prefix):
+            return event_type[len(prefix) :]
+    return None
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
@@ -79,6 +91,10 @@ class Snapshot:
     The context is kept as the JSON the turn serialized, which the store writes as it is:
     one string per live order instead of a tree of dicts and lists for the garbage
     collector to walk, and a copy no later action can change. ``context`` parses it.
+
+    ``invocations`` pairs each invoke the order has started with the id of the message
+    its latest turn sent for it, so that an outcome about an earlier message (before a
+    retry) is told apart from the current one's.
     """
 
     order_id: str
@@ -90,6 +106,7 @@ class Snapshot:
     version: int
     created_at: float
     updated_at: float
+    invocations: tuple[tuple[str, str], ...] = ()
 
     @property
     def context(self) -> JsonObject:

@@ -24,6 +24,7 @@ from orchestrator.errors import (
     InvalidInput,
     OrchestratorError,
     Refused,
+    StaleOutcome,
     UnknownEvent,
 )
 from orchestrator.messages import Message, command_key, encode
@@ -35,6 +36,7 @@ from orchestrator.model import (
     Snapshot,
     Timer,
     TurnRecord,
+    invoke_of,
     is_number,
     iso,
     to_json,
@@ -59,6 +61,7 @@ def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float)
     """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order."""
     chart = machine.chart
     version = 1 if previous is None else previous.version + 1
+    _check_outcome(previous, event)
     check(chart, machine, event, version - 1)
     state_before = "" if previous is None else previous.state
     try:
@@ -95,6 +98,7 @@ def _record(
 ) -> TurnRecord:
     order_id = machine.context.order_id
     facts = machine.facts()
+    outbox = _outbox(machine, event, version, now)
     data = machine.context.data()
     snapshot = Snapshot(
         order_id=order_id,
@@ -106,30 +110,10 @@ def _record(
         version=version,
         created_at=now if previous is None else previous.created_at,
         updated_at=now,
+        invocations=_invocations(previous, outbox),
     )
     # Now, while ``data`` (the live context, not a copy) still matches ``context_json``.
     body = snapshot.view_json(data)
-    outbox = []
-    for n, command in enumerate(machine.context.take_commands()):
-        message = Message(
-            id=f"{order_id}:{version}:{n}",
-            type=command.type,
-            source=SOURCE,
-            subject=order_id,
-            data=command.data,
-            invoke=command.invoke,
-            traceparent=event.traceparent,
-        )
-        outbox.append(
-            OutboxMessage(
-                id=message.id,
-                order_id=order_id,
-                type=command.type,
-                routing_key=command_key(command.type),
-                body=encode(message, now),
-                invoke=command.invoke,
-            )
-        )
     journal = JournalEntry(
         order_id=order_id,
         version=version,
@@ -152,12 +136,64 @@ def _record(
     return TurnRecord(
         snapshot=snapshot,
         journal=journal,
-        outbox=tuple(outbox),
+        outbox=outbox,
         reply=reply,
         created_by=event.id if previous is None and event.keyed else None,
         timers_set=timers_set,
         timers_cancelled=timers_cancelled,
     )
+
+
+def _outbox(machine: Machine, event: Event, version: int, now: float) -> tuple[OutboxMessage, ...]:
+    """The messages the turn's actions asked for, as outbox rows."""
+    order_id = machine.context.order_id
+    outbox = []
+    for n, command in enumerate(machine.context.take_commands()):
+        message = Message(
+            id=f"{order_id}:{version}:{n}",
+            type=command.type,
+            source=SOURCE,
+            subject=order_id,
+            data=command.data,
+            invoke=command.invoke,
+            traceparent=event.traceparent,
+        )
+        outbox.append(
+            OutboxMessage(
+                id=message.id,
+                order_id=order_id,
+                type=command.type,
+                routing_key=command_key(command.type),
+                body=encode(message, now),
+                invoke=command.invoke,
+            )
+        )
+    return tuple(outbox)
+
+
+def _invocations(
+    previous: Snapshot | None, outbox: tuple[OutboxMessage, ...]
+) -> tuple[tuple[str, str], ...]:
+    """Each invoke's current message: the previous ones, replaced by this turn's."""
+    before = () if previous is None else previous.invocations
+    started = {m.invoke: m.id for m in outbox if m.invoke is not None}
+    if not started:
+        return before
+    current = dict(before)
+    current.update(started)
+    return tuple(current.items())
+
+
+def _check_outcome(previous: Snapshot | None, event: Event) -> None:
+    """Refuse an invoke's outcome about a message a later turn replaced, as after a retry:
+    it belongs to an invocation that is over."""
+    invoke = invoke_of(event.type)
+    if invoke is None or previous is None:
+        return
+    current = dict(previous.invocations).get(invoke)
+    message_id = event.data.get("messageId")
+    if current is not None and isinstance(message_id, str) and message_id != current:
+        raise StaleOutcome(event.type, message_id, current)
 
 
 def timer_id(order_id: str, spec: TimerSpec) -> str:

@@ -6,13 +6,20 @@ clock is read, so records are compared exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from orchestrator.charts import Chart, Machine, load_charts
-from orchestrator.errors import EventNotAllowed, InvalidInput, Refused, UnknownEvent
+from orchestrator.errors import (
+    EventNotAllowed,
+    InvalidInput,
+    Refused,
+    StaleOutcome,
+    UnknownEvent,
+)
 from orchestrator.messages import decode
 from orchestrator.model import Event, Snapshot, TurnRecord, iso
 from orchestrator.turn import apply
@@ -429,3 +436,53 @@ def test_a_delay_or_data_the_turn_cannot_record_is_refused(tmp_path: Path) -> No
     first = apply(machine, None, Event("START", {}, "e-1"), T0)
     with pytest.raises(Refused, match="not JSON compliant"):
         apply(machine, first.snapshot, Event("SPOIL", {}, "e-2"), T0 + 1)
+
+
+def outcome(kind: str, message_id: str, n: int) -> Event:
+    """The relay's event for the fate of an invoke's message."""
+    return Event(f"{kind}.invoke.sendOrderToKitchen", {"messageId": message_id}, f"{kind}:{n}")
+
+
+def test_each_turn_that_sends_an_invoke_message_makes_it_the_current_one(chart: Chart) -> None:
+    created, confirmed = walk(chart, ["CONFIRM_PIZZA"])
+    assert created.snapshot.invocations == ()
+    [make_pizza] = confirmed.outbox
+    assert confirmed.snapshot.invocations == (("sendOrderToKitchen", make_pizza.id),)
+    waiting = step(chart, confirmed.snapshot, outcome("done", make_pizza.id, 1), T0 + 10)
+    assert waiting.snapshot.invocations == confirmed.snapshot.invocations
+
+
+def test_an_outcome_about_a_message_a_retry_replaced_is_stale(chart: Chart) -> None:
+    """The kitchen times out; the retry sends MAKE_PIZZA again. A dead letter of the first
+    MAKE_PIZZA arriving now is about an invocation that is over: refused, nothing applied.
+    The second message's own outcomes still apply."""
+    timeout = "after.waitingForPizzaToBeBaked.kitchenTimeout"
+    retry = "after.errorInKitchen.retryDelay"
+    *_, confirmed = walk(chart, ["CONFIRM_PIZZA"])
+    [first] = confirmed.outbox
+    record = step(chart, confirmed.snapshot, outcome("done", first.id, 1), T0 + 10)
+    for n, event_type in enumerate([timeout, retry], start=11):
+        record = step(chart, record.snapshot, Event(event_type, {}, f"e-{n}"), T0 + n)
+    [second] = record.outbox
+    assert record.snapshot.state == "bakePizza.sendingOrderToKitchen"
+    assert record.snapshot.invocations == (("sendOrderToKitchen", second.id),)
+
+    with pytest.raises(StaleOutcome) as refused:
+        step(chart, record.snapshot, outcome("error", first.id, 2), T0 + 20)
+    assert refused.value.message_id == first.id
+    assert refused.value.current == second.id
+
+    waiting = step(chart, record.snapshot, outcome("done", second.id, 3), T0 + 21)
+    assert waiting.snapshot.state == "bakePizza.waitingForPizzaToBeBaked"
+    failed = step(chart, waiting.snapshot, outcome("error", second.id, 4), T0 + 22)
+    assert failed.snapshot.state == "bakePizza.errorInKitchen"
+
+
+def test_an_outcome_for_an_order_from_before_invocations_were_kept_applies(
+    chart: Chart,
+) -> None:
+    """A snapshot stored before this field existed has none: its outcomes are not stale."""
+    *_, confirmed = walk(chart, ["CONFIRM_PIZZA"])
+    older = dataclasses.replace(confirmed.snapshot, invocations=())
+    waiting = step(chart, older, outcome("done", "some-earlier-id", 1), T0 + 10)
+    assert waiting.snapshot.state == "bakePizza.waitingForPizzaToBeBaked"

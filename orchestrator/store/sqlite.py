@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS orders (
     version INTEGER NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    created_by TEXT UNIQUE
+    created_by TEXT UNIQUE,
+    invocations TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS journal (
     order_id TEXT NOT NULL,
@@ -101,14 +102,15 @@ CREATE INDEX IF NOT EXISTS orders_chart_state ON orders (chart, state);
 
 ORDER_COLUMNS = (
     "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
-    " created_by"
+    " created_by, invocations"
 )
 UPSERT_ORDER = (
     f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES {{values}}"
     " ON CONFLICT (id) DO UPDATE SET"
     " configuration = excluded.configuration, state = excluded.state,"
     " context = excluded.context, next_events = excluded.next_events,"
-    " version = excluded.version, updated_at = excluded.updated_at"
+    " version = excluded.version, updated_at = excluded.updated_at,"
+    " invocations = excluded.invocations"
 )
 INSERT_JOURNAL = "INSERT INTO journal VALUES {values}"
 INSERT_OUTBOX = "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES {values}"
@@ -121,8 +123,14 @@ DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ?"
 # Rows per multi-row INSERT: well under SQLite's limit of 32,766 bound parameters.
 ROWS_PER_STATEMENT = 500
 SNAPSHOT_COLUMNS = (
-    "id, chart, configuration, state, context, next_events, version, created_at, updated_at"
+    "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
+    " invocations"
 )
+# Columns added after the first release, with their definitions: a database made before
+# gets them when it is opened (ALTER TABLE ... ADD COLUMN keeps every row).
+ADDED_COLUMNS = {
+    "orders": {"invocations": "TEXT NOT NULL DEFAULT '[]'"},
+}
 
 
 def _snapshot(row: Any) -> Snapshot:
@@ -136,6 +144,7 @@ def _snapshot(row: Any) -> Snapshot:
         version=row[6],
         created_at=row[7],
         updated_at=row[8],
+        invocations=tuple((invoke, message) for invoke, message in json.loads(row[9])),
     )
 
 
@@ -180,6 +189,7 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(SCHEMA)
+        _add_missing_columns(conn)
         self._writer = conn
 
     async def close(self) -> None:
@@ -376,7 +386,7 @@ class SqliteStore:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = str(rows[-1][9]) if more else None
+        next_cursor = str(rows[-1][-1]) if more else None  # seq, after the snapshot's columns
         return Page([_snapshot(row) for row in rows], next_cursor)
 
     async def unsent(self) -> list[OutboxMessage]:
@@ -416,6 +426,14 @@ class SqliteStore:
             timers=int(count),
             timer_overdue_seconds=max(0.0, now - first_due) if first_due is not None else 0.0,
         )
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 def _timer(row: Any) -> Timer:
@@ -492,6 +510,7 @@ class _Rows:
                     snap.created_at,
                     snap.updated_at,
                     record.created_by,
+                    to_json(snap.invocations) if snap.invocations else "[]",
                 )
             )
             rows.journal.append(

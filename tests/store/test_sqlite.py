@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -384,3 +385,41 @@ async def test_commit_after_close_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(Unavailable) as info:
         await store.commit(record("o-1"))
     assert info.value.retryable
+
+
+async def test_invocations_round_trip_and_list(store: SqliteStore) -> None:
+    """Each invoke's current message is stored with the snapshot and read back in order."""
+    base = record("o-1", 2, state="bakePizza.sendingOrderToKitchen")
+    snapshot = dataclasses.replace(
+        base.snapshot,
+        invocations=(("sendOrderToKitchen", "o-1:5:0"), ("sendOrderToDelivery", "o-1:9:0")),
+    )
+    await store.commit(dataclasses.replace(base, snapshot=snapshot))
+    assert await store.load("o-1") == snapshot
+    page = await store.list_orders(state=None, chart=None, cursor=None, limit=5)
+    assert page.orders == [snapshot]
+
+
+async def test_a_database_from_before_invocations_gets_the_column(tmp_path: Path) -> None:
+    """An orders table made before the invocations column is given it, empty, on open;
+    its orders load and take new turns."""
+    path = tmp_path / "orders.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.commit(record("o-1", 1))
+    await store.close()
+    old = sqlite3.connect(path)
+    old.execute("ALTER TABLE orders DROP COLUMN invocations")
+    old.commit()
+    old.close()
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        loaded = await reopened.load("o-1")
+        assert loaded == record("o-1", 1).snapshot
+        assert loaded is not None and loaded.invocations == ()
+        await reopened.commit(record("o-1", 2))
+        assert await reopened.load("o-1") == record("o-1", 2).snapshot
+    finally:
+        await reopened.close()
