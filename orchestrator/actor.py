@@ -123,7 +123,7 @@ class Actor:
                 try:
                     reply = await self._handle(request)
                 except OrchestratorError as exc:
-                    self._metrics.turns.labels("refused").inc()
+                    self._metrics.turns.labels(exc.result).inc()
                     _settle(future, error=exc)
                 except Exception as exc:
                     log.exception("turn failed", extra={"order_id": self.order_id})

@@ -27,6 +27,9 @@ class OrchestratorError(Exception):
     """Root of every error the orchestrator raises on purpose."""
 
     retryable = False
+    # How an actor counts the turn in orchestrator_turns_total{result}: a refusal of what a
+    # client or service sent, or ("ignored") a platform event that no longer applies.
+    result = "refused"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -100,6 +103,8 @@ class ChartError(OrchestratorError):
 class TimerGone(OrchestratorError):
     """A timer's event arrived after a turn cancelled or replaced the timer: ignore it."""
 
+    result = "ignored"
+
     def __init__(self, timer_id: str) -> None:
         super().__init__(f"timer {timer_id!r} is no longer pending")
         self.timer_id = timer_id
@@ -109,6 +114,8 @@ class StaleOutcome(OrchestratorError):
     """``done.invoke.X`` or ``error.invoke.X`` about a message that is no longer the
     invocation's current one: a later turn sent X's message again (a retry). It belongs to
     an invocation that is over, so it is not applied."""
+
+    result = "ignored"
 
     def __init__(self, event_type: str, message_id: str, current: str) -> None:
         super().__init__(
