@@ -33,15 +33,22 @@ def test_each_flag_reads_its_environment_variable(
     assert complaint in result.stderr and value in result.stderr
 
 
-def test_a_bad_setting_is_a_usage_error_naming_it() -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "complaint"),
+    [
+        ("--max-actors", "0", "max_actors must be at least 1"),
+        ("--commit-delay", "-0.001", "commit_delay must not be negative"),
+    ],
+)
+def test_a_bad_setting_is_a_usage_error_naming_it(flag: str, value: str, complaint: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "serve", "--max-actors", "0"],
+        [sys.executable, "-m", "orchestrator", "serve", flag, value],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert "max_actors must be at least 1" in result.stderr
+    assert complaint in result.stderr
 
 
 @pytest.mark.parametrize(
