@@ -89,13 +89,6 @@ def main() -> None:
     show_default=True,
     help="Most turns in one group commit.",
 )
-@click.option(
-    "--commit-delay",
-    type=float,
-    default=DEFAULTS.commit_delay,
-    show_default=True,
-    help="Seconds a group commit waits for more turns under load (0: never).",
-)
 @click.option("--max-body-bytes", type=int, default=DEFAULTS.max_body_bytes, show_default=True)
 @click.option(
     "--ws-queue",

@@ -49,7 +49,6 @@ class Runtime:
             settings.db,
             synchronous=settings.synchronous,
             max_batch=settings.max_batch,
-            commit_delay=settings.commit_delay,
             on_batch=self.metrics.commit_batch.observe,
         )
         self.broker: Broker

@@ -40,10 +40,8 @@ class Settings:
     # Passivation: at most this many actors stay in memory, and none longer than this idle.
     max_actors: int = 10_000
     idle_seconds: float = 300.0
-    # Group commit: turns waiting together share one transaction, up to this many; under
-    # load a commit first waits this many seconds for more turns to join (0: never).
+    # Group commit: turns waiting together share one transaction, up to this many.
     max_batch: int = 256
-    commit_delay: float = 0.001
     max_body_bytes: int = 64 * 1024
     # A WebSocket subscriber that falls this many messages behind is closed (code 4008).
     ws_queue: int = 256
@@ -75,13 +73,7 @@ class Settings:
         for name in ("api_token", "webhook_secret"):
             if getattr(self, name) == "":
                 raise InvalidInput(name, f"{name} must not be empty when given")
-        for name in (
-            "idle_seconds",
-            "commit_delay",
-            "kitchen_delay",
-            "delivery_delay",
-            "webhook_window",
-        ):
+        for name in ("idle_seconds", "kitchen_delay", "delivery_delay", "webhook_window"):
             if getattr(self, name) < 0:
                 raise InvalidInput(name, f"{name} must not be negative")
         if not (0 <= self.port < 65536):

@@ -33,22 +33,15 @@ def test_each_flag_reads_its_environment_variable(
     assert complaint in result.stderr and value in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("flag", "value", "complaint"),
-    [
-        ("--max-actors", "0", "max_actors must be at least 1"),
-        ("--commit-delay", "-0.001", "commit_delay must not be negative"),
-    ],
-)
-def test_a_bad_setting_is_a_usage_error_naming_it(flag: str, value: str, complaint: str) -> None:
+def test_a_bad_setting_is_a_usage_error_naming_it() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "serve", flag, value],
+        [sys.executable, "-m", "orchestrator", "serve", "--max-actors", "0"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert complaint in result.stderr
+    assert "max_actors must be at least 1" in result.stderr
 
 
 @pytest.mark.parametrize(

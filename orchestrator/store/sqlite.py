@@ -122,11 +122,6 @@ TIMER_COLUMNS = "id, order_id, due_at, event_type, data"
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ?"
 # Rows per multi-row INSERT: well under SQLite's limit of 32,766 bound parameters.
 ROWS_PER_STATEMENT = 500
-# The commit delay (see ``_worth_waiting``) applies only when the last batch held at least
-# this many turns, a sign that more are on their way (PostgreSQL's commit_siblings is 5),
-# and only while fewer than ``WAIT_BELOW`` are pending: past that a commit is cheap per turn.
-COMMIT_SIBLINGS = 5
-WAIT_BELOW = 16
 SNAPSHOT_COLUMNS = (
     "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
     " invocations"
@@ -160,15 +155,12 @@ class SqliteStore:
         *,
         synchronous: str = "FULL",
         max_batch: int = 256,
-        commit_delay: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.path = path
         self._on_batch = on_batch
         self.synchronous = synchronous
         self.max_batch = max_batch
-        self.commit_delay = commit_delay
-        self._last_batch = 0
         self._writer: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._reader: aiosqlite.Connection | None = None
@@ -228,29 +220,13 @@ class SqliteStore:
             await self._wake.wait()
             self._wake.clear()
             while self._pending or self._sent or self._dropped:
-                if self._worth_waiting():
-                    await asyncio.sleep(self.commit_delay)
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                self._last_batch = len(batch)
                 sent, self._sent = self._sent, []
                 dropped, self._dropped = self._dropped, []
                 await self._commit_batch(batch, sent, dropped)
             if self._closing and not self._pending:
                 return
-
-    def _worth_waiting(self) -> bool:
-        """Whether to wait ``commit_delay`` for more turns before committing, as PostgreSQL's
-        commit_delay does: only under load (the last batch was busy) and while the batch is
-        still small. Each commit has a fixed cost (a transaction, a WAL sync, a thread hop)
-        on the same core as the turns; at concurrency 32 a wait of 1 ms made batches of 14
-        turns instead of 9 and cost 7% less CPU per request. At low load nothing waits."""
-        return (
-            self.commit_delay > 0
-            and not self._closing
-            and self._last_batch >= COMMIT_SIBLINGS
-            and len(self._pending) < WAIT_BELOW
-        )
 
     async def _commit_batch(
         self,

@@ -253,47 +253,6 @@ async def test_group_commit_batches_concurrent_turns(tmp_path: Path) -> None:
         await store.close()
 
 
-async def commit_apart(store: SqliteStore, records: list[TurnRecord], gap: float) -> None:
-    """Commit ``records`` concurrently, each ``gap`` seconds after the one before."""
-
-    async def later(n: int, rec: TurnRecord) -> None:
-        await asyncio.sleep(n * gap)
-        await store.commit(rec)
-
-    await asyncio.gather(*(later(n, rec) for n, rec in enumerate(records)))
-
-
-async def test_under_load_a_commit_waits_for_turns_that_follow(tmp_path: Path) -> None:
-    """After a busy batch (five turns or more), a commit waits ``commit_delay`` for more:
-    two turns 10 ms apart share the next transaction. (The delay here is long, 200 ms, so
-    that the test says what is batched together, whatever the machine's speed.)"""
-    batches: list[int] = []
-    store = SqliteStore(tmp_path / "orders.db", commit_delay=0.2, on_batch=batches.append)
-    await store.open()
-    try:
-        await asyncio.gather(*(store.commit(record(f"busy-{n}")) for n in range(6)))
-        assert batches == [6]
-        await commit_apart(store, [record("a"), record("b")], gap=0.01)
-        assert batches == [6, 2]
-        assert await store.load("b") == record("b").snapshot
-    finally:
-        await store.close()
-
-
-async def test_at_low_load_a_commit_does_not_wait(tmp_path: Path) -> None:
-    """After a small batch nothing waits, whatever ``commit_delay`` is: a turn commits
-    before one that arrives 10 ms later, in a transaction of its own."""
-    batches: list[int] = []
-    store = SqliteStore(tmp_path / "orders.db", commit_delay=0.2, on_batch=batches.append)
-    await store.open()
-    try:
-        await store.commit(record("first"))
-        await commit_apart(store, [record("a"), record("b")], gap=0.01)
-        assert batches == [1, 1, 1]
-    finally:
-        await store.close()
-
-
 async def test_one_bad_turn_does_not_sink_its_batch(tmp_path: Path) -> None:
     """All or nothing per turn inside a group commit (rule 4): a turn that violates a
     constraint (a second journal entry at the same version) raises Unavailable and leaves
