@@ -35,8 +35,16 @@ TIMER_EVENT_PREFIX = "after."
 PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
 
 
-# An invoke's outcome: ``done.invoke.<invoke>`` or ``error.invoke.<invoke>``.
-INVOKE_OUTCOME_PREFIXES = ("done.invoke.", "error.invoke.")
+# The data of an invoke's outcome names the message it is about under this key.
+OUTCOME_MESSAGE_ID = "messageId"
+
+
+def invoke_outcome(outcome: str, invoke: str) -> str:
+    """The event that tells a chart its invoke's outcome: ``done`` or ``error``."""
+    return f"{outcome}.invoke.{invoke}"
+
+
+INVOKE_OUTCOME_PREFIXES = (invoke_outcome("done", ""), invoke_outcome("error", ""))
 
 
 def is_platform_event(event_type: str) -> bool:

@@ -27,7 +27,7 @@ from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Unroutable
 from orchestrator.errors import OrchestratorError
 from orchestrator.messages import COMMAND_PREFIX, MalformedMessage, decode, traceparent_of
 from orchestrator.metrics import Metrics
-from orchestrator.model import Event, OutboxMessage
+from orchestrator.model import OUTCOME_MESSAGE_ID, Event, OutboxMessage, invoke_outcome
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class OutboxRelay:
             async with self._slots:
                 outcome = await self._publish(message)
             if message.invoke is not None:
-                await self._tell(message, outcome)
+                await self._tell(message, message.invoke, outcome)
             self._store.mark_sent([message.id])
         finally:
             self._pending.pop(message.id, None)
@@ -153,10 +153,10 @@ class OutboxRelay:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _tell(self, message: OutboxMessage, outcome: str) -> None:
+    async def _tell(self, message: OutboxMessage, invoke: str, outcome: str) -> None:
         event = Event(
-            type=f"{outcome}.invoke.{message.invoke}",
-            data={"messageId": message.id},
+            type=invoke_outcome(outcome, invoke),
+            data={OUTCOME_MESSAGE_ID: message.id},
             id=f"{outcome}:{message.id}",
             origin="relay",
             keyed=True,
@@ -192,8 +192,8 @@ class OutboxRelay:
             return
         reason = delivery.headers.get(REASON_HEADER, "dead-lettered")
         event = Event(
-            type=f"error.invoke.{command.invoke}",
-            data={"messageId": command.id, "reason": reason},
+            type=invoke_outcome("error", command.invoke),
+            data={OUTCOME_MESSAGE_ID: command.id, "reason": reason},
             id=f"error:{command.id}",
             origin="relay",
             keyed=True,

@@ -29,6 +29,7 @@ from orchestrator.errors import (
 )
 from orchestrator.messages import Message, command_key, encode
 from orchestrator.model import (
+    OUTCOME_MESSAGE_ID,
     Event,
     JournalEntry,
     OutboxMessage,
@@ -191,7 +192,7 @@ def _check_outcome(previous: Snapshot | None, event: Event) -> None:
     if invoke is None or previous is None:
         return
     current = dict(previous.invocations).get(invoke)
-    message_id = event.data.get("messageId")
+    message_id = event.data.get(OUTCOME_MESSAGE_ID)
     if current is not None and isinstance(message_id, str) and message_id != current:
         raise StaleOutcome(event.type, message_id, current)
 

@@ -44,7 +44,7 @@ from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from orchestrator.errors import ChartError
-from orchestrator.model import JsonObject, is_number
+from orchestrator.model import JsonObject, invoke_outcome, is_number
 
 _DESCRIPTIVE = frozenset({"description", "tags", "meta"})
 _MACHINE_KEYS = frozenset({"id", "initial", "states", "version"}) | _DESCRIPTIVE
@@ -202,7 +202,7 @@ class _Converter:
         for invoke in self.invokes(node):
             enter.append(invoke["src"])
             for key, prefix in (("onDone", "done"), ("onError", "error")):
-                event = f"{prefix}.invoke.{invoke['id']}"
+                event = invoke_outcome(prefix, invoke["id"])
                 what = f"invoke {invoke['id']!r} {key}"
                 transitions += self.transitions(node, event, invoke.get(key, []), what)
         if "onDone" in config:
