@@ -122,11 +122,6 @@ class Snapshot:
         context: JsonObject = json.loads(self.context_json)
         return context
 
-    def view(self) -> JsonObject:
-        """The order view of the HTTP and WebSocket API, parsed from ``view_json``."""
-        view: JsonObject = json.loads(self.view_json())
-        return view
-
     def view_json(self, context: JsonObject | None = None) -> bytes:
         """The order view as JSON: the reply of every turn. It is built around the context
         as stored instead of serializing it again. ``context``, when given, is the data

@@ -73,7 +73,7 @@ def record(
     )
     reply = Reply(
         status=201 if version == 1 else 200,
-        body=json.dumps(snapshot.view()).encode(),
+        body=snapshot.view_json(),
         order_id=order_id,
         fingerprint=fingerprint,
     )
