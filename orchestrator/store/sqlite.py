@@ -188,6 +188,9 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
+        # Statement journals in memory: a multi-row statement in a batch's transaction
+        # otherwise creates, writes and deletes a temporary file (one per two commits).
+        conn.execute("PRAGMA temp_store=MEMORY")
         conn.executescript(SCHEMA)
         _add_missing_columns(conn)
         self._writer = conn

@@ -423,3 +423,33 @@ async def test_a_database_from_before_invocations_gets_the_column(tmp_path: Path
         assert await reopened.load("o-1") == record("o-1", 2).snapshot
     finally:
         await reopened.close()
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+async def test_the_writer_connection_settings(tmp_path: Path, synchronous: str) -> None:
+    """The writer commits in WAL mode with the chosen ``synchronous`` (FULL by default:
+    each commit on disk before it is answered), and keeps statement journals in memory:
+    on disk, a batch's multi-row statements created, wrote and deleted a temporary file
+    about every second commit. Read off the writer's own connection, which holds these
+    per-connection settings."""
+    path = tmp_path / "orders.db"
+    store = (
+        SqliteStore(path) if synchronous == "FULL" else SqliteStore(path, synchronous=synchronous)
+    )
+    await store.open()
+    try:
+        await asyncio.gather(*(store.commit(record(f"o-{n}")) for n in range(20)))
+        writer = store._writer
+        assert writer is not None
+        settings = {
+            name: writer.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "temp_store")
+        }
+        # synchronous: 1 is NORMAL, 2 is FULL; temp_store: 2 is MEMORY.
+        assert settings == {
+            "journal_mode": "wal",
+            "synchronous": {"NORMAL": 1, "FULL": 2}[synchronous],
+            "temp_store": 2,
+        }
+    finally:
+        await store.close()
