@@ -182,13 +182,17 @@ class OutboxMessage:
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """An event an order asked to receive at ``due_at`` (stored with its turn)."""
+    """An event an order asked to receive at ``due_at`` (stored with its turn).
+
+    ``traceparent`` is that of the turn that set it: the firing continues the trace, so a
+    timeout shows in the same trace as the flow it interrupts."""
 
     id: str
     order_id: str
     due_at: float
     event_type: str
     data: JsonObject = field(default_factory=dict)
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

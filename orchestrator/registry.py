@@ -113,8 +113,9 @@ class Registry:
             # one setting from another.
             id=f"{timer.id}@{timer.due_at!r}",
             origin="timer",
-            # The clock is an edge too: a firing starts a trace of its own.
-            traceparent=tracing.continued(),
+            # The trace of the turn that set the timer, with a span of this firing's own;
+            # a timer stored without one (before traces were kept) starts a new trace.
+            traceparent=tracing.continued(timer.traceparent),
         )
         return await self.actor(timer.order_id).submit(Request(event, timer=timer))
 

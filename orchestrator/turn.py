@@ -133,7 +133,7 @@ def _record(
         order_id=order_id,
         fingerprint=event.fingerprint,
     )
-    timers_set, timers_cancelled = _timers(machine, now)
+    timers_set, timers_cancelled = _timers(machine, now, event.traceparent)
     return TurnRecord(
         snapshot=snapshot,
         journal=journal,
@@ -202,8 +202,11 @@ def timer_id(order_id: str, spec: TimerSpec) -> str:
     return f"{order_id}/{spec.event}"
 
 
-def _timers(machine: Machine, now: float) -> tuple[tuple[Timer, ...], tuple[str, ...]]:
-    """The timers this turn sets (states entered) and cancels (states left).
+def _timers(
+    machine: Machine, now: float, traceparent: str | None
+) -> tuple[tuple[Timer, ...], tuple[str, ...]]:
+    """The timers this turn sets (states entered) and cancels (states left), each set in
+    the turn's trace.
 
     A state left cancels its timers whether or not it is entered again; a state still
     entered at the end of the turn sets them anew, so a re-entered state starts over.
@@ -233,6 +236,7 @@ def _timers(machine: Machine, now: float) -> tuple[tuple[Timer, ...], tuple[str,
                         due_at=now + delay,
                         event_type=spec.event,
                         data={"delaySeconds": delay, "dueAt": iso(now + delay)},
+                        traceparent=traceparent,
                     )
                 )
     return tuple(timers), cancelled

@@ -297,6 +297,17 @@ def test_entering_a_state_with_after_sets_its_timer(chart: Chart) -> None:
     assert waiting.timers_cancelled == ()
 
 
+def test_a_timer_keeps_the_trace_of_the_turn_that_set_it(chart: Chart) -> None:
+    """So that the timer's firing continues that trace: a timeout shows in the trace of
+    the flow it interrupts."""
+    *_, confirmed = walk(chart, ["CONFIRM_PIZZA"])
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    sent = Event("done.invoke.sendOrderToKitchen", {}, "e-3", traceparent=trace)
+    waiting = step(chart, confirmed.snapshot, sent, T0 + 3)
+    [timer] = waiting.timers_set
+    assert timer.traceparent == trace
+
+
 def test_leaving_the_state_cancels_its_timer(chart: Chart) -> None:
     """PIZZA_READY leaves the waiting state: its turn cancels the timeout, sets nothing."""
     *_, ready = walk(chart, ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen", "PIZZA_READY"])

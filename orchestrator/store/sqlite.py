@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS timers (
     order_id TEXT NOT NULL,
     due_at REAL NOT NULL,
     event_type TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    traceparent TEXT
 );
 CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at);
 CREATE INDEX IF NOT EXISTS timers_order ON timers (order_id);
@@ -113,12 +114,12 @@ UPSERT_ORDER = (
     " invocations = excluded.invocations"
 )
 INSERT_JOURNAL = "INSERT INTO journal VALUES {values}"
+TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
 INSERT_OUTBOX = "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES {values}"
-INSERT_TIMER = "INSERT OR REPLACE INTO timers VALUES {values}"
+INSERT_TIMER = f"INSERT OR REPLACE INTO timers ({TIMER_COLUMNS}) VALUES {{values}}"
 DELETE_TIMER = "DELETE FROM timers WHERE id = ?"
 # A timer whose event was refused, dropped only if it was not set again meanwhile.
 DROP_TIMER = "DELETE FROM timers WHERE id = ? AND due_at = ?"
-TIMER_COLUMNS = "id, order_id, due_at, event_type, data"
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ?"
 # Rows per multi-row INSERT: well under SQLite's limit of 32,766 bound parameters.
 ROWS_PER_STATEMENT = 500
@@ -130,6 +131,7 @@ SNAPSHOT_COLUMNS = (
 # gets them when it is opened (ALTER TABLE ... ADD COLUMN keeps every row).
 ADDED_COLUMNS = {
     "orders": {"invocations": "TEXT NOT NULL DEFAULT '[]'"},
+    "timers": {"traceparent": "TEXT"},
 }
 
 
@@ -441,7 +443,12 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 def _timer(row: Any) -> Timer:
     return Timer(
-        id=row[0], order_id=row[1], due_at=row[2], event_type=row[3], data=json.loads(row[4])
+        id=row[0],
+        order_id=row[1],
+        due_at=row[2],
+        event_type=row[3],
+        data=json.loads(row[4]),
+        traceparent=row[5],
     )
 
 
@@ -535,7 +542,7 @@ class _Rows:
                 (m.id, m.order_id, m.type, m.routing_key, m.body, m.invoke) for m in record.outbox
             )
             rows.timers.extend(
-                (t.id, t.order_id, t.due_at, t.event_type, to_json(t.data))
+                (t.id, t.order_id, t.due_at, t.event_type, to_json(t.data), t.traceparent)
                 for t in record.timers_set
             )
             rows.cancelled.extend((timer_id,) for timer_id in record.timers_cancelled)

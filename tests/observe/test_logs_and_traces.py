@@ -165,6 +165,35 @@ async def test_a_webhook_event_continues_the_requests_trace(
     assert answer_traces(server.db, "delivery", order_id) == [FLOW_TRACE]
 
 
+async def test_a_timer_fires_in_the_trace_of_the_turn_that_set_it(
+    server_factory: ServerFactory,
+) -> None:
+    """The kitchen never answers, so the kitchen timeout fires: its turn is in the trace
+    of the confirmation whose flow set the timer, not in one of its own."""
+    server = server_factory(
+        *JSON_LOGS,
+        "--kitchen-mode",
+        "ignore",
+        "--chart-option",
+        "pizza.kitchenTimeout=0.2",
+        "--chart-option",
+        "pizza.maxRetries=0",
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"pizza": {"name": "x"}})
+        order_id = created.json()["id"]
+        confirmed = await http.post(
+            f"/orders/{order_id}/events", json=CONFIRM, headers=traceparent(FLOW_TRACE)
+        )
+        assert confirmed.status_code == 200
+        await wait_for_state(http, order_id, "bakePizza.errorInKitchen")
+    turns = applied(json_lines(server), order_id)
+    (timeout,) = turns["after.waitingForPizzaToBeBaked.kitchenTimeout"]
+    assert timeout["trace_id"] == FLOW_TRACE
+    (create,) = turns["ADD_PIZZA"]
+    assert create["trace_id"] != FLOW_TRACE
+
+
 async def test_log_format_from_the_environment_and_text_by_default(
     server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import InvalidInput, Unavailable
-from orchestrator.model import JournalEntry, OutboxMessage, Reply, Snapshot, TurnRecord, to_json
+from orchestrator.model import (
+    JournalEntry,
+    OutboxMessage,
+    Reply,
+    Snapshot,
+    Timer,
+    TurnRecord,
+    to_json,
+)
 from orchestrator.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
@@ -421,6 +429,42 @@ async def test_a_database_from_before_invocations_gets_the_column(tmp_path: Path
         assert loaded is not None and loaded.invocations == ()
         await reopened.commit(record("o-1", 2))
         assert await reopened.load("o-1") == record("o-1", 2).snapshot
+    finally:
+        await reopened.close()
+
+
+async def test_timers_round_trip_with_their_trace(store: SqliteStore) -> None:
+    """A timer comes back as it was set, with the traceparent of the turn that set it
+    (None for one set outside any trace)."""
+    traced = Timer("o-1/t1", "o-1", T0 + 5, "after.s.t1", {"n": 1}, f"00-{'a' * 32}-{'b' * 16}-01")
+    untraced = Timer("o-1/t2", "o-1", T0 + 6, "after.s.t2", {"n": 2})
+    await store.commit(dataclasses.replace(record("o-1"), timers_set=(traced, untraced)))
+    assert await store.timer("o-1/t1") == traced
+    assert await store.timer("o-1/t2") == untraced
+    assert await store.due_timers(T0 + 10, 10) == [traced, untraced]
+
+
+async def test_a_database_from_before_timer_traces_gets_the_column(tmp_path: Path) -> None:
+    """A timers table made before the traceparent column is given it on open: its pending
+    timers load without a trace (their firing starts one), and new ones keep theirs."""
+    path = tmp_path / "orders.db"
+    old_timer = Timer("o-1/t1", "o-1", T0 + 5, "after.s.t1", {"n": 1})
+    store = SqliteStore(path)
+    await store.open()
+    await store.commit(dataclasses.replace(record("o-1"), timers_set=(old_timer,)))
+    await store.close()
+    old = sqlite3.connect(path)
+    old.execute("ALTER TABLE timers DROP COLUMN traceparent")
+    old.commit()
+    old.close()
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.timer("o-1/t1") == old_timer
+        new_timer = Timer("o-1/t2", "o-1", T0 + 6, "after.s.t2", {}, f"00-{'c' * 32}-{'d' * 16}-01")
+        await reopened.commit(dataclasses.replace(record("o-1", 2), timers_set=(new_timer,)))
+        assert await reopened.due_timers(T0 + 10, 10) == [old_timer, new_timer]
     finally:
         await reopened.close()
 
