@@ -114,8 +114,8 @@ UPSERT_ORDER = (
     " invocations = excluded.invocations"
 )
 INSERT_JOURNAL = "INSERT INTO journal VALUES {values}"
-TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
 INSERT_OUTBOX = "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES {values}"
+TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
 INSERT_TIMER = f"INSERT OR REPLACE INTO timers ({TIMER_COLUMNS}) VALUES {{values}}"
 DELETE_TIMER = "DELETE FROM timers WHERE id = ?"
 # A timer whose event was refused, dropped only if it was not set again meanwhile.
