@@ -408,21 +408,31 @@ async def test_invocations_round_trip_and_list(store: SqliteStore) -> None:
     assert page.orders == [snapshot]
 
 
+async def reopened_without(
+    path: Path, table: str, column: str, *records: TurnRecord
+) -> SqliteStore:
+    """The store opened again on a database that has ``records`` but, as one made before
+    ``column`` was added, not that column of ``table``."""
+    store = SqliteStore(path)
+    await store.open()
+    for rec in records:
+        await store.commit(rec)
+    await store.close()
+    old = sqlite3.connect(path)
+    old.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    old.commit()
+    old.close()
+    reopened = SqliteStore(path)
+    await reopened.open()
+    return reopened
+
+
 async def test_a_database_from_before_invocations_gets_the_column(tmp_path: Path) -> None:
     """An orders table made before the invocations column is given it, empty, on open;
     its orders load and take new turns."""
-    path = tmp_path / "orders.db"
-    store = SqliteStore(path)
-    await store.open()
-    await store.commit(record("o-1", 1))
-    await store.close()
-    old = sqlite3.connect(path)
-    old.execute("ALTER TABLE orders DROP COLUMN invocations")
-    old.commit()
-    old.close()
-
-    reopened = SqliteStore(path)
-    await reopened.open()
+    reopened = await reopened_without(
+        tmp_path / "orders.db", "orders", "invocations", record("o-1", 1)
+    )
     try:
         loaded = await reopened.load("o-1")
         assert loaded == record("o-1", 1).snapshot
@@ -447,19 +457,9 @@ async def test_timers_round_trip_with_their_trace(store: SqliteStore) -> None:
 async def test_a_database_from_before_timer_traces_gets_the_column(tmp_path: Path) -> None:
     """A timers table made before the traceparent column is given it on open: its pending
     timers load without a trace (their firing starts one), and new ones keep theirs."""
-    path = tmp_path / "orders.db"
     old_timer = Timer("o-1/t1", "o-1", T0 + 5, "after.s.t1", {"n": 1})
-    store = SqliteStore(path)
-    await store.open()
-    await store.commit(dataclasses.replace(record("o-1"), timers_set=(old_timer,)))
-    await store.close()
-    old = sqlite3.connect(path)
-    old.execute("ALTER TABLE timers DROP COLUMN traceparent")
-    old.commit()
-    old.close()
-
-    reopened = SqliteStore(path)
-    await reopened.open()
+    setting = dataclasses.replace(record("o-1"), timers_set=(old_timer,))
+    reopened = await reopened_without(tmp_path / "orders.db", "timers", "traceparent", setting)
     try:
         assert await reopened.timer("o-1/t1") == old_timer
         new_timer = Timer("o-1/t2", "o-1", T0 + 6, "after.s.t2", {}, f"00-{'c' * 32}-{'d' * 16}-01")
