@@ -348,6 +348,13 @@ def _latency_line(sorted_values: list[float], pcts: tuple[int, ...] = (50, 90, 9
     )
 
 
+def _latency_ms(
+    sorted_values: list[float], pcts: tuple[int, ...] = (50, 90, 99, 100)
+) -> dict[str, float | None]:
+    """The JSON form of ``_latency_line``: milliseconds by percentile (``p100`` = max)."""
+    return {f"p{p}": _ms(percentile(sorted_values, p)) for p in pcts}
+
+
 def report_errors(label: str, stats: Stats) -> None:
     aborted = " (stopped early: --max-errors reached)" if stats.aborted else ""
     print(f"{label}: {stats.error_count} errors{aborted}", file=sys.stderr)
@@ -383,10 +390,10 @@ def summarize(
         "orders_per_s": round(stats.orders_ok / wall, 1),  # completed without error
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / wall, 1),
-        "latency_ms": {f"p{p}": _ms(percentile(latencies, p)) for p in (50, 90, 99, 100)},
+        "latency_ms": _latency_ms(latencies),
         "commands": len(commands),
         "commands_per_s": round(len(commands) / wall, 1),
-        "command_latency_ms": {f"p{p}": _ms(percentile(commands, p)) for p in (50, 90, 99, 100)},
+        "command_latency_ms": _latency_ms(commands),
         "confirm_to_done_ms": None,
         "server": None,
         "errors": stats.error_count,
@@ -406,7 +413,7 @@ def summarize(
     print(f"commands/s     {result['commands_per_s']:.1f}  ({len(commands)} POSTs, each durable)")
     print(f"command ms     {_latency_line(commands)}")
     if args.workload == "flow":
-        result["confirm_to_done_ms"] = {f"p{p}": _ms(percentile(done, p)) for p in (50, 99, 100)}
+        result["confirm_to_done_ms"] = _latency_ms(done, (50, 99, 100))
         print(f"confirm->done  {_latency_line(done, (50, 99))}  ({len(done)} orders)")
     memory = probe.memory_mib() if probe is not None else None
     if probe is not None and memory is None:
