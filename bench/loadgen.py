@@ -9,6 +9,9 @@ It measures how fast one server process serves whole orders, not single requests
   for a pushed message whose ``view.state`` is ``"done"``. Besides request latency this reports
   confirm-to-done latency: the time the order takes to run through the kitchen and delivery
   stubs on its own, as a client watching the socket sees it.
+* ``ceiling``: per "order", one ``GET /`` of ``bench/ceiling.py``'s hello-world app (which
+  ``run.sh`` serves instead of the orchestrator for this workload): the machine's ceiling for
+  an HTTP request through uvicorn and Starlette, to measure beside the others.
 
 ``--concurrency C`` workers each drive one order at a time, pulling order numbers from a shared
 counter until ``--orders N`` are done, so at most C orders (and C HTTP requests) are in flight.
@@ -177,6 +180,10 @@ class Client:
         view, _ = await self._request("GET", f"/orders/{order_id}", "GET /orders/{id}", 200)
         return view
 
+    async def get_root(self) -> View:
+        view, _ = await self._request("GET", "/", "GET /", 200)
+        return view
+
     async def watch(self, order_id: str) -> Watcher:
         """Open the order's WebSocket (not counted as an HTTP request) and start reading it."""
         step = "WS /orders/{id}/ws"
@@ -264,9 +271,16 @@ async def flow_order(client: Client) -> None:
         await watcher.close()
 
 
+async def ceiling_request(client: Client) -> None:
+    got = await client.get_root()
+    if got != {"hello": "world"}:
+        raise OrderError("GET /: not the hello-world app's answer", repr(got)[:300])
+
+
 WORKLOADS: dict[str, Callable[[Client], Awaitable[None]]] = {
     "commands": commands_order,
     "flow": flow_order,
+    "ceiling": ceiling_request,
 }
 
 
@@ -410,8 +424,11 @@ def summarize(
     print(f"orders/s       {result['orders_per_s']:.1f}")
     print(f"requests/s     {result['requests_per_s']:.1f}  ({len(latencies)} HTTP requests)")
     print(f"request ms     {_latency_line(latencies)}")
-    print(f"commands/s     {result['commands_per_s']:.1f}  ({len(commands)} POSTs, each durable)")
-    print(f"command ms     {_latency_line(commands)}")
+    if commands:  # the ceiling workload sends none
+        print(
+            f"commands/s     {result['commands_per_s']:.1f}  ({len(commands)} POSTs, each durable)"
+        )
+        print(f"command ms     {_latency_line(commands)}")
     if args.workload == "flow":
         result["confirm_to_done_ms"] = _latency_ms(done, (50, 99, 100))
         print(f"confirm->done  {_latency_line(done, (50, 99))}  ({len(done)} orders)")
@@ -421,15 +438,20 @@ def summarize(
     if probe is not None and memory is not None:
         peak, now = memory
         cpu_pct = None if server_cpu is None else round(100 * server_cpu / wall, 1)
+        # CPU per request: unlike a rate, comparable across runs in a slower or faster phase
+        # of the machine once divided by the ceiling workload's, measured beside it.
+        cpu_us = None if server_cpu is None or not latencies else server_cpu / len(latencies) * 1e6
         result["server"] = {
             "pid": probe.pid,
             "peak_rss_mib": round(peak, 1),
             "rss_mib": round(now, 1),
             "cpu_percent": cpu_pct,
+            "cpu_us_per_request": None if cpu_us is None else round(cpu_us, 1),
         }
         print(f"server RSS     peak {peak:.1f} MiB, now {now:.1f} MiB  (pid {probe.pid})")
         if cpu_pct is not None:
-            print(f"server CPU     {cpu_pct:.0f}% of one core during the measured run")
+            per_request = "" if cpu_us is None else f", {cpu_us:.0f} us per request"
+            print(f"server CPU     {cpu_pct:.0f}% of one core during the measured run{per_request}")
     print(f"errors         {stats.error_count}")
     return result
 

@@ -11,6 +11,8 @@
 # With BROKER set to an amqp:// URL, the kitchen and delivery run as their own processes
 # (`python -m services.kitchen ...`), unpinned, beside RabbitMQ. Their queues are deleted
 # first, so run it against a RabbitMQ that nothing else is using.
+# With --workload ceiling, the server is bench/ceiling.py's hello-world app on uvicorn instead
+# (same pinning, same uvicorn defaults): the machine's ceiling, to measure beside the others.
 # Uses the `orchestrator` and `python` found on PATH.
 set -euo pipefail
 
@@ -22,6 +24,13 @@ server_pid=""
 loadgen_pid=""
 service_pids=()
 broker=${BROKER:-memory}
+workload=commands # loadgen.py's default
+previous=""
+for arg in "$@"; do
+    [[ $previous == --workload ]] && workload=$arg
+    [[ $arg == --workload=* ]] && workload=${arg#--workload=}
+    previous=$arg
+done
 
 http_ok() { # true when GET $1 answers 200
     python - "$1" <<'EOF'
@@ -49,7 +58,6 @@ stop_server() {
     fi
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
-loadgen_pid=""
 }
 
 show_server_log() {
@@ -103,8 +111,14 @@ server_python="$(dirname "$(command -v orchestrator)")/python"
 [[ -x $server_python ]] || server_python=python
 echo "server python  $("$server_python" -c 'import sys; print(" ".join(sys.version.split()))')"
 
-taskset -c 0 orchestrator serve --db "$tmp/bench.db" --host 127.0.0.1 --port "$port" \
-    --broker "$broker" >"$tmp/server.log" 2>&1 &
+if [[ $workload == ceiling ]]; then
+    taskset -c 0 "$server_python" -m uvicorn --app-dir "$bench_dir" ceiling:app \
+        --host 127.0.0.1 --port "$port" --no-access-log --log-level warning \
+        >"$tmp/server.log" 2>&1 &
+else
+    taskset -c 0 orchestrator serve --db "$tmp/bench.db" --host 127.0.0.1 --port "$port" \
+        --broker "$broker" >"$tmp/server.log" 2>&1 &
+fi
 server_pid=$!
 
 ready=""

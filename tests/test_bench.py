@@ -8,11 +8,14 @@ asserted: only the counts and the exit codes.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ServerProcess
+import pytest
+
+from tests.conftest import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -65,3 +68,31 @@ def test_inprocess_fails_loudly_on_a_bad_answer(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "POST /orders: HTTP 409" in done.stderr
     assert "requests/s" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    # Enough requests for the server's CPU time to pass a few of the kernel's 10 ms ticks.
+    ("workload", "orders", "requests_per_order", "commands_per_order"),
+    [("commands", 20, 6, 5), ("ceiling", 1000, 1, 0)],
+)
+def test_run_sh_serves_and_loads_each_workload(
+    workload: str, orders: int, requests_per_order: int, commands_per_order: int
+) -> None:
+    """run.sh starts the right server (the orchestrator, or the hello-world app for the
+    ceiling), loads it and stops it; the server's CPU per request is reported."""
+    env = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    command = ["bash", str(BENCH / "run.sh"), "--workload", workload, "--orders", str(orders)]
+    command += ["--concurrency", "2", "--warmup", "1", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["workload"] == workload
+    assert result["orders_ok"] == orders
+    assert result["requests"] == requests_per_order * orders
+    assert result["commands"] == commands_per_order * orders
+    assert result["server"]["cpu_us_per_request"] > 0
+    assert "us per request" in done.stdout
