@@ -153,7 +153,7 @@ def serve(access_log: bool, **options: object) -> None:
         runtime = Runtime(settings)
     except OrchestratorError as exc:
         raise click.UsageError(exc.detail) from exc
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, access_log=access_log)
     config = uvicorn.Config(
         runtime.app,
         host=settings.host,

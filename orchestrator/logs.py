@@ -71,8 +71,34 @@ class TextFormatter(logging.Formatter):
         return f"{head} {' '.join(pairs)}{newline}{trace}"
 
 
-def configure(level: str, log_format: str) -> None:
-    """One stderr handler on the root logger, which uvicorn's loggers propagate to."""
+class WebSocketAccessLines(logging.Filter):
+    """Drops the lines uvicorn logs for each WebSocket handshake when there is no access log.
+
+    uvicorn writes them on its error logger at INFO, whatever ``--access-log`` says: its
+    own line per handshake (``"WebSocket /orders/.../ws" [accepted]``, like an access line)
+    and the websockets library's ``connection open``. A busy dashboard or flow then logged
+    two lines per order. Matched on uvicorn's message templates: should they change, the
+    lines only come back.
+    """
+
+    HANDSHAKE = '%s - "WebSocket %s"'
+    CONNECTION = ("connection open", "connection closed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if not isinstance(message, str):
+            return True
+        return not (message.startswith(self.HANDSHAKE) or message in self.CONNECTION)
+
+
+UVICORN_LOGGER = "uvicorn.error"
+
+
+def configure(level: str, log_format: str, *, access_log: bool = True) -> None:
+    """One stderr handler on the root logger, which uvicorn's loggers propagate to.
+
+    Without ``access_log``, uvicorn's WebSocket handshake lines go too, as its HTTP
+    requests' lines do (``WebSocketAccessLines``)."""
     handler = logging.StreamHandler()
     handler.addFilter(OrderFields())
     if log_format == "json":
@@ -89,3 +115,8 @@ def configure(level: str, log_format: str) -> None:
     else:
         handler.setFormatter(TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    uvicorn = logging.getLogger(UVICORN_LOGGER)
+    for old in [f for f in uvicorn.filters if isinstance(f, WebSocketAccessLines)]:
+        uvicorn.removeFilter(old)
+    if not access_log:
+        uvicorn.addFilter(WebSocketAccessLines())

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from orchestrator import tracing
 from orchestrator.messages import Message, encode
@@ -212,3 +213,27 @@ async def test_log_format_from_the_environment_and_text_by_default(
     assert len(text) == 1
     assert f"order_id={created.json()['id']}" in text[0]
     assert "chart=pizza" in text[0] and "event_id=" in text[0] and "trace_id=" in text[0]
+
+
+async def test_websocket_handshakes_are_logged_only_with_the_access_log(
+    server_factory: ServerFactory,
+) -> None:
+    """uvicorn logs each WebSocket handshake at INFO whatever --access-log says; without
+    the access log those lines are dropped, as HTTP requests' are. Other lines stay."""
+    quiet = server_factory("--log-level", "info")
+    logged = server_factory("--log-level", "info", "--access-log")
+    for server in (quiet, logged):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+            created = await http.post("/orders", json={"pizza": {"name": "x"}})
+            assert created.status_code == 201
+        path = f"/orders/{created.json()['id']}/ws"
+        async with connect(server.ws_url + path) as ws:
+            assert json.loads(await ws.recv())["version"] == 1
+        assert server.terminate() == 0  # its log is complete once it has stopped
+    handshake = '"WebSocket /orders/'
+    assert handshake not in quiet.log() and "connection open" not in quiet.log()
+    assert '"POST /orders HTTP/1.1" 201' not in quiet.log()
+    assert "Application shutdown complete" in quiet.log()  # uvicorn's other lines stay
+    assert f'"WebSocket {path}" [accepted]' in logged.log()
+    assert "connection open" in logged.log()
+    assert '"POST /orders HTTP/1.1" 201' in logged.log()
