@@ -63,7 +63,7 @@ class Registry:
         self.max_actors = max_actors
         self.idle_seconds = idle_seconds
         self._actors: OrderedDict[str, Actor] = OrderedDict()
-        self._creating: dict[str, asyncio.Future[Reply]] = {}
+        self._creating: dict[str, asyncio.Task[Reply]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()  # set whenever an actor goes idle
         metrics.watch(metrics.live_actors, lambda: len(self._actors))
@@ -127,26 +127,24 @@ class Registry:
             raise InvalidInput("chart", f"unknown chart {name!r}; known: {sorted(self.charts)}")
         if not event.keyed:
             return await self._create(found, event)
-        waiting = self._creating.get(event.id)
-        if waiting is not None:
-            reply = await asyncio.shield(waiting)
-        else:
-            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-            self._creating[event.id] = future
-            try:
-                reply = await self._create_once(found, event)
-                future.set_result(reply)
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # retrieved here, so no "never retrieved" warning
-                raise
-            finally:
-                del self._creating[event.id]
-                self._settled.set()
-            return reply
+        creating = self._creating.get(event.id)
+        if creating is None:
+            # A task of its own, which every request with the key awaits shielded: one
+            # that is cancelled (a client gone at shutdown) stops neither the create nor
+            # the others' wait for its reply.
+            creating = asyncio.create_task(self._create_once(found, event), name="create")
+            self._creating[event.id] = creating
+            creating.add_done_callback(lambda task: self._created(event.id, task))
+        reply = await asyncio.shield(creating)
         if reply.fingerprint and event.fingerprint and reply.fingerprint != event.fingerprint:
             raise IdempotencyConflict(event.id)
         return reply
+
+    def _created(self, key: str, task: asyncio.Task[Reply]) -> None:
+        del self._creating[key]
+        self._settled.set()
+        if not task.cancelled():
+            task.exception()  # retrieved, in case every request awaiting it was cancelled
 
     async def _create_once(self, chart: Chart, event: Event) -> Reply:
         existing = await self.store.order_created_by(event.id)

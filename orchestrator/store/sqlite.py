@@ -250,6 +250,10 @@ class SqliteStore:
                 # those timers fire again and are refused again.
                 log.warning("could not forget sent messages or refused timers: %r", exc)
                 return
+            # A turn's fault, most likely: the confirmed messages and refused timers it
+            # carried ride the next transaction instead.
+            self._sent.extend(sent)
+            self._dropped.extend(dropped)
             if len(batch) == 1:
                 record, future = batch[0]
                 log.error("commit failed: %r", exc, extra=_about(record))
@@ -258,8 +262,6 @@ class SqliteStore:
             log.warning(
                 "group commit of %d turns failed (%r); retrying one by one", len(batch), exc
             )
-            self._sent.extend(sent)
-            self._dropped.extend(dropped)
             for item in batch:
                 await self._commit_batch([item], [], [])
             return

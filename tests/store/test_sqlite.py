@@ -346,6 +346,19 @@ async def test_mark_sent_is_applied_by_the_next_transaction(store: SqliteStore) 
     assert await store.outbox_depth() == 1
 
 
+async def test_mark_sent_outlives_a_turn_that_fails_alone(store: SqliteStore) -> None:
+    """A confirmation that rode a failed one-turn transaction is applied by the next one,
+    not lost (which left the message to be published again after a restart)."""
+    first = record("o-1", 1, outbox=2)
+    await store.commit(first)
+    sent, kept = first.outbox
+    store.mark_sent([sent.id])
+    with pytest.raises(Unavailable):
+        await store.commit(record("o-1", 1, event_id="again"))  # its version is taken
+    await store.commit(record("o-2", 1))
+    assert await store.unsent() == [kept]
+
+
 async def test_mark_sent_is_applied_without_a_further_commit(store: SqliteStore) -> None:
     """With no turn to ride on, the confirmed messages are still forgotten soon after."""
     first = record("o-1", 1, outbox=3)

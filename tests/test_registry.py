@@ -1,0 +1,50 @@
+"""The registry in-process, on a real SQLite file: what only a cancelled task can show.
+
+Over HTTP a request's task is cancelled only when the server's graceful shutdown runs out
+of time, so these drive ``Registry`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.charts import load_charts
+from orchestrator.metrics import Metrics
+from orchestrator.model import Event
+from orchestrator.registry import Registry
+from orchestrator.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+async def registry(store: SqliteStore, charts_dir: Path) -> AsyncIterator[Registry]:
+    yield Registry(
+        store=store, charts=load_charts(charts_dir), metrics=Metrics(), on_commit=lambda r: None
+    )
+
+
+def keyed_create(key: str) -> Event:
+    return Event("ADD_PIZZA", {"pizza": {"name": "margherita"}}, key, "http", "print", True)
+
+
+async def test_a_cancelled_keyed_create_still_answers_its_repeat(
+    registry: Registry, store: SqliteStore
+) -> None:
+    """Two requests with one Idempotency-Key, the first cancelled while the create runs:
+    the order is created once and the second request gets its reply, not the first's
+    cancellation."""
+    first = asyncio.create_task(registry.create(keyed_create("key-1"), chart=None))
+    await asyncio.sleep(0)  # the first is creating
+    second = asyncio.create_task(registry.create(keyed_create("key-1"), chart=None))
+    await asyncio.sleep(0)  # the second waits for the first's reply
+    first.cancel()
+    reply = await asyncio.wait_for(second, timeout=10)
+    assert reply.status == 201
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await store.order_created_by("key-1") == reply.order_id
+    assert await registry.create(keyed_create("key-1"), chart=None) == reply
+    await registry.drain()  # nothing is left creating
