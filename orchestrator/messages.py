@@ -19,7 +19,14 @@ from cloudevents.core.v1.event import CloudEvent
 
 from orchestrator import tracing
 from orchestrator.errors import InvalidInput
-from orchestrator.model import Event, JsonObject, is_platform_event, to_json
+from orchestrator.model import (
+    MAX_DEPTH,
+    Event,
+    JsonObject,
+    is_platform_event,
+    nested_deeper,
+    to_json,
+)
 
 COMMAND_PREFIX = "command."
 EVENT_PREFIX = "event."
@@ -129,17 +136,33 @@ def from_cloudevent(event: Any) -> Message:
         to_json(data)
     except ValueError as exc:
         raise MalformedMessage("the CloudEvent's data holds NaN or an infinite number") from exc
+    # As deep as the data of an event in an HTTP body, which is itself one level.
+    if nested_deeper(data, MAX_DEPTH - 1):
+        raise MalformedMessage(
+            f"the CloudEvent's data is nested deeper than {MAX_DEPTH - 1} levels"
+        )
     invoke = event.get_extension(INVOKE_EXTENSION)
     traceparent = event.get_extension(TRACE_EXTENSION)
     return Message(
-        id=str(event.get_id()),
-        type=str(event.get_type()),
-        source=str(event.get_source()),
-        subject=str(subject),
+        id=_text("id", event.get_id()),
+        type=_text("type", event.get_type()),
+        source=_text("source", event.get_source()),
+        subject=_text("subject", subject),
         data=data,
-        invoke=str(invoke) if invoke is not None else None,
-        traceparent=str(traceparent) if traceparent is not None else None,
+        invoke=_text(INVOKE_EXTENSION, invoke) if invoke is not None else None,
+        traceparent=_text(TRACE_EXTENSION, traceparent) if traceparent is not None else None,
     )
+
+
+def _text(name: str, value: object) -> str:
+    """An attribute as text that can be stored: JSON's ``\\ud800`` escapes parse to a lone
+    surrogate, which no UTF-8 column (nor the broker) can hold."""
+    text = str(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise MalformedMessage(f"the CloudEvent's {name} is not valid Unicode text") from exc
+    return text
 
 
 def traceparent_of(body: bytes) -> str | None:

@@ -21,6 +21,22 @@ JsonObject = dict[str, Any]
 to_json: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
+# Data from outside nests at most this deep. Deeper data would be accepted once and then
+# break every later turn of its order (copying the context recurses once per level).
+MAX_DEPTH = 32
+
+
+def nested_deeper(value: object, limit: int = MAX_DEPTH, level: int = 1) -> bool:
+    """Whether ``value`` (parsed JSON) nests deeper than ``limit`` levels."""
+    if level > limit:
+        return True
+    if isinstance(value, dict):
+        return any(nested_deeper(v, limit, level + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(nested_deeper(v, limit, level + 1) for v in value)
+    return False
+
+
 @lru_cache(maxsize=4096)
 def names_json(names: tuple[str, ...]) -> str:
     """A configuration or a list of next events as JSON. A chart has few distinct ones and

@@ -85,6 +85,11 @@ async def test_an_event_is_applied_once_even_when_redelivered(rig: Rig) -> None:
     [
         (b"not json", "not a CloudEvent"),
         (b'{"specversion": "1.0", "type": "PIZZA_READY", "source": "/k", "subject": "x"}', "id"),
+        (
+            b'{"specversion": "1.0", "id": "\\ud800", "type": "PIZZA_READY", "source": "/k",'
+            b' "subject": "x"}',
+            "not valid Unicode text",
+        ),
     ],
 )
 async def test_a_malformed_message_is_dead_lettered(rig: Rig, body: bytes, reason: str) -> None:

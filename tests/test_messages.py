@@ -138,3 +138,21 @@ def test_missing_required_attribute_is_malformed(attribute: str) -> None:
     no dedupe key, so it must be refused, never replaced by a made-up one."""
     with pytest.raises(MalformedMessage):
         decode(body_with(**{attribute: None}))
+
+
+@pytest.mark.parametrize("attribute", ["id", "source", "type", "subject", "invokeid"])
+def test_an_attribute_that_is_not_unicode_text_is_malformed(attribute: str) -> None:
+    """JSON's escape of a lone surrogate parses to a string no UTF-8 store can hold: the
+    message is refused (dead-lettered, or 422 on the webhook), not retried forever."""
+    with pytest.raises(MalformedMessage, match=f"{attribute} is not valid Unicode text"):
+        decode(body_with(**{attribute: "\ud800"}))
+
+
+def test_data_nested_too_deep_is_malformed() -> None:
+    """Data nests no deeper than an event's in an HTTP body (31 levels)."""
+    data: dict[str, Any] = {"oven": 3}
+    for _ in range(29):
+        data = {"a": data}
+    assert decode(body_with(data=data)).data == data
+    with pytest.raises(MalformedMessage, match="nested deeper than 31 levels"):
+        decode(body_with(data={"a": data}))

@@ -39,7 +39,17 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
     app = Starlette(
         routes=routes,
         # Without a token there is nothing to check: no layer on every request.
-        middleware=[Middleware(BearerAuth, token=api_token)] if api_token is not None else [],
+        middleware=(
+            [
+                Middleware(
+                    BearerAuth,
+                    token=api_token,
+                    webhook_signed=state.get("webhook_secret") is not None,
+                )
+            ]
+            if api_token is not None
+            else []
+        ),
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

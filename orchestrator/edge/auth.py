@@ -1,9 +1,10 @@
 """Bearer-token auth for commands and reads, when ``ORCHESTRATOR_API_TOKEN`` is set.
 
 Every HTTP request and WebSocket needs ``Authorization: Bearer <token>``, except the
-operational endpoints (health, readiness, metrics, the OpenAPI document), the webhook,
-which has its own HMAC signature, and the dashboard's static pages, which ask for the
-token. A browser cannot set headers on a WebSocket, so a WebSocket may pass the token as
+operational endpoints (health, readiness, metrics, the OpenAPI document), the webhook
+when it has its own HMAC signature (``ORCHESTRATOR_WEBHOOK_SECRET``; without one it needs
+the token like any command), and the dashboard's static pages, which ask for the token.
+A browser cannot set headers on a WebSocket, so a WebSocket may pass the token as
 ``?access_token=<token>`` instead; it is then accepted and closed at once with code 4401
 when the token is wrong or missing, so the client sees why.
 """
@@ -17,7 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.edge.problems import problem
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/events"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+WEBHOOK_PATH = "/events"
 # The dashboard's pages and scripts hold no data; the API calls they make need the token.
 DASHBOARD_PATHS = frozenset({"/", "/ui"})
 DASHBOARD_PREFIX = "/ui/"
@@ -25,15 +27,16 @@ UNAUTHORIZED_CLOSE_CODE = 4401
 
 
 class BearerAuth:
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, *, webhook_signed: bool) -> None:
         self.app = app
         self.token = token
+        self.open_paths = OPEN_PATHS | {WEBHOOK_PATH} if webhook_signed else OPEN_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self.token is None
             or scope["type"] not in ("http", "websocket")
-            or scope["path"] in OPEN_PATHS
+            or scope["path"] in self.open_paths
             or scope["path"] in DASHBOARD_PATHS
             or scope["path"].startswith(DASHBOARD_PREFIX)
             or self._presented(scope)

@@ -18,9 +18,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator import tracing
-from orchestrator.edge.problems import problem
+from orchestrator.edge.bodies import read_body
 from orchestrator.errors import InvalidInput, OrderNotFound
-from orchestrator.model import Event, JsonObject, Reply, is_platform_event, to_json
+from orchestrator.model import (
+    MAX_DEPTH,
+    Event,
+    JsonObject,
+    Reply,
+    is_platform_event,
+    nested_deeper,
+    to_json,
+)
 from orchestrator.numbers import MAX_INTEGER, whole_number
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
@@ -29,8 +37,6 @@ JSON = "application/json"
 EVENT_FIELDS = {"type", "data"}
 MAX_KEY_LENGTH = 200
 MAX_PAGE = 500
-# Bodies nest at most this deep; deeper ones would only exhaust recursion further in.
-MAX_DEPTH = 32
 
 
 def _registry(request: Request) -> Registry:
@@ -44,16 +50,7 @@ def _store(request: Request) -> Store:
 
 
 async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
-    limit: int = request.app.state.max_body_bytes
-    declared = request.headers.get("content-length")
-    size = whole_number(declared) if declared is not None else None
-    if size is not None and size > limit:
-        raise BodyTooLarge(limit)
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise BodyTooLarge(limit)
+    raw = await read_body(request)
     try:
         body = _DECODER.decode(raw.decode())
     except RecursionError as exc:
@@ -63,7 +60,7 @@ async def _json_body(request: Request) -> tuple[JsonObject, bytes]:
     if not isinstance(body, dict):
         raise InvalidInput("body", "the body must be a JSON object")
     # Nothing nests deeper than its count of brackets: most bodies need no walk.
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nested_deeper(body):
         raise InvalidInput("body", f"the body is nested deeper than {MAX_DEPTH} levels")
     return body, raw
 
@@ -84,23 +81,6 @@ def _finite(text: str) -> float:
 # Built once: ``json.loads`` with options builds a decoder per call. Request bodies are
 # UTF-8 (RFC 8259); NaN, Infinity and numbers too large for a float are refused.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
-
-
-def _depth(value: object, level: int = 1) -> int:
-    """How deeply ``value`` nests, counting no further than one past ``MAX_DEPTH``."""
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body is larger than {limit} bytes")
-        self.limit = limit
 
 
 def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
@@ -138,10 +118,7 @@ async def collection(request: Request) -> Response:
 
 
 async def create_order(request: Request) -> Response:
-    try:
-        body, raw = await _json_body(request)
-    except BodyTooLarge as exc:
-        return problem(413, str(exc), field="body")
+    body, raw = await _json_body(request)
     registry = _registry(request)
     chart_name = body.get("chart", registry.default_chart)
     if not isinstance(chart_name, str):
@@ -185,10 +162,7 @@ async def get_order(request: Request) -> Response:
 
 async def send_event(request: Request) -> Response:
     order_id = request.path_params["order_id"]
-    try:
-        body, raw = await _json_body(request)
-    except BodyTooLarge as exc:
-        return problem(413, str(exc), field="body")
+    body, raw = await _json_body(request)
     for name in body:
         if name not in EVENT_FIELDS:
             raise InvalidInput(name, f"unknown field {name!r}; an event has 'type' and 'data'")

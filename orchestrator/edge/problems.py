@@ -12,10 +12,11 @@ import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from orchestrator import errors
+from orchestrator.edge.bodies import BodyTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,16 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
+async def on_too_large(request: Request, exc: Exception) -> Response:
+    return problem(413, str(exc), field="body")
+
+
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its body arrived: nothing was applied, and
+    the answer reaches no one. Not a server error, so nothing is logged."""
+    return problem(400, "the client disconnected before sending the whole body")
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(500, "the server failed on this request; it has been logged")
@@ -93,5 +104,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     errors.OrchestratorError: on_orchestrator_error,
     HTTPException: on_http_error,
+    BodyTooLarge: on_too_large,
+    ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator import tracing
+from orchestrator.edge.bodies import read_body
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
 from orchestrator.messages import MalformedMessage, Message, decode, event_from, from_cloudevent
@@ -42,10 +43,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 async def receive_event(request: Request) -> Response:
-    limit: int = request.app.state.max_body_bytes
-    body = await request.body()
-    if len(body) > limit:
-        return problem(413, f"the body is larger than {limit} bytes", field="body")
+    body = await read_body(request)
     secret: str | None = request.app.state.webhook_secret
     if secret is not None:
         refusal = _check_signature(request, body, secret, request.app.state.webhook_window)
@@ -69,7 +67,8 @@ def _check_signature(request: Request, body: bytes, secret: str, window: float) 
         return f"{TIMESTAMP_HEADER} must be Unix seconds"
     if abs(time.time() - seconds) > window:
         return f"the timestamp is outside the {int(window)} s replay window"
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    # As bytes: compare_digest refuses a str with non-ASCII characters (headers are Latin-1).
+    if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode("latin-1")):
         return "the signature does not match the body and timestamp"
     return None
 

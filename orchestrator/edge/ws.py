@@ -47,7 +47,8 @@ async def order_socket(websocket: WebSocket) -> None:
     try:
         snapshot = await registry.view(order_id)
         if snapshot is None:
-            await websocket.close(4404, f"order {order_id} does not exist")
+            # Not the id: a close reason is at most 123 bytes, and the client knows it.
+            await websocket.close(4404, "no such order")
             return
         if after is None:
             event = snapshot.view_json()

@@ -6,13 +6,16 @@ Authorization: Bearer". Health, readiness, metrics and the OpenAPI document stay
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from orchestrator.edge.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import ServerFactory, ServerProcess
 
 TOKEN = "let-me-in"
@@ -75,3 +78,38 @@ async def test_websocket_takes_the_token_as_header_or_query(guarded: ServerProce
 async def test_without_a_token_nothing_is_asked(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.post("/orders", json={"pizza": {"n": 1}})).status_code == 201
+
+
+async def test_the_webhook_needs_the_token_unless_it_is_signed(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a webhook secret, POST /events is a command like any other: it needs the
+    token (it was open, so anyone could move or cancel an order). With a secret, the HMAC
+    signature stands in for the token."""
+    monkeypatch.setitem(os.environ, "ORCHESTRATOR_API_TOKEN", TOKEN)
+    unsigned = server_factory()
+    async with httpx.AsyncClient(base_url=unsigned.url) as http:
+        created = await http.post("/orders", json={"pizza": {"n": 1}}, headers=GOOD)
+        order_id = created.json()["id"]
+        cancel = json.dumps(
+            {"specversion": "1.0", "id": "c-1", "type": "CANCEL", "source": "/anyone"}
+            | {"subject": order_id}
+        ).encode()
+        refused = await http.post("/events", content=cancel)
+        assert refused.status_code == 401, refused.text
+        assert (await http.get(f"/orders/{order_id}", headers=GOOD)).json()["version"] == 1
+        accepted = await http.post("/events", content=cancel, headers=GOOD)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["state"] == "cancelled"
+    monkeypatch.setenv("ORCHESTRATOR_WEBHOOK_SECRET", "s3cret")
+    signed = server_factory()
+    async with httpx.AsyncClient(base_url=signed.url) as http:
+        created = await http.post("/orders", json={"pizza": {"n": 1}}, headers=GOOD)
+        cancel = cancel.replace(order_id.encode(), created.json()["id"].encode())
+        timestamp = str(int(time.time()))
+        headers = {
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign("s3cret", timestamp, cancel),
+        }
+        accepted = await http.post("/events", content=cancel, headers=headers)
+        assert accepted.status_code == 200, accepted.text

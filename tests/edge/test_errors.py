@@ -9,6 +9,7 @@ answer is never a 5xx, and the order still takes a good event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import (
     HAWAII,
     MARGHERITA,
@@ -319,6 +320,49 @@ async def test_body_over_the_limit_is_413(server_factory: ServerFactory) -> None
         accepted = await client.post(path, json=add(fits))
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["items"] == [HAWAII, fits]
+
+
+async def raw_post(server: ServerProcess, path: str, head: str, body: bytes) -> bytes:
+    """Send a POST's head and ``body`` on a raw connection; the response, or b"" when the
+    server closes without one. Lets a test send what an HTTP client will not."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), timeout=10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("path", ["/orders", "/orders/some-id/events", "/events"])
+async def test_a_declared_length_over_the_limit_is_refused_at_once(
+    server: ServerProcess, path: str
+) -> None:
+    """A Content-Length over --max-body-bytes gets 413 before any of the body is read, on
+    every endpoint that takes one (the webhook read the whole body first)."""
+    response = await raw_post(server, path, "content-length: 100000000\r\n", b"")
+    assert response.startswith(b"HTTP/1.1 413 "), response[:200]
+    assert b"application/problem+json" in response
+
+
+async def test_a_client_gone_mid_body_is_no_server_error(server: ServerProcess) -> None:
+    """A client that closes before its whole body arrived changes nothing and leaves no
+    traceback (Starlette's ClientDisconnect was logged as an unexpected error, twice)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+        order = await create_order(client)
+        for path in ("/orders", f"/orders/{order['id']}/events", "/events"):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            head = f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n"
+            writer.write(head.encode() + b'{"type": "ADD_PIZZA"')
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        await asyncio.sleep(0.5)  # the server sees each disconnect
+        await assert_unchanged(client, order)
+        assert [o["id"] for o in (await list_orders(client))["orders"]] == [order["id"]]
+    assert server.terminate() == 0  # its log is complete once it has stopped
+    assert "Traceback" not in server.log()
+    assert "ClientDisconnect" not in server.log()
 
 
 @pytest.mark.parametrize(

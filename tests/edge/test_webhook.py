@@ -97,7 +97,7 @@ async def test_a_repeated_event_id_is_applied_once(signed_server: ServerProcess)
 
 @pytest.mark.parametrize(
     "mangle",
-    ["missing", "wrong secret", "stale", "future", "body changed", "not a number"],
+    ["missing", "wrong secret", "stale", "future", "body changed", "not a number", "not ASCII"],
 )
 async def test_a_bad_signature_gets_401_and_changes_nothing(
     signed_server: ServerProcess, mangle: str
@@ -117,9 +117,13 @@ async def test_a_bad_signature_gets_401_and_changes_nothing(
             headers = signed(body, at=time.time() + 3600)
         elif mangle == "body changed":
             body = body.replace(b'"oven": 3', b'"oven": 4')
-        else:
+        elif mangle == "not a number":
             headers[TIMESTAMP_HEADER] = "yesterday"
-        response = await http.post("/events", content=body, headers=headers)
+        sent = httpx.Headers(headers)
+        if mangle == "not ASCII":  # a Latin-1 byte, which made the comparison raise (500)
+            raw = {k.encode(): v.encode() for k, v in headers.items()}
+            sent = httpx.Headers(raw | {SIGNATURE_HEADER.encode(): b"sha256=\xe9"})
+        response = await http.post("/events", content=body, headers=sent)
         assert response.status_code == 401, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert await view(http, order_id) == before
@@ -140,6 +144,49 @@ async def test_a_malformed_event_is_refused(
         response = await http.post("/events", content=body, headers=signed(body))
         assert response.status_code == status, response.text
         assert response.json()["field"] == "body"
+
+
+@pytest.mark.parametrize("attribute", ["id", "subject", "source"])
+async def test_an_attribute_that_is_not_unicode_text_is_refused(
+    signed_server: ServerProcess, attribute: str
+) -> None:
+    """JSON's escape of a lone surrogate parses, but no database column or broker can hold
+    it: 422 naming the body, not a 503 that asks for a retry."""
+    async with httpx.AsyncClient(base_url=signed_server.url) as http:
+        order_id = await waiting_order(http)
+        before = await view(http, order_id)
+        event = json.loads(structured(order_id))
+        event[attribute] = "\ud800"
+        body = json.dumps(event).encode()
+        assert b"\\ud800" in body
+        response = await http.post("/events", content=body, headers=signed(body))
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "body"
+        assert await view(http, order_id) == before
+
+
+async def test_data_nested_deeper_than_an_http_body_may_be_is_refused(
+    signed_server: ServerProcess,
+) -> None:
+    """The webhook's data nests no deeper than an event's in an HTTP body: deeper data was
+    applied, and then every later turn of the order failed copying it."""
+    async with httpx.AsyncClient(base_url=signed_server.url) as http:
+        order_id = await waiting_order(http)
+        before = await view(http, order_id)
+        deepest: dict[str, object] = {"oven": 3}  # two levels: the object and its value
+        for _ in range(29):  # 31 levels, as deep as an event's data in an HTTP body may be
+            deepest = {"a": deepest}
+        event = json.loads(structured(order_id))
+        event["data"] = {"a": deepest}  # 32
+        body = json.dumps(event).encode()
+        response = await http.post("/events", content=body, headers=signed(body))
+        assert response.status_code == 422, response.text
+        assert "nested deeper" in response.json()["detail"]
+        assert await view(http, order_id) == before
+        event["data"] = deepest
+        body = json.dumps(event).encode()
+        response = await http.post("/events", content=body, headers=signed(body))
+        assert response.status_code == 200, response.text
 
 
 async def test_an_unknown_order_or_an_event_not_allowed_is_refused(

@@ -196,6 +196,9 @@ async def test_unknown_order_is_closed_with_4404(server: ServerProcess) -> None:
         assert await close_code(ws) == 4404
     async with connect(url + "?after=0") as ws:
         assert await close_code(ws) == 4404
+    # An id longer than a close frame's reason may be (123 bytes) is closed the same way.
+    async with connect(socket_url(server, "x" * 200)) as ws:
+        assert await close_code(ws) == 4404
 
 
 @pytest.mark.parametrize("after", ["abc", "-1", "1.5", "%C2%B2"])
