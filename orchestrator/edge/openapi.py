@@ -271,10 +271,13 @@ PATHS: dict[str, Any] = {
                 "Structured: the whole CloudEvent as the JSON body. Binary: the attributes as "
                 "ce-* headers and the event's data as the body. With a webhook secret set, "
                 "X-Orchestrator-Timestamp (Unix seconds) and X-Orchestrator-Signature: "
-                "sha256=HMAC-SHA256(secret, timestamp + '.' + body) are required. A repeated "
-                "CloudEvent id gets the first answer and applies nothing."
+                "sha256=HMAC-SHA256(secret, timestamp + '.' + body) are required, and stand "
+                "in for the bearer token; without one, the bearer token is required when the "
+                "server has one. A repeated CloudEvent id gets the first answer and applies "
+                "nothing."
             ),
-            "security": [],
+            # The token only when no webhook secret is set, which a document cannot say.
+            "security": [{}, {"bearer": []}],
             "parameters": SIGNATURE_HEADERS + BINARY_HEADERS,
             "requestBody": {
                 "required": True,
@@ -287,8 +290,9 @@ PATHS: dict[str, Any] = {
                 "200": _json(VIEW, "The order after the event"),
                 "401": _problem(
                     401,
-                    "Missing, bad or stale signature",
-                    headers={"WWW-Authenticate": _header("The scheme", "^HMAC-SHA256$")},
+                    "Missing, bad or stale signature; without a webhook secret, a missing or "
+                    "wrong bearer token",
+                    headers={"WWW-Authenticate": _header("The scheme", "^(HMAC-SHA256|Bearer)$")},
                 ),
                 "404": NOT_FOUND,
                 "409": _problem(409, "Not allowed in this state, or refused by the chart"),
