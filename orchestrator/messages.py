@@ -21,8 +21,10 @@ from orchestrator import tracing
 from orchestrator.errors import InvalidInput
 from orchestrator.model import (
     MAX_DEPTH,
+    OUTCOME_ID_REFUSAL,
     Event,
     JsonObject,
+    is_outcome_id,
     is_platform_event,
     nested_deeper,
     to_json,
@@ -64,6 +66,8 @@ def event_from(message: Message, origin: str, traceparent: str | None = None) ->
     """
     if is_platform_event(message.type):
         raise InvalidInput("type", f"{message.type} is sent by the orchestrator, not by others")
+    if is_outcome_id(message.id):
+        raise InvalidInput("id", OUTCOME_ID_REFUSAL)
     return Event(
         type=message.type,
         data=message.data,

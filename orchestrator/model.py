@@ -63,6 +63,25 @@ def invoke_outcome(outcome: str, invoke: str) -> str:
 INVOKE_OUTCOME_PREFIXES = (invoke_outcome("done", ""), invoke_outcome("error", ""))
 
 
+def outcome_event_id(outcome: str, message_id: str) -> str:
+    """The id of an invoke's outcome event: one per outcome of each message."""
+    return f"{outcome}:{message_id}"
+
+
+# Event ids are one namespace per order, so an id a client or another service chooses must
+# not take the form of an outcome's: its event would pass for that outcome, already applied.
+OUTCOME_ID_PREFIXES = (outcome_event_id("done", ""), outcome_event_id("error", ""))
+
+
+OUTCOME_ID_REFUSAL = (
+    f"ids starting with {' or '.join(OUTCOME_ID_PREFIXES)} are the orchestrator's own"
+)
+
+
+def is_outcome_id(event_id: str) -> bool:
+    return event_id.startswith(OUTCOME_ID_PREFIXES)
+
+
 def is_platform_event(event_type: str) -> bool:
     return event_type.startswith(PLATFORM_EVENT_PREFIXES)
 

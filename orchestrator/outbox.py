@@ -27,7 +27,13 @@ from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Unroutable
 from orchestrator.errors import OrchestratorError
 from orchestrator.messages import COMMAND_PREFIX, MalformedMessage, decode, traceparent_of
 from orchestrator.metrics import Metrics
-from orchestrator.model import OUTCOME_MESSAGE_ID, Event, OutboxMessage, invoke_outcome
+from orchestrator.model import (
+    OUTCOME_MESSAGE_ID,
+    Event,
+    OutboxMessage,
+    invoke_outcome,
+    outcome_event_id,
+)
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -157,7 +163,7 @@ class OutboxRelay:
         event = Event(
             type=invoke_outcome(outcome, invoke),
             data={OUTCOME_MESSAGE_ID: message.id},
-            id=f"{outcome}:{message.id}",
+            id=outcome_event_id(outcome, message.id),
             origin="relay",
             keyed=True,
             traceparent=tracing.continued(traceparent_of(message.body)),
@@ -194,7 +200,7 @@ class OutboxRelay:
         event = Event(
             type=invoke_outcome("error", command.invoke),
             data={OUTCOME_MESSAGE_ID: command.id, "reason": reason},
-            id=f"error:{command.id}",
+            id=outcome_event_id("error", command.id),
             origin="relay",
             keyed=True,
             traceparent=tracing.continued(command.traceparent),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.errors import InvalidInput
 from orchestrator.messages import (
     MalformedMessage,
     Message,
@@ -156,3 +157,13 @@ def test_data_nested_too_deep_is_malformed() -> None:
     assert decode(body_with(data=data)).data == data
     with pytest.raises(MalformedMessage, match="nested deeper than 31 levels"):
         decode(body_with(data={"a": data}))
+
+
+@pytest.mark.parametrize("event_id", ["done:o-1:3:0", "error:o-1:3:0"])
+def test_an_id_in_the_form_of_an_invoke_outcome_is_refused(event_id: str) -> None:
+    """Another service's event must not take the id of an invoke's outcome, which would
+    then pass for it, already applied (the webhook answers 422, the inbox dead-letters)."""
+    message = decode(body_with(id=event_id))
+    with pytest.raises(InvalidInput, match="orchestrator's own") as refused:
+        event_from(message, "webhook")
+    assert refused.value.field == "id"

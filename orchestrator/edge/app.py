@@ -36,20 +36,14 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
         WebSocketRoute("/ws", ws.all_orders_socket),
         *dashboard.routes(),
     ]
+    # Without a token there is nothing to check: no layer on every request.
+    middleware = []
+    if api_token is not None:
+        signed = state.get("webhook_secret") is not None
+        middleware.append(Middleware(BearerAuth, token=api_token, webhook_signed=signed))
     app = Starlette(
         routes=routes,
-        # Without a token there is nothing to check: no layer on every request.
-        middleware=(
-            [
-                Middleware(
-                    BearerAuth,
-                    token=api_token,
-                    webhook_signed=state.get("webhook_secret") is not None,
-                )
-            ]
-            if api_token is not None
-            else []
-        ),
+        middleware=middleware,
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

@@ -22,9 +22,11 @@ from orchestrator.edge.bodies import read_body
 from orchestrator.errors import InvalidInput, OrderNotFound
 from orchestrator.model import (
     MAX_DEPTH,
+    OUTCOME_ID_REFUSAL,
     Event,
     JsonObject,
     Reply,
+    is_outcome_id,
     is_platform_event,
     nested_deeper,
     to_json,
@@ -96,6 +98,8 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
         raise InvalidInput(
             "Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
         )
+    if is_outcome_id(key):
+        raise InvalidInput("Idempotency-Key", OUTCOME_ID_REFUSAL)
     path: str = request.scope["path"]
     fingerprint = hashlib.sha256(f"{request.method} {path}\n".encode() + raw).hexdigest()[:32]
     return key, True, fingerprint

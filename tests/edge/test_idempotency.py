@@ -200,3 +200,23 @@ async def test_requests_without_a_key_are_each_applied(client: httpx.AsyncClient
     assert second.json()["items"] == [HAWAII, MARGHERITA, MARGHERITA]
     ids = [e["eventId"] for e in await history(client, order["id"])]
     assert len(set(ids)) == 3
+
+
+async def test_a_key_in_the_form_of_an_invoke_outcome_is_422(client: httpx.AsyncClient) -> None:
+    """Event ids are one namespace per order, and an invoke's outcome has the id
+    ``done:<message id>`` (or ``error:``). A client's key of that form would make the
+    outcome pass for an event already applied, so the order would skip a state: it is
+    refused, on creates and events, and nothing changes."""
+    order = await create_order(client)
+    path = f"/orders/{order['id']}/events"
+    for key in (f"done:{order['id']}:3:0", f"error:{order['id']}:3:0"):
+        refused = await client.post(path, json=add(MARGHERITA), headers=keyed(key))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "Idempotency-Key"
+        created = await client.post("/orders", json={"pizza": HAWAII}, headers=keyed(key))
+        assert created.status_code == 422, created.text
+    assert (await view(client, order["id"]))["version"] == 1
+    assert await listed_ids(client) == [order["id"]]
+    # The words alone are fine, as in any other key.
+    fine = await client.post(path, json=add(MARGHERITA), headers=keyed("done-with-this"))
+    assert fine.status_code == 200
