@@ -21,6 +21,7 @@ import importlib.util
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, MutableSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,9 +223,13 @@ def _load_actions(path: Path) -> type[Context]:
     if spec is None or spec.loader is None:
         raise ChartError(f"{path.name}: cannot import the chart's actions module")
     module: ModuleType = importlib.util.module_from_spec(spec)
+    # Registered as an import would: a dataclass in the module looks the module up in
+    # sys.modules to resolve its annotations.
+    sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        del sys.modules[spec.name]
         raise ChartError(f"{path.name}: importing the actions failed: {exc}") from exc
     found = [
         obj
@@ -236,6 +241,34 @@ def _load_actions(path: Path) -> type[Context]:
             f"{path.name}: must define exactly one Context subclass, found {len(found)}"
         )
     return found[0]
+
+
+# What the body of a create may hold, by Python type; ``bool`` is an ``int`` too.
+JSON_TYPES = (dict, list, str, int, float, bool)
+# Set on every context by ``Context.__init__``, so no field may take these names.
+_CONTEXT_ATTRIBUTES = frozenset({"order_id", "state", "status"})
+
+
+def _check_context(context_class: type[Context], source: str) -> None:
+    """Refuse fields and create fields the runtime cannot keep or check."""
+    for name in context_class.fields:
+        if (
+            not isinstance(name, str)
+            or name.startswith("_")
+            or name in _CONTEXT_ATTRIBUTES
+            or hasattr(Context, name)
+            or callable(getattr(context_class, name, None))
+        ):
+            raise ChartError(
+                f"{source}: the field {name!r} would hide an attribute or method of the "
+                "context; rename it"
+            )
+    for name, kind in context_class.create_fields.items():
+        if kind not in JSON_TYPES:
+            raise ChartError(
+                f"{source}: create field {name!r} must name a JSON type "
+                f"(dict, list, str, int, float or bool), not {kind!r}"
+            )
 
 
 def _with_options(context_class: type[Context], options: JsonObject, source: str) -> type[Context]:
@@ -268,6 +301,7 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     if not actions.is_file():
         raise ChartError(f"{path.name}: no actions module {actions.name} beside it")
     context_class = _with_options(_load_actions(actions), options or {}, path.stem)
+    _check_context(context_class, actions.name)
     document = read_document(path)
     check_names(document, context_class, path.name)
     try:

@@ -34,6 +34,9 @@ from orchestrator.model import TIMER_EVENT_PREFIX, JsonObject, is_number
 from orchestrator.xstate import read_xstate
 
 _TRANSITION_CALLBACKS = ("on", "before", "after")
+# About 31 years: a timer due later than that is a mistake, and due times must stay within
+# what a timestamp can show.
+MAX_DELAY = 1e9
 _GUARDS = ("cond", "unless")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -129,6 +132,14 @@ def prepare(doc: JsonObject, source: str) -> Document:
         if state_id in where:
             raise ChartError(f"{source}: {where[state_id]}: the state id is used twice")
         here = where[state_id] = _where(state_id, state)
+        if "invoke" in state:
+            # python-statemachine runs an invoke on a thread of its own, which would send its
+            # outcome to the engine every order of the chart shares, outside any turn.
+            raise ChartError(
+                f"{source}: {here}: 'invoke' is not supported in a document: send a command "
+                "with send_command(..., invoke=<id>) from an entry action instead"
+            )
+        _refuse_blocking_actions(state, f"{source}: {here}")
         if state.get("history"):
             # python-statemachine keeps history in the machine, which every order of a
             # chart shares, and the snapshot does not hold it.
@@ -199,8 +210,8 @@ def _take_timers(state_id: str, state: JsonObject, at: str) -> tuple[TimerSpec, 
         delay = item["delay"]
         if not (is_number(delay) or isinstance(delay, str)):
             raise ChartError(f"{at}: delay must be seconds or a name, not {delay!r}")
-        if not isinstance(delay, str) and delay < 0:
-            raise ChartError(f"{at}: delay must not be negative")
+        if not isinstance(delay, str) and not 0 <= delay <= MAX_DELAY:
+            raise ChartError(f"{at}: delay must be from 0 to {MAX_DELAY:g} seconds, not {delay!r}")
         if "event" in item:
             raise ChartError(f"{at}: an 'after' item must not name an event: its timer does")
         event = timer_event(state_id, delay)
@@ -211,6 +222,31 @@ def _take_timers(state_id: str, state: JsonObject, at: str) -> tuple[TimerSpec, 
         transitions.append(transition)
     state["transitions"] = transitions
     return tuple(specs.values())
+
+
+def _refuse_blocking_actions(state: JsonObject, at: str) -> None:
+    """Refuse ``send`` with a delay and ``cancel``: python-statemachine's engine waits out
+    such a delay inside the turn, holding the event loop. ``after`` is the durable way."""
+    actions: list[object] = [state.get("enter"), state.get("exit")]
+    for transition in _transitions(state):
+        actions.extend(transition.get(key) for key in _TRANSITION_CALLBACKS)
+    if any(_blocks(action) for action in actions):
+        raise ChartError(
+            f"{at}: a delayed 'send' (or a 'cancel') would hold the server while it waits; "
+            "use the state's 'after' for events later in time"
+        )
+
+
+def _blocks(action: object) -> bool:
+    """Whether an action, or one nested in its ``if`` or ``foreach``, waits out a delay."""
+    if isinstance(action, list):
+        return any(_blocks(item) for item in action)
+    if not isinstance(action, dict):
+        return False
+    send = action.get("send")
+    if "cancel" in action or (isinstance(send, dict) and ("delay" in send or "delayexpr" in send)):
+        return True
+    return any(_blocks(value) for value in action.values())
 
 
 def _walk(states: JsonObject, source: str) -> Iterator[tuple[str, JsonObject]]:

@@ -391,7 +391,10 @@ states:
     ("item", "what"),
     [
         ("{target: other}", "needs a 'delay'"),
-        ("{delay: -1, target: other}", "must not be negative"),
+        ("{delay: -1, target: other}", "delay must be from 0 to 1e+09 seconds, not -1"),
+        ("{delay: .inf, target: other}", "delay must be from 0 to 1e+09 seconds, not inf"),
+        ("{delay: .nan, target: other}", "delay must be from 0 to 1e+09 seconds, not nan"),
+        ("{delay: 1000000000000, target: other}", "delay must be from 0 to 1e+09"),
         ("{delay: noSuchDelay, target: other}", "delay 'noSuchDelay'"),
         ("{delay: 5, target: nowhere}", "unknown state 'nowhere'"),
         ("{delay: 5, event: GO, target: other}", "must not name an event"),
@@ -445,6 +448,116 @@ def test_a_history_state_is_refused_at_load(tmp_path: Path, charts_dir: Path) ->
     with pytest.raises(ChartError, match="history states are not supported") as info:
         load_charts(tmp_path)
     assert "state 'only'" in info.value.detail
+
+
+INVOKING = """\
+name: bad
+states:
+  only:
+    initial: true
+    invoke:
+      - src: somewhere
+"""
+
+DELAYED_SEND = """\
+name: bad
+states:
+  only:
+    initial: true
+    transitions:
+      - event: GO
+        target: later
+  later:
+    enter:
+      - if:
+          - cond: "True"
+            actions:
+              - send: {event: FINISH, delay: 20s}
+"""
+
+CANCELLING = """\
+name: bad
+states:
+  only:
+    initial: true
+    exit:
+      - cancel: {sendid: x}
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "state", "what"),
+    [
+        (INVOKING, "only", "'invoke' is not supported"),
+        (DELAYED_SEND, "later", "a delayed 'send'"),
+        (CANCELLING, "only", "a delayed 'send' (or a 'cancel')"),
+    ],
+    ids=["invoke", "delayed-send", "cancel"],
+)
+def test_actions_that_run_outside_a_turn_are_refused_at_load(
+    tmp_path: Path, charts_dir: Path, document: str, state: str, what: str
+) -> None:
+    """python-statemachine runs a document's invoke on a thread that sends its outcome to
+    the engine all orders of the chart share, and waits out a delayed send inside the turn,
+    holding the server: both are refused, with 'after' and send_command as the ways."""
+    write_chart(tmp_path, document, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match=re.escape(what)) as info:
+        load_charts(tmp_path)
+    assert f"state {state!r}" in info.value.detail
+
+
+CONTEXT = """\
+from __future__ import annotations
+from dataclasses import dataclass
+from orchestrator.context import Context
+
+
+@dataclass
+class Topping:
+    name: str
+
+
+class Bad(Context):
+    fields = {FIELDS}
+    create_event = "GO"
+    create_fields = {CREATE_FIELDS}
+"""
+
+GO = MINIMAL + "    transitions:\n      - event: GO\n"
+
+
+def context_module(fields: str = "{}", create_fields: str = "{}") -> str:
+    return CONTEXT.replace("{FIELDS}", fields).replace("{CREATE_FIELDS}", create_fields)
+
+
+def test_an_actions_module_with_a_dataclass_loads(tmp_path: Path) -> None:
+    """A dataclass resolves its annotations through the module's entry in sys.modules,
+    which an actions module now has, as an imported one would."""
+    write_chart(tmp_path, GO, context_module('{"items": []}', '{"items": list}'))
+    assert load_charts(tmp_path)["bad"].context_class.create_fields == {"items": list}
+
+
+@pytest.mark.parametrize(
+    ("fields", "create_fields", "what"),
+    [
+        ('{"order_id": None}', "{}", "the field 'order_id' would hide"),
+        ('{"state": None}', "{}", "the field 'state' would hide"),
+        ('{"data": {}}', "{}", "the field 'data' would hide"),
+        ('{"_moves": []}', "{}", "the field '_moves' would hide"),
+        ("{}", '{"price": int | float}', "create field 'price' must name a JSON type"),
+        ("{}", '{"price": "number"}', "create field 'price' must name a JSON type"),
+    ],
+)
+def test_context_fields_the_runtime_cannot_keep_are_refused_at_load(
+    tmp_path: Path, fields: str, create_fields: str, what: str
+) -> None:
+    """A field named like the context's own attributes (the order id, the configuration,
+    data()) broke every turn; a create field that is not a JSON type broke POST /orders
+    and GET /charts with a 500."""
+    write_chart(tmp_path, GO, context_module(fields, create_fields))
+    with pytest.raises(ChartError, match=re.escape(what)) as info:
+        load_charts(tmp_path)
+    assert "bad.py" in info.value.detail
 
 
 def test_the_shared_engine_serves_the_next_order_after_one_finishes(chart: Chart) -> None:

@@ -153,7 +153,8 @@ async def create_order(request: Request) -> Response:
 
 
 def _json_type(kind: type) -> str:
-    return {dict: "object", list: "array", str: "string", int: "number"}.get(kind, kind.__name__)
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+    return names.get(kind, "boolean" if kind is bool else kind.__name__)
 
 
 async def get_order(request: Request) -> Response:
