@@ -224,6 +224,14 @@ class Actor:
             chart = self._charts.get(snapshot.chart)
             if chart is None:
                 raise Unavailable(f"chart {snapshot.chart!r} is not loaded in this server")
+            gone = [s for s in snapshot.configuration if s not in chart.machine_class.states_map]
+            if gone:
+                # The chart was edited under this order: a server-side matter, like a chart
+                # that is not loaded, until the chart has the state again.
+                raise Unavailable(
+                    f"the order is in state {', '.join(map(repr, gone))}, which chart "
+                    f"{chart.name!r} no longer has"
+                )
             self._machine = chart.restore(self.order_id, snapshot.configuration, snapshot.context)
         return self._machine
 

@@ -7,12 +7,14 @@ of time, so these drive ``Registry`` directly.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator.charts import load_charts
+from orchestrator.errors import Unavailable
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event
 from orchestrator.registry import Registry
@@ -48,3 +50,26 @@ async def test_a_cancelled_keyed_create_still_answers_its_repeat(
     assert await store.order_created_by("key-1") == reply.order_id
     assert await registry.create(keyed_create("key-1"), chart=None) == reply
     await registry.drain()  # nothing is left creating
+
+
+async def test_an_order_in_a_state_its_chart_no_longer_has_is_named(
+    registry: Registry, store: SqliteStore, charts_dir: Path, tmp_path: Path
+) -> None:
+    """A chart edited under its orders (a state renamed) leaves each order in that state
+    unable to go on: its events get a 503 naming the state, not a KeyError's repr."""
+    created = await registry.create(keyed_create("before-the-edit"), chart=None)
+    edited = tmp_path / "edited"
+    shutil.copytree(charts_dir, edited)
+    document = edited / "pizza.yaml"
+    document.write_text(document.read_text().replace("  orderPizza:", "  ordering:"))
+    later = Registry(
+        store=store, charts=load_charts(edited), metrics=Metrics(), on_commit=lambda r: None
+    )
+    event = Event("ADD_PIZZA", {"pizza": {"name": "diavola"}}, "after-the-edit")
+    with pytest.raises(Unavailable) as refused:
+        await later.send(created.order_id, event)
+    assert (
+        refused.value.detail
+        == "the order is in state 'orderPizza', which chart 'pizza' no longer has"
+    )
+    assert (await store.load(created.order_id)).version == 1  # type: ignore[union-attr]
