@@ -160,7 +160,64 @@ def prepare(doc: JsonObject, source: str) -> Document:
                         f"{source}: {_where(state_id, transition)}: the transition on "
                         f"{event!r} targets an unknown state {target!r}"
                     )
+    _refuse_eventless_loops(states, where, source)
     return Document(doc, timers, where)
+
+
+def _refuse_eventless_loops(states: JsonObject, where: dict[str, str], source: str) -> None:
+    """Refuse eventless transitions without a guard that lead back where they start.
+
+    python-statemachine takes eventless transitions until none is enabled, within the
+    turn: such a loop never ends, and holds the server. A state's eventless transitions
+    apply while any of its descendants is active, and entering a state enters its initial
+    child (every child, in a parallel state); a targetless one enables itself again.
+    """
+    children: dict[str, list[str]] = {}
+    entered: dict[str, list[str]] = {}  # what entering a state enters with it
+    loose: dict[str, list[str]] = {}  # unguarded eventless targets, by source state
+    for state_id, state in _walk(states, source):
+        kids = list((state.get("states") or {}).items())
+        children[state_id] = [kid for kid, _ in kids]
+        initial = [kid for kid, node in kids if isinstance(node, dict) and node.get("initial")]
+        entered[state_id] = (
+            children[state_id] if state.get("parallel") else initial or [kid for kid, _ in kids[:1]]
+        )
+        loose[state_id] = [
+            target
+            for t in _transitions(state)
+            if not t.get("event") and not any(t.get(g) for g in _GUARDS)
+            for target in (str(t.get("target") or "").split() or [state_id])
+        ]
+    edges: dict[str, set[str]] = {state_id: set(entered[state_id]) for state_id in children}
+
+    def under(state_id: str) -> Iterator[str]:
+        yield state_id
+        for kid in children[state_id]:
+            yield from under(kid)
+
+    for state_id, targets in loose.items():
+        for active in under(state_id):
+            edges[active].update(targets)
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(state_id: str) -> None:
+        if state_id in path:
+            loop = [*path[path.index(state_id) :], state_id]
+            raise ChartError(
+                f"{source}: {where[loop[0]]}: eventless transitions without a guard loop "
+                f"forever: {' -> '.join(loop)}"
+            )
+        if state_id in done:
+            return
+        path.append(state_id)
+        for nxt in sorted(edges[state_id]):
+            visit(nxt)
+        path.pop()
+        done.add(state_id)
+
+    for state_id in children:
+        visit(state_id)
 
 
 def check_names(document: Document, context_class: type, source: str) -> None:

@@ -506,6 +506,94 @@ def test_actions_that_run_outside_a_turn_are_refused_at_load(
     assert f"state {state!r}" in info.value.detail
 
 
+LOOPING = """\
+name: bad
+states:
+  idle:
+    initial: true
+    transitions:
+      - event: GO
+        target: a
+  a:
+    transitions:
+      - target: b
+  b:
+    transitions:
+      - target: a
+"""
+
+SELF_ENABLING = """\
+name: bad
+states:
+  idle:
+    initial: true
+    transitions:
+      - on: addPizzaToItems
+"""
+
+INTO_OWN_CHILD = """\
+name: bad
+states:
+  idle:
+    initial: true
+    transitions:
+      - event: GO
+        target: outer
+  outer:
+    transitions:
+      - target: inner
+    states:
+      inner:
+        initial: true
+"""
+
+GUARDED_LOOP = """\
+name: bad
+states:
+  idle:
+    initial: true
+    transitions:
+      - event: GO
+        target: a
+  a:
+    transitions:
+      - target: b
+        cond: retryDelay
+  b:
+    transitions:
+      - target: a
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "loop"),
+    [
+        (LOOPING, "a -> b -> a"),
+        (SELF_ENABLING, "idle -> idle"),
+        (INTO_OWN_CHILD, "inner -> inner"),
+    ],
+    ids=["two-states", "targetless", "into-own-child"],
+)
+def test_eventless_transitions_that_loop_are_refused_at_load(
+    tmp_path: Path, charts_dir: Path, document: str, loop: str
+) -> None:
+    """python-statemachine takes eventless transitions until none is enabled, inside the
+    turn: an unguarded loop of them held the server's event loop for good (and, in the
+    initial state, hung the start)."""
+    write_chart(tmp_path, document, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match="eventless transitions without a guard loop") as info:
+        load_charts(tmp_path)
+    assert info.value.detail.endswith(loop)
+
+
+def test_a_guarded_eventless_loop_is_the_chart_authors_to_end(
+    tmp_path: Path, charts_dir: Path
+) -> None:
+    """A guard may end a loop (its value changes with the actions), so it is not refused."""
+    write_chart(tmp_path, GUARDED_LOOP, charts_dir / "pizza.py")
+    assert "bad" in load_charts(tmp_path)
+
+
 CONTEXT = """\
 from __future__ import annotations
 from dataclasses import dataclass

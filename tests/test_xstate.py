@@ -21,6 +21,7 @@ from statemachine.io import load
 
 from orchestrator.charts import load_chart, load_charts
 from orchestrator.context import Context
+from orchestrator.documents import prepare
 from orchestrator.errors import ChartError
 from orchestrator.model import JsonObject
 from orchestrator.xstate import read_xstate, xstate_to_native
@@ -709,3 +710,11 @@ async def test_an_xstate_after_is_a_durable_timer_through_the_server(
         assert db.execute("SELECT count(*) FROM timers").fetchone() == (0,)
     finally:
         db.close()
+
+
+def test_always_that_loops_without_a_guard_is_refused() -> None:
+    """XState's ``always`` is eventless too: an unguarded loop of them is refused when the
+    document is read (it held the server for good once entered)."""
+    config = machine(idle={"on": {"GO": "a"}}, a={"always": "b"}, b={"always": [{"target": "a"}]})
+    with pytest.raises(ChartError, match="loop forever: a -> b -> a"):
+        prepare(convert(config), "t.json")
