@@ -30,10 +30,23 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ChartError
-from orchestrator.model import TIMER_EVENT_PREFIX, JsonObject, is_number
+from orchestrator.model import (
+    TIMER_EVENT_PREFIX,
+    JsonObject,
+    invoke_outcome,
+    is_number,
+    is_platform_event,
+)
 from orchestrator.xstate import read_xstate
 
 _TRANSITION_CALLBACKS = ("on", "before", "after")
+# The platform events a chart may wait for besides its timers': an invoke's outcomes, and
+# python-statemachine's own when a compound state finishes. Each names what it is about.
+_ENGINE_EVENT_PREFIXES = (
+    invoke_outcome("done", ""),
+    invoke_outcome("error", ""),
+    "done.state.",
+)
 # About 31 years: a timer due later than that is a mistake, and due times must stay within
 # what a timestamp can show.
 MAX_DELAY = 1e9
@@ -159,6 +172,19 @@ def prepare(doc: JsonObject, source: str) -> Document:
                     raise ChartError(
                         f"{source}: {_where(state_id, transition)}: the transition on "
                         f"{event!r} targets an unknown state {target!r}"
+                    )
+    timer_events = {spec.event for specs in timers.values() for spec in specs}
+    for state_id, state in _walk(states, source):
+        for transition in _transitions(state):
+            for event in str(transition.get("event") or "").split():
+                if is_platform_event(event) and not (
+                    event in timer_events or event.startswith(_ENGINE_EVENT_PREFIXES)
+                ):
+                    raise ChartError(
+                        f"{source}: {_where(state_id, transition)}: the event {event!r} takes "
+                        "a name of the platform's own (after., done., error.), which no one "
+                        "could send; done.invoke.<id>, error.invoke.<id> and done.state.<id> "
+                        "are the ones a chart may wait for"
                     )
     _refuse_eventless_loops(states, where, source)
     return Document(doc, timers, where)

@@ -594,6 +594,30 @@ def test_a_guarded_eventless_loop_is_the_chart_authors_to_end(
     assert "bad" in load_charts(tmp_path)
 
 
+def waiting_for(event: str) -> str:
+    return MINIMAL + f"    transitions:\n      - event: {event}\n"
+
+
+@pytest.mark.parametrize("event", ["after.later", "done.bar", "error.oops", "done.invoke"])
+def test_a_chart_event_with_a_platform_name_is_refused_at_load(
+    tmp_path: Path, charts_dir: Path, event: str
+) -> None:
+    """Events named after., done. or error. are the platform's own and refused over HTTP,
+    so a chart waiting for another such name would wait forever; the prefix descriptor
+    ``done.invoke`` (python-statemachine matches it by prefix, the runtime does not) too."""
+    write_chart(tmp_path, waiting_for(event), charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match=re.escape(f"the event {event!r} takes a name")):
+        load_charts(tmp_path)
+
+
+@pytest.mark.parametrize("event", ["done.invoke.kitchen", "error.invoke.kitchen", "done.state.x"])
+def test_the_platform_events_a_chart_may_wait_for_load(
+    tmp_path: Path, charts_dir: Path, event: str
+) -> None:
+    write_chart(tmp_path, waiting_for(event), charts_dir / "pizza.py")
+    assert event in load_charts(tmp_path)["bad"].events
+
+
 CONTEXT = """\
 from __future__ import annotations
 from dataclasses import dataclass
