@@ -136,11 +136,12 @@ class Runtime:
         await self.store.open()
         # 2. connect the broker: messages stored before a crash come back, unacked
         await self.broker.connect()
-        # 3. start the services so their queues exist before anything is published
+        # 3. consume events for orders (dedupe makes redeliveries harmless); first, so that
+        #    the services' answers find the orchestrator's queue bound
+        await self.inbox.start()
+        # 4. start the services so their queues exist before anything is published
         for service in self.services:
             await service.start()
-        # 4. consume events for orders (dedupe makes redeliveries harmless)
-        await self.inbox.start()
         # 5. resend the outbox rows a crash left behind; in-flight orders carry on
         await self.relay.start()
         # 6. passivate idle actors from now on
