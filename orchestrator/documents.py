@@ -186,12 +186,18 @@ def prepare(doc: JsonObject, source: str) -> Document:
                         "could send; done.invoke.<id>, error.invoke.<id> and done.state.<id> "
                         "are the ones a chart may wait for"
                     )
-    _refuse_eventless_loops(states, where, source)
+    # A timer of 0 seconds fires as soon as its state is entered: a loop of them is an
+    # eventless loop spread over turns, which no event could ever interrupt.
+    at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
+    _refuse_eventless_loops(states, where, source, at_once)
     return Document(doc, timers, where)
 
 
-def _refuse_eventless_loops(states: JsonObject, where: dict[str, str], source: str) -> None:
-    """Refuse eventless transitions without a guard that lead back where they start.
+def _refuse_eventless_loops(
+    states: JsonObject, where: dict[str, str], source: str, at_once: set[str]
+) -> None:
+    """Refuse eventless transitions without a guard (or on ``at_once`` events: timers of
+    0 seconds) that lead back where they start.
 
     python-statemachine takes eventless transitions until none is enabled, within the
     turn: such a loop never ends, and holds the server. A state's eventless transitions
@@ -211,7 +217,7 @@ def _refuse_eventless_loops(states: JsonObject, where: dict[str, str], source: s
         loose[state_id] = [
             target
             for t in _transitions(state)
-            if not t.get("event") and not any(t.get(g) for g in _GUARDS)
+            if (not t.get("event") or t["event"] in at_once) and not any(t.get(g) for g in _GUARDS)
             for target in (str(t.get("target") or "").split() or [state_id])
         ]
     edges: dict[str, set[str]] = {state_id: set(entered[state_id]) for state_id in children}
@@ -231,8 +237,8 @@ def _refuse_eventless_loops(states: JsonObject, where: dict[str, str], source: s
         if state_id in path:
             loop = [*path[path.index(state_id) :], state_id]
             raise ChartError(
-                f"{source}: {where[loop[0]]}: eventless transitions without a guard loop "
-                f"forever: {' -> '.join(loop)}"
+                f"{source}: {where[loop[0]]}: eventless transitions (or 0-second timers) "
+                f"without a guard loop forever: {' -> '.join(loop)}"
             )
         if state_id in done:
             return

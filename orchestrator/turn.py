@@ -18,7 +18,7 @@ import math
 from statemachine.exceptions import TransitionNotAllowed
 
 from orchestrator.charts import Chart, Machine
-from orchestrator.documents import TimerSpec
+from orchestrator.documents import MAX_DELAY, TimerSpec
 from orchestrator.errors import (
     EventNotAllowed,
     InvalidInput,
@@ -253,6 +253,6 @@ def _delay(context: object, spec: TimerSpec) -> float | None:
         return None
     if not is_number(value) or not math.isfinite(value):
         raise Refused(f"delay {spec.delay!r} gave {value!r}, not a number of seconds")
-    if value < 0:
-        raise Refused(f"delay {spec.delay!r} gave {value!r} seconds, a negative delay")
+    if not 0 <= value <= MAX_DELAY:
+        raise Refused(f"delay {spec.delay!r} gave {value!r} seconds, not from 0 to {MAX_DELAY:g}")
     return float(value)

@@ -581,9 +581,26 @@ def test_eventless_transitions_that_loop_are_refused_at_load(
     turn: an unguarded loop of them held the server's event loop for good (and, in the
     initial state, hung the start)."""
     write_chart(tmp_path, document, charts_dir / "pizza.py")
-    with pytest.raises(ChartError, match="eventless transitions without a guard loop") as info:
+    with pytest.raises(
+        ChartError,
+        match=re.escape("eventless transitions (or 0-second timers) without a guard loop"),
+    ) as info:
         load_charts(tmp_path)
     assert info.value.detail.endswith(loop)
+
+
+def test_a_zero_second_timer_back_into_its_state_is_refused_at_load(
+    tmp_path: Path, charts_dir: Path
+) -> None:
+    """A 0-second timer fires as soon as its state is entered; one that re-enters its own
+    state set itself again in every turn, forever (a durable livelock). To another state,
+    it is a plain step."""
+    write_chart(tmp_path, with_after("{delay: 0, target: orderPizza}"), charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match="0-second timers") as info:
+        load_charts(tmp_path)
+    assert info.value.detail.endswith("orderPizza -> orderPizza")
+    write_chart(tmp_path, with_after("{delay: 0, target: other}"), charts_dir / "pizza.py")
+    assert "bad" in load_charts(tmp_path)
 
 
 def test_a_guarded_eventless_loop_is_the_chart_authors_to_end(

@@ -449,6 +449,19 @@ def test_a_delay_or_data_the_turn_cannot_record_is_refused(tmp_path: Path) -> No
         apply(machine, first.snapshot, Event("SPOIL", {}, "e-2"), T0 + 1)
 
 
+@pytest.mark.parametrize("seconds", ["-1", "1e12", "1e300"])
+def test_a_named_delay_out_of_range_is_refused_by_name(tmp_path: Path, seconds: str) -> None:
+    """A delay method's value must be seconds from 0 to 10^9, as a literal delay must: a
+    larger one refused the turn only when the timestamp overflowed, with that error."""
+    document = TICKING.replace("delay: 5", "delay: fiveSeconds")
+    (tmp_path / "ticking.yaml").write_text(document)
+    actions = BROKEN_DELAY_ACTIONS.replace("5 / self.retries", seconds)
+    (tmp_path / "ticking.py").write_text(actions)
+    ticking = load_charts(tmp_path)["ticking"]
+    with pytest.raises(Refused, match=r"delay 'fiveSeconds' gave .* not from 0 to 1e\+09"):
+        apply(ticking.start("o-1"), None, Event("START", {}, "e-1"), T0)
+
+
 def outcome(kind: str, message_id: str, n: int) -> Event:
     """The relay's event for the fate of an invoke's message."""
     return Event(f"{kind}.invoke.sendOrderToKitchen", {"messageId": message_id}, f"{kind}:{n}")
