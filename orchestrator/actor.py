@@ -178,6 +178,8 @@ class Actor:
             raise
         self._machine = machine
         self.snapshot = record.snapshot
+        if previous is None:  # a new order, now in memory
+            self._metrics.activations.inc()
         self._remember(event.id, record.reply)
         self._metrics.turns_applied.inc()
         self._metrics.turn_seconds.observe(time.perf_counter() - started)
@@ -203,6 +205,7 @@ class Actor:
         if self.snapshot is None:
             self.missing = True
             raise OrderNotFound(self.order_id)
+        self._metrics.activations.inc()  # only orders that exist are brought into memory
         logs.bind(chart=self.snapshot.chart)
 
     def _chart_name(self, request: Request) -> str | None:

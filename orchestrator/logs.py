@@ -12,6 +12,7 @@ line (python-json-logger), ``text`` the usual line with the fields appended.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -91,14 +92,33 @@ class WebSocketAccessLines(logging.Filter):
         return not (message.startswith(self.HANDSHAKE) or message in self.CONNECTION)
 
 
+class RedactedTokens(logging.Filter):
+    """Hides ``access_token=`` values in uvicorn's lines: a browser's WebSocket passes the
+    API token in its query string, which uvicorn's handshake and access lines quote."""
+
+    TOKEN = re.compile(r"(access_token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, str) and "access_token=" in arg for arg in record.args
+        ):
+            record.args = tuple(
+                self.TOKEN.sub(r"\1REDACTED", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
 UVICORN_LOGGER = "uvicorn.error"
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
 
 
 def configure(level: str, log_format: str, *, access_log: bool = True) -> None:
     """One stderr handler on the root logger, which uvicorn's loggers propagate to.
 
     Without ``access_log``, uvicorn's WebSocket handshake lines go too, as its HTTP
-    requests' lines do (``WebSocketAccessLines``)."""
+    requests' lines do (``WebSocketAccessLines``); with it, tokens in them are hidden
+    (``RedactedTokens``)."""
     handler = logging.StreamHandler()
     handler.addFilter(OrderFields())
     if log_format == "json":
@@ -116,7 +136,12 @@ def configure(level: str, log_format: str, *, access_log: bool = True) -> None:
         handler.setFormatter(TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     uvicorn = logging.getLogger(UVICORN_LOGGER)
-    for old in [f for f in uvicorn.filters if isinstance(f, WebSocketAccessLines)]:
-        uvicorn.removeFilter(old)
+    access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    for logger in (uvicorn, access):
+        for old in [
+            f for f in logger.filters if isinstance(f, WebSocketAccessLines | RedactedTokens)
+        ]:
+            logger.removeFilter(old)
+        logger.addFilter(RedactedTokens())
     if not access_log:
         uvicorn.addFilter(WebSocketAccessLines())

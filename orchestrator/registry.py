@@ -95,7 +95,6 @@ class Registry:
                 metrics=self.metrics,
             )
             self._actors[order_id] = actor
-            self.metrics.activations.inc()
         else:
             self._actors.move_to_end(order_id)
         return actor
@@ -183,7 +182,8 @@ class Registry:
     def _drop(self, actor: Actor) -> None:
         if self._actors.get(actor.order_id) is actor and not actor.busy:
             del self._actors[actor.order_id]
-            self.metrics.passivations.inc()
+            if actor.snapshot is not None:  # an order was in memory, not a missing one
+                self.metrics.passivations.inc()
 
     async def _sweep(self) -> None:
         interval = max(min(self.idle_seconds / 2, 30.0), 0.05)

@@ -113,3 +113,19 @@ async def test_the_webhook_needs_the_token_unless_it_is_signed(
         }
         accepted = await http.post("/events", content=cancel, headers=headers)
         assert accepted.status_code == 200, accepted.text
+
+
+async def test_the_access_log_never_shows_the_token(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser's WebSocket passes the token as ?access_token=, which uvicorn's handshake
+    line quotes: with --access-log the value is written as REDACTED."""
+    monkeypatch.setitem(os.environ, "ORCHESTRATOR_API_TOKEN", TOKEN)
+    server = server_factory("--access-log", "--log-level", "info")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        order_id = (await http.post("/orders", json={"pizza": {"n": 1}}, headers=GOOD)).json()["id"]
+    async with connect(f"{server.ws_url}/orders/{order_id}/ws?access_token={TOKEN}") as ws:
+        assert '"version":1' in str(await ws.recv())
+    assert server.terminate() == 0  # its log is complete once it has stopped
+    assert f"/orders/{order_id}/ws?access_token=REDACTED" in server.log()
+    assert TOKEN not in server.log()

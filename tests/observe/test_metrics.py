@@ -15,7 +15,15 @@ from orchestrator.model import Timer
 from orchestrator.store.sqlite import SqliteStore
 from tests.conftest import ServerFactory
 from tests.edge.test_ops import metrics
-from tests.helpers import CONFIRM, DONE, create_order, send_ok, wait_for_state, wait_quiet
+from tests.helpers import (
+    CONFIRM,
+    DONE,
+    create_order,
+    eventually,
+    send_ok,
+    wait_for_state,
+    wait_quiet,
+)
 from tests.store.test_sqlite import T0, record
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -98,3 +106,25 @@ async def test_store_stats_count_orders_and_the_timer_backlog(tmp_path: Path) ->
         assert (await store.stats(T0)).timer_overdue_seconds == 0.0
     finally:
         await store.close()
+
+
+async def test_requests_for_orders_that_do_not_exist_activate_nothing(
+    server_factory: ServerFactory,
+) -> None:
+    """Activations and passivations count orders brought into and out of memory: events
+    and webhooks naming an unknown order (404) count neither (each counted one of both)."""
+    server = server_factory("--idle-seconds", "0.1")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        await create_order(http)
+        for n in range(5):
+            event = {"type": "ADD_PIZZA", "data": {"pizza": {"name": "x"}}}
+            assert (await http.post(f"/orders/nope-{n}/events", json=event)).status_code == 404
+
+        async def passivated() -> bool:
+            count = sample(await metrics(http), "orchestrator_actor_passivations_total")
+            return count >= 1
+
+        await eventually(passivated, within=10, what="the one order to be passivated")
+        samples = await metrics(http)
+    assert sample(samples, "orchestrator_actor_activations_total") == 1
+    assert sample(samples, "orchestrator_actor_passivations_total") == 1

@@ -167,3 +167,26 @@ async def test_pages_ask_for_the_token_and_keep_it(
         order = await create_order(http)
     await expect(page.locator(f'#orders tr[data-id="{order["id"]}"]')).to_have_count(1)
     assert await page.evaluate("localStorage.length") == 1
+
+
+async def test_an_order_with_odd_item_data_does_not_empty_the_list(
+    browser: Browser, server: ServerProcess
+) -> None:
+    """Items are the clients' data: a pizza whose name is an object (here one with a
+    string ``toString``, which made joining the names throw) shows as JSON, and the other
+    orders, before and after it, still show."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        first = await create_order(http, HAWAII)
+        odd = await http.post("/orders", json={"pizza": {"name": {"toString": "x"}}})
+        assert odd.status_code == 201, odd.text
+        page, _, errors = await open_page(browser, server)
+        rows = page.locator("#orders tbody tr")
+        await expect(rows).to_have_count(2)
+        last = await create_order(http, MARGHERITA)  # arrives live, over the firehose
+        await expect(rows).to_have_count(3)
+    for order_id in (first["id"], odd.json()["id"], last["id"]):
+        await expect(page.locator(f'tr[data-id="{order_id}"]')).to_have_count(1)
+    odd_items = page.locator(f'tr[data-id="{odd.json()["id"]}"] td.items')
+    await expect(odd_items).to_have_text('1: {"name":{"toString":"x"}}')
+    assert errors == []
+    await screenshot(page, "dashboard-odd-items.png")

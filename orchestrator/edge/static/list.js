@@ -29,9 +29,16 @@ function matches(view) {
   return (!chart || view.chart === chart) && (!state || view.state.startsWith(state));
 }
 
+// Items are whatever clients sent: a name that is not a string is shown as JSON, so no
+// order's data can break the rendering of the others.
+function itemText(item) {
+  const name = item !== null && typeof item === "object" ? item.name : undefined;
+  return typeof name === "string" && name ? name : JSON.stringify(item);
+}
+
 function itemsText(items) {
-  const names = items.map((item) => (typeof item === "object" && item?.name) || JSON.stringify(item));
-  return `${items.length}: ${names.join(", ")}`;
+  if (!Array.isArray(items)) return JSON.stringify(items);
+  return `${items.length}: ${items.map(itemText).join(", ")}`;
 }
 
 function row(view) {

@@ -28,6 +28,7 @@ function text(selector, value) {
 }
 
 function itemsText(items) {
+  if (!Array.isArray(items)) return JSON.stringify(items); // a chart's own kind of items
   return items.map((item) => JSON.stringify(item)).join("\n") || "none";
 }
 
