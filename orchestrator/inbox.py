@@ -25,9 +25,12 @@ INBOX_QUEUE = "orchestrator"
 
 
 class Inbox:
-    def __init__(self, broker: Broker, registry: Registry) -> None:
+    def __init__(self, broker: Broker, registry: Registry, *, max_body_bytes: int) -> None:
         self._broker = broker
         self._registry = registry
+        # The same bound as HTTP bodies' (--max-body-bytes): an event is an event, wherever
+        # it comes from, and its data ends up in the order's every view and turn.
+        self._max_body_bytes = max_body_bytes
 
     async def start(self) -> None:
         # Every dead letter lands here, with its reason in a header, for a human to read.
@@ -36,6 +39,8 @@ class Inbox:
         await self._broker.consume(INBOX_QUEUE, self.handle)
 
     async def handle(self, delivery: Delivery) -> None:
+        if len(delivery.body) > self._max_body_bytes:
+            raise Poison(f"the message is larger than {self._max_body_bytes} bytes")
         try:
             message = decode(delivery.body)
             event = event_from(message, "broker")

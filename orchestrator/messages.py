@@ -108,6 +108,8 @@ def decode(body: bytes) -> Message:
     """Parse a structured JSON CloudEvent; anything unusable raises ``MalformedMessage``."""
     try:
         raw = json.loads(body)
+    except RecursionError as exc:  # not a ValueError: it would be retried, in vain
+        raise MalformedMessage("not a CloudEvent: the body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage(f"not a CloudEvent: the body is not JSON: {exc}") from exc
     if not isinstance(raw, dict):

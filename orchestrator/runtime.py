@@ -78,7 +78,7 @@ class Runtime:
         )
         self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
         self.scheduler = Scheduler(self.store, self.registry.fire)
-        self.inbox = Inbox(self.broker, self.registry)
+        self.inbox = Inbox(self.broker, self.registry, max_body_bytes=settings.max_body_bytes)
         self.app: Starlette = create_app(
             self.lifespan,
             registry=self.registry,
@@ -135,7 +135,12 @@ class Runtime:
         # 1. open the store: schema, WAL, the group-commit loop
         await self.store.open()
         # 2. connect the broker: messages stored before a crash come back, unacked
-        await self.broker.connect()
+        try:
+            await self.broker.connect()
+        except BaseException:
+            # The store's threads would keep the process alive after uvicorn gives up.
+            await self.store.close()
+            raise
         # 3. consume events for orders (dedupe makes redeliveries harmless); first, so that
         #    the services' answers find the orchestrator's queue bound
         await self.inbox.start()

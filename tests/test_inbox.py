@@ -22,6 +22,8 @@ from orchestrator.model import Event
 from orchestrator.registry import Registry
 from orchestrator.store.sqlite import SqliteStore
 
+MAX_BODY = 4096
+
 
 class Rig:
     def __init__(self, registry: Registry, broker: MemoryBroker) -> None:
@@ -42,7 +44,7 @@ async def rig(tmp_path: Path, charts_dir: Path) -> AsyncIterator[Rig]:
     registry = Registry(
         store=store, charts=load_charts(charts_dir), metrics=Metrics(), on_commit=lambda r: None
     )
-    await Inbox(broker, registry).start()
+    await Inbox(broker, registry, max_body_bytes=MAX_BODY).start()
     rig = Rig(registry, broker)
 
     async def collect(delivery: Delivery) -> None:
@@ -90,6 +92,8 @@ async def test_an_event_is_applied_once_even_when_redelivered(rig: Rig) -> None:
             b' "subject": "x"}',
             "not valid Unicode text",
         ),
+        (b"[" * 2000 + b"]" * 2000, "nested too deeply"),  # at once, not after retries
+        (b'{"pad": "' + b"x" * MAX_BODY + b'"}', f"larger than {MAX_BODY} bytes"),
     ],
 )
 async def test_a_malformed_message_is_dead_lettered(rig: Rig, body: bytes, reason: str) -> None:

@@ -47,10 +47,14 @@ from orchestrator.broker.base import (
     Poison,
     Unroutable,
 )
+from orchestrator.numbers import whole_number
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS_HEADER = "x-attempts"
+# A retry goes back to its queue through the default exchange, keyed by the queue's name;
+# this header keeps the key it was published with, for its consumer and its dead letter.
+ROUTING_KEY_HEADER = "x-routing-key"
 
 
 class RabbitBroker:
@@ -145,10 +149,13 @@ class RabbitBroker:
         message: AbstractIncomingMessage,
         handler: Handler,
     ) -> None:
+        # Headers are anyone's: one that is not what we wrote counts as absent, so the
+        # message is still acked or dead-lettered, never left holding a prefetch slot.
         headers = {k: _text(v) for k, v in (message.headers or {}).items()}
-        attempts = int(headers.pop(ATTEMPTS_HEADER, "0") or 0)
+        attempts = whole_number(headers.pop(ATTEMPTS_HEADER, "0")) or 0
+        routing_key = headers.pop(ROUTING_KEY_HEADER, None) or message.routing_key or ""
         delivery = Delivery(
-            routing_key=message.routing_key or "",
+            routing_key=routing_key,
             body=message.body,
             message_id=message.message_id or "",
             headers=headers,
@@ -165,7 +172,7 @@ class RabbitBroker:
             else:
                 log.warning("redelivering %s after %r", delivery.message_id, exc)
                 await asyncio.sleep(min(0.05 * 2 ** (attempts - 1), 2.0))
-                again = {**headers, ATTEMPTS_HEADER: str(attempts)}
+                again = {**headers, ATTEMPTS_HEADER: str(attempts), ROUTING_KEY_HEADER: routing_key}
                 # To the same queue through the default exchange, confirmed before the ack.
                 await _publish(
                     channel.default_exchange, queue, delivery.body, delivery.message_id, again
@@ -205,4 +212,4 @@ async def _publish(
 
 
 def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

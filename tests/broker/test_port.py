@@ -16,7 +16,14 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from orchestrator.broker.base import REASON_HEADER, Broker, Delivery, Poison, Unroutable
+from orchestrator.broker.base import (
+    MAX_DELIVERIES,
+    REASON_HEADER,
+    Broker,
+    Delivery,
+    Poison,
+    Unroutable,
+)
 from orchestrator.broker.memory import MemoryBroker
 from orchestrator.broker.rabbitmq import RabbitBroker
 from tests.helpers import RABBITMQ_URL, rabbitmq_unreachable
@@ -120,3 +127,39 @@ async def test_poison_goes_to_the_dead_letter_exchange_with_its_reason(broker: B
     letter = await dead.next()
     assert (letter.body, letter.message_id, letter.routing_key) == (b"junk", "m-3", key)
     assert letter.headers[REASON_HEADER] == "cannot use this"
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_under_its_own_key(
+    broker: Broker,
+) -> None:
+    """After MAX_DELIVERIES failures the message goes to the dead-letter exchange under the
+    key it was published with, so whoever listens for that key (the orchestrator, for a
+    command's error.invoke) hears of it. RabbitMQ's retries went back through the default
+    exchange, keyed by the queue's name, and the dead letter took that key."""
+    queue, key = await declared(broker)
+    dead_queue = f"{queue}.dead"
+    await broker.declare_queue(dead_queue, [key], dead_letter_exchange=True)
+    DECLARED.append(dead_queue)
+    dead = Inbox()
+    await broker.consume(dead_queue, dead)
+    failing = Inbox(fail_times=MAX_DELIVERIES)
+    await broker.consume(queue, failing)
+    await broker.publish(key, b"{}", message_id="m-4")
+    letter = await asyncio.wait_for(dead.deliveries.get(), timeout=60)
+    assert (letter.message_id, letter.routing_key) == ("m-4", key)
+    assert f"failed {MAX_DELIVERIES} times" in letter.headers[REASON_HEADER]
+    seen = [failing.deliveries.get_nowait() for _ in range(failing.deliveries.qsize())]
+    assert len(seen) == MAX_DELIVERIES
+    assert {delivery.routing_key for delivery in seen} == {key}
+
+
+async def test_a_message_with_a_header_not_ours_is_still_delivered(broker: Broker) -> None:
+    """An attempts header that is not a number (anyone can publish one) is read as none:
+    the message is handled, and the ones behind it too. On RabbitMQ it was never acked nor
+    dead-lettered, and each such message held a prefetch slot for good."""
+    queue, key = await declared(broker)
+    inbox = Inbox()
+    await broker.consume(queue, inbox)
+    await broker.publish(key, b"{}", message_id="m-5", headers={"x-attempts": "abc"})
+    await broker.publish(key, b"{}", message_id="m-6")
+    assert [(await inbox.next()).message_id for _ in range(2)] == ["m-5", "m-6"]
