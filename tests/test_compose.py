@@ -148,6 +148,13 @@ def test_every_flag_is_in_the_entry_points_help(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", PYTHON_SERVICES)
+def test_a_service_that_exits_is_restarted(service: str) -> None:
+    """Each exits when RabbitMQ cannot be reached at start (the broker may still be
+    restarting); the restart policy brings it back."""
+    assert SERVICES[service].get("restart") in ("unless-stopped", "always", "on-failure")
+
+
+@pytest.mark.parametrize("service", PYTHON_SERVICES)
 def test_the_broker_is_the_rabbitmq_service_once_healthy(service: str) -> None:
     url = option(command_of(service), "--broker")
     assert url is not None, f"{service} does not talk to the broker"

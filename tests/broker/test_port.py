@@ -89,6 +89,16 @@ async def declared(broker: Broker) -> tuple[str, str]:
     return queue, key
 
 
+async def dead_letters(broker: Broker, queue: str, key: str) -> Inbox:
+    """A consumer of the dead letters ``queue``'s messages under ``key`` become."""
+    dead_queue = f"{queue}.dead"
+    await broker.declare_queue(dead_queue, [key], dead_letter_exchange=True)
+    DECLARED.append(dead_queue)
+    dead = Inbox()
+    await broker.consume(dead_queue, dead)
+    return dead
+
+
 async def test_a_published_message_is_delivered_with_its_id(broker: Broker) -> None:
     queue, key = await declared(broker)
     inbox = Inbox()
@@ -117,11 +127,7 @@ async def test_a_failing_handler_gets_the_message_again(broker: Broker) -> None:
 
 async def test_poison_goes_to_the_dead_letter_exchange_with_its_reason(broker: Broker) -> None:
     queue, key = await declared(broker)
-    dead_queue = f"{queue}.dead"
-    await broker.declare_queue(dead_queue, [key], dead_letter_exchange=True)
-    DECLARED.append(dead_queue)
-    dead = Inbox()
-    await broker.consume(dead_queue, dead)
+    dead = await dead_letters(broker, queue, key)
     await broker.consume(queue, Inbox(poison=True))
     await broker.publish(key, b"junk", message_id="m-3")
     letter = await dead.next()
@@ -137,11 +143,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_under_its_own_key(
     command's error.invoke) hears of it. RabbitMQ's retries went back through the default
     exchange, keyed by the queue's name, and the dead letter took that key."""
     queue, key = await declared(broker)
-    dead_queue = f"{queue}.dead"
-    await broker.declare_queue(dead_queue, [key], dead_letter_exchange=True)
-    DECLARED.append(dead_queue)
-    dead = Inbox()
-    await broker.consume(dead_queue, dead)
+    dead = await dead_letters(broker, queue, key)
     failing = Inbox(fail_times=MAX_DELIVERIES)
     await broker.consume(queue, failing)
     await broker.publish(key, b"{}", message_id="m-4")
