@@ -243,8 +243,16 @@ def _load_actions(path: Path) -> type[Context]:
     return found[0]
 
 
-# What the body of a create may hold, by Python type; ``bool`` is an ``int`` too.
-JSON_TYPES = (dict, list, str, int, float, bool)
+# What the body of a create may hold, by Python type, with the JSON name clients read
+# (``bool`` is an ``int`` too).
+JSON_TYPES: dict[type, str] = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+}
 # Set on every context by ``Context.__init__``, so no field may take these names.
 _CONTEXT_ATTRIBUTES = frozenset({"order_id", "state", "status"})
 

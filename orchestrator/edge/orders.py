@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator import tracing
+from orchestrator.charts import JSON_TYPES
 from orchestrator.edge.bodies import read_body
 from orchestrator.errors import InvalidInput, OrderNotFound
 from orchestrator.model import (
@@ -153,8 +154,7 @@ async def create_order(request: Request) -> Response:
 
 
 def _json_type(kind: type) -> str:
-    names = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
-    return names.get(kind, "boolean" if kind is bool else kind.__name__)
+    return JSON_TYPES[kind]  # every create field's kind is one, checked when loaded
 
 
 async def get_order(request: Request) -> Response:
