@@ -31,9 +31,9 @@ import yaml
 
 from orchestrator.errors import ChartError
 from orchestrator.model import (
+    INVOKE_OUTCOME_PREFIXES,
     TIMER_EVENT_PREFIX,
     JsonObject,
-    invoke_outcome,
     is_number,
     is_platform_event,
 )
@@ -42,11 +42,7 @@ from orchestrator.xstate import read_xstate
 _TRANSITION_CALLBACKS = ("on", "before", "after")
 # The platform events a chart may wait for besides its timers': an invoke's outcomes, and
 # python-statemachine's own when a compound state finishes. Each names what it is about.
-_ENGINE_EVENT_PREFIXES = (
-    invoke_outcome("done", ""),
-    invoke_outcome("error", ""),
-    "done.state.",
-)
+_ENGINE_EVENT_PREFIXES = (*INVOKE_OUTCOME_PREFIXES, "done.state.")
 # About 31 years: a timer due later than that is a mistake, and due times must stay within
 # what a timestamp can show.
 MAX_DELAY = 1e9
@@ -163,7 +159,8 @@ def prepare(doc: JsonObject, source: str) -> Document:
         specs = _take_timers(state_id, state, f"{source}: {here}")
         if specs:
             timers[state_id] = specs
-    # Targets are checked once every state is known (the timers' transitions included).
+    # Targets and event names are checked once every state and timer is known.
+    timer_events = {spec.event for specs in timers.values() for spec in specs}
     for state_id, state in _walk(states, source):
         for transition in _transitions(state):
             for target in str(transition.get("target") or "").split():
@@ -173,9 +170,6 @@ def prepare(doc: JsonObject, source: str) -> Document:
                         f"{source}: {_where(state_id, transition)}: the transition on "
                         f"{event!r} targets an unknown state {target!r}"
                     )
-    timer_events = {spec.event for specs in timers.values() for spec in specs}
-    for state_id, state in _walk(states, source):
-        for transition in _transitions(state):
             for event in str(transition.get("event") or "").split():
                 if is_platform_event(event) and not (
                     event in timer_events or event.startswith(_ENGINE_EVENT_PREFIXES)
