@@ -3,9 +3,10 @@
 This virtual machine's speed drifts by up to a third within an hour, so a figure measured
 alone says little. ``bash bench/run.sh --workload ceiling`` serves this app instead of the
 orchestrator (uvicorn with the same defaults: uvloop, httptools, no access log; pinned to
-core 0) and loads it with the same client: one ``GET /`` per "order". Its server CPU per
-request, measured beside a workload's, tells how many hello-world requests one of the
-workload's requests costs, which the machine's speed does not change.
+core 0) and loads it with the same client: one ``GET /`` per "order". Run beside a
+workload, it shows which phase the machine is in. It is a rough gauge: the Python client,
+not this server, is its limit, and a slow phase costs the orchestrator more than it costs
+this app (see the README's "Benchmarks").
 """
 
 from __future__ import annotations

@@ -438,8 +438,8 @@ def summarize(
     if probe is not None and memory is not None:
         peak, now = memory
         cpu_pct = None if server_cpu is None else round(100 * server_cpu / wall, 1)
-        # CPU per request: unlike a rate, comparable across runs in a slower or faster phase
-        # of the machine once divided by the ceiling workload's, measured beside it.
+        # CPU per request: what each request cost the server, whatever the concurrency; it
+        # drifts with the machine's phase as the rates do.
         cpu_us = None if server_cpu is None or not latencies else server_cpu / len(latencies) * 1e6
         result["server"] = {
             "pid": probe.pid,
