@@ -145,6 +145,11 @@ class Engine:
         self._machine_class = machine_class
         self._context_class = context_class
         self._track_moves = track_moves
+        self._eventless = any(
+            transition.is_eventless and not transition.initial
+            for state in machine_class.states_map.values()
+            for transition in state.transitions
+        )
         self._carrier: Context | None = None
         self._sm: StateChart[Any] | None = None
 
@@ -153,6 +158,11 @@ class Engine:
             carrier = self._context_class("carrier")
             listeners: list[object] = [_MoveTracker(carrier)] if self._track_moves else []
             self._sm = self._machine_class(model=carrier, listeners=listeners)
+            if not self._eventless:
+                # python-statemachine looks for enabled eventless transitions before and
+                # after each event, through every active state's transitions: a tenth of
+                # its cost per event. A chart without any has nothing to find.
+                self._sm._engine.select_eventless_transitions = _no_transitions
             self._carrier = carrier
         self._carrier.__dict__ = context.__dict__
         return self._sm
@@ -174,6 +184,10 @@ class Engine:
                 engine.running = True
             else:
                 self._sm = None
+
+
+def _no_transitions(trigger_data: object) -> OrderedSet[Any]:
+    return OrderedSet()
 
 
 class _MoveTracker:

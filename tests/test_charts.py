@@ -611,6 +611,59 @@ def test_a_guarded_eventless_loop_is_the_chart_authors_to_end(
     assert "bad" in load_charts(tmp_path)
 
 
+NESTED_EVENTLESS = """\
+name: gate
+states:
+  open:
+    initial: true
+    transitions:
+      - event: BUMP
+        on: bump
+      - event: GO
+        target: stage
+  stage:
+    states:
+      checking:
+        initial: true
+        transitions:
+          - target: big
+            cond: isBig
+          - target: small
+      big:
+        transitions:
+          - event: BACK
+            target: open
+      small:
+        transitions:
+          - event: BACK
+            target: open
+"""
+GATE_ACTIONS = """\
+from typing import ClassVar
+from orchestrator import Context
+class Gate(Context):
+    fields: ClassVar[dict] = {"n": 0}
+    def bump(self) -> None:
+        self.n += 1
+    def isBig(self) -> bool:
+        return self.n > 1
+"""
+
+
+def test_eventless_transitions_in_a_nested_state_are_taken_in_the_same_turn(
+    tmp_path: Path,
+) -> None:
+    """The engine looks for eventless transitions only in charts that have some (it skips
+    the search in the others); one nested in a compound state counts, and is taken."""
+    chart = load_chart(write_chart(tmp_path, NESTED_EVENTLESS, GATE_ACTIONS))
+    machine = chart.start("o1")
+    machine.send("GO", {})
+    assert machine.state_path() == "stage.small"
+    for event in ("BACK", "BUMP", "BUMP", "GO"):
+        machine.send(event, {})
+    assert machine.state_path() == "stage.big"
+
+
 def waiting_for(event: str) -> str:
     return MINIMAL + f"    transitions:\n      - event: {event}\n"
 
