@@ -24,11 +24,13 @@ import math
 import sys
 from collections.abc import Callable, MutableSet
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from statemachine import StateChart
+from statemachine.event import BoundEvent
 from statemachine.exceptions import InvalidDefinition
 from statemachine.io import load
 from statemachine.orderedset import OrderedSet
@@ -85,7 +87,7 @@ class Machine:
 
     def send(self, event_type: str, data: JsonObject) -> None:
         """Apply one event; actions receive the event's data as the ``data`` argument."""
-        self.chart.engine.run(self.context, lambda sm: sm.send(event_type, data=data))
+        self.chart.engine.send(self.context, event_type, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,7 @@ class Engine:
         )
         self._carrier: Context | None = None
         self._sm: StateChart[Any] | None = None
+        self._triggers: dict[str, Callable[..., object]] = {}
 
     def bind(self, context: Context) -> StateChart[Any]:
         if self._sm is None or self._carrier is None:
@@ -160,8 +163,25 @@ class Engine:
             self._sm = self._machine_class(model=carrier, listeners=listeners)
             _lighten(self._sm._engine, eventless=self._eventless)
             self._carrier = carrier
+            self._triggers = {}
         self._carrier.__dict__ = context.__dict__
         return self._sm
+
+    def send(self, context: Context, event_type: str, data: JsonObject) -> None:
+        self.run(context, lambda sm: self._trigger(sm, event_type)(data=data))
+
+    def _trigger(self, sm: StateChart[Any], event_type: str) -> Callable[..., object]:
+        """The event as a method of the machine (``sm.ADD_PIZZA``), found once per engine:
+        ``sm.send`` looks it up and builds it twice on every call."""
+        trigger = self._triggers.get(event_type)
+        if trigger is None:
+            known = getattr(sm, event_type, None)
+            if isinstance(known, BoundEvent) and known.id == event_type:
+                trigger = known
+            else:  # an event whose id is not a Python name (done.invoke.x)
+                trigger = partial(sm.send, event_type)
+            self._triggers[event_type] = trigger
+        return trigger
 
     def run(self, context: Context, step: Callable[[StateChart[Any]], object]) -> None:
         sm = self.bind(context)
