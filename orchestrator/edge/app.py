@@ -20,10 +20,11 @@ Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> Starlette:
     """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, webhook_secret,
     webhook_window) goes to ``app.state``, where the endpoints find it."""
+    # Matched in this order, one pattern after another: the most requested come first.
     routes: list[BaseRoute] = [
+        Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
         Route("/orders", orders.collection, methods=["GET", "POST"]),
         Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
-        Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
         Route("/orders/{order_id}/history", orders.history, methods=["GET"]),
         Route("/events", webhooks.receive_event, methods=["POST"]),
         WebSocketRoute("/orders/{order_id}/ws", ws.order_socket),
