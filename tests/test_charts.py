@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
 
 from orchestrator.charts import Chart, Machine, load_chart, load_charts
-from orchestrator.context import CommandIntent
+from orchestrator.context import CommandIntent, Context
 from orchestrator.errors import ChartError
 
 ORDERING = "Oh, just ordering some pizza..."
@@ -769,3 +769,24 @@ def test_nested_states_that_are_not_a_mapping_name_the_file(
     write_chart(tmp_path, document, charts_dir / "pizza.py")
     with pytest.raises(ChartError, match=r"bad\.yaml: line 3, state 'only': 'states' must be"):
         load_charts(tmp_path)
+
+
+def test_orders_share_no_mutable_data_with_the_defaults_their_data_or_each_other() -> None:
+    """Each context copies its fields' defaults and the data it is restored from, JSON or
+    not: an action that changes one order's list or set changes no other order's."""
+
+    class Tagged(Context):
+        fields: ClassVar[dict[str, Any]] = {"items": [{"toppings": []}], "tags": {"new"}}
+
+    data = {"items": [{"toppings": ["basil"]}]}
+    first, second, restored = Tagged("a"), Tagged("b"), Tagged("c", data)
+    first.items[0]["toppings"].append("olives")
+    first.tags.add("vip")
+    restored.items[0]["toppings"].append("ham")
+    assert second.items == [{"toppings": []}] and second.tags == {"new"}
+    assert Tagged.fields == {"items": [{"toppings": []}], "tags": {"new"}}
+    assert data == {"items": [{"toppings": ["basil"]}]}
+    sent = {"items": [{"toppings": ["basil"]}]}
+    first.send_command("MAKE_PIZZA", sent)
+    sent["items"][0]["toppings"].append("ham")
+    assert first.take_commands()[0].data == {"items": [{"toppings": ["basil"]}]}
