@@ -58,6 +58,8 @@ class Machine:
         # Read from the model's ``state`` field, where python-statemachine keeps it (a
         # persisted model is its documented use): one state's value, or a set of them.
         value = self.context.state
+        if isinstance(value, str):  # the usual case, checked first: a set's check costs more
+            return (value,)
         if value is None:
             return ()
         if isinstance(value, MutableSet):
