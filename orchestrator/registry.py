@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -26,21 +24,12 @@ from orchestrator import tracing
 from orchestrator.actor import Actor, Request
 from orchestrator.charts import Chart
 from orchestrator.errors import IdempotencyConflict, InvalidInput
+from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
-
-
-def new_order_id() -> str:
-    """A time-ordered UUID (version 7, RFC 9562 section 5.7): 48 bits of Unix milliseconds,
-    then random bits. New orders then land at the end of every index keyed by order id,
-    instead of on a random page each, which keeps a group commit to a few pages."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10)) & ((1 << 80) - 1)
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
-    return str(uuid.UUID(int=value))
 
 
 class Registry:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -21,6 +19,7 @@ from orchestrator import tracing
 from orchestrator.charts import JSON_TYPES
 from orchestrator.edge.bodies import read_body
 from orchestrator.errors import InvalidInput, OrderNotFound
+from orchestrator.ids import new_event_id
 from orchestrator.model import (
     MAX_DEPTH,
     OUTCOME_ID_REFUSAL,
@@ -91,10 +90,8 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
     a fingerprint of the request that carried it."""
     key = request.headers.get("idempotency-key")
     if key is None:
-        # Only needs to be unique within the order's journal, not unguessable, so the
-        # Mersenne Twister serves; os.urandom costs a system call per request. Nothing
-        # is compared against an unkeyed event, so it needs no fingerprint.
-        return str(uuid.UUID(int=random.getrandbits(128), version=4)), False, ""
+        # Nothing is compared against an unkeyed event, so it needs no fingerprint.
+        return new_event_id(), False, ""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidInput(
             "Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
