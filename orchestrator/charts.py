@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from statemachine import StateChart
+from statemachine.engines.sync import SyncEngine
 from statemachine.event import BoundEvent
 from statemachine.exceptions import InvalidDefinition
 from statemachine.io import load
@@ -162,8 +163,16 @@ class Engine:
         if self._sm is None or self._carrier is None:
             carrier = self._context_class("carrier")
             listeners: list[object] = [_MoveTracker(carrier)] if self._track_moves else []
-            self._sm = self._machine_class(model=carrier, listeners=listeners)
-            _lighten(self._sm._engine, eventless=self._eventless)
+            sm = self._machine_class(model=carrier, listeners=listeners)
+            if not isinstance(sm._engine, SyncEngine):
+                # python-statemachine runs a machine with a coroutine among its callbacks
+                # on its async engine, which a turn (synchronous, no I/O) cannot drive.
+                raise ChartError(
+                    f"{self._context_class.__name__}: an action, guard or delay is a "
+                    "coroutine (async def); a turn does no I/O: make it a plain method"
+                )
+            _lighten(sm._engine, eventless=self._eventless)
+            self._sm = sm
             self._carrier = carrier
             self._triggers = {}
         self._carrier.__dict__ = context.__dict__

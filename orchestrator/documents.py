@@ -20,6 +20,7 @@ hold the flaw, not at the first order that reaches it.
 
 from __future__ import annotations
 
+import inspect
 import keyword
 import re
 from collections.abc import Callable, Iterator
@@ -42,7 +43,8 @@ from orchestrator.xstate import read_xstate
 _TRANSITION_CALLBACKS = ("on", "before", "after")
 # The platform events a chart may wait for besides its timers': an invoke's outcomes, and
 # python-statemachine's own when a compound state finishes. Each names what it is about.
-_ENGINE_EVENT_PREFIXES = (*INVOKE_OUTCOME_PREFIXES, "done.state.")
+_DONE_STATE = "done.state."
+_ENGINE_EVENT_PREFIXES = (*INVOKE_OUTCOME_PREFIXES, _DONE_STATE)
 # About 31 years: a timer due later than that is a mistake, and due times must stay within
 # what a timestamp can show.
 MAX_DELAY = 1e9
@@ -191,20 +193,40 @@ def _refuse_eventless_loops(
     states: JsonObject, where: dict[str, str], source: str, at_once: set[str]
 ) -> None:
     """Refuse eventless transitions without a guard (or on ``at_once`` events: timers of
-    0 seconds) that lead back where they start.
+    0 seconds) that lead back where they start, and ``done.state.<id>`` transitions that
+    enter again a final state that raised them.
 
     python-statemachine takes eventless transitions until none is enabled, within the
     turn: such a loop never ends, and holds the server. A state's eventless transitions
     apply while any of its descendants is active, and entering a state enters its initial
     child (every child, in a parallel state); a targetless one enables itself again.
+    Entering a final child of a state raises ``done.state.<parent>`` within the turn (of a
+    parallel state, when its regions' final children are entered).
     """
     children: dict[str, list[str]] = {}
     entered: dict[str, list[str]] = {}  # what entering a state enters with it
     loose: dict[str, list[str]] = {}  # unguarded eventless targets, by source state
+    finals: dict[str, list[str]] = {}  # final children, by parent
+    done: dict[str, list[str]] = {}  # unguarded done.state.<id> targets, by <id>
+    parallel: set[str] = set()
     for state_id, state in _walk(states, source):
         kids = list((state.get("states") or {}).items())
         children[state_id] = [kid for kid, _ in kids]
+        finals[state_id] = [
+            kid for kid, node in kids if isinstance(node, dict) and node.get("final")
+        ]
+        for t in _transitions(state):
+            events = str(t.get("event") or "").split()
+            if any(t.get(g) for g in _GUARDS):
+                continue
+            for event in events:
+                if event.startswith(_DONE_STATE):
+                    done.setdefault(event[len(_DONE_STATE) :], []).extend(
+                        str(t.get("target") or "").split()
+                    )
         initial = [kid for kid, node in kids if isinstance(node, dict) and node.get("initial")]
+        if state.get("parallel"):
+            parallel.add(state_id)
         entered[state_id] = (
             children[state_id] if state.get("parallel") else initial or [kid for kid, _ in kids[:1]]
         )
@@ -224,34 +246,47 @@ def _refuse_eventless_loops(
     for state_id, targets in loose.items():
         for active in under(state_id):
             edges[active].update(targets)
-    done: set[str] = set()
+    for parent, targets in done.items():
+        if parent not in children:
+            continue
+        regions = children[parent] if parent in parallel else [parent]
+        for region in regions:
+            for final in finals[region]:
+                edges[final].update(targets)
+    seen: set[str] = set()
     path: list[str] = []
 
     def visit(state_id: str) -> None:
         if state_id in path:
             loop = [*path[path.index(state_id) :], state_id]
             raise ChartError(
-                f"{source}: {where[loop[0]]}: eventless transitions (or 0-second timers) "
-                f"without a guard loop forever: {' -> '.join(loop)}"
+                f"{source}: {where[loop[0]]}: eventless transitions (or 0-second timers, "
+                f"or done.state events) without a guard loop forever: {' -> '.join(loop)}"
             )
-        if state_id in done:
+        if state_id in seen:
             return
         path.append(state_id)
         for nxt in sorted(edges[state_id]):
             visit(nxt)
         path.pop()
-        done.add(state_id)
+        seen.add(state_id)
 
     for state_id in children:
         visit(state_id)
 
 
 def check_names(document: Document, context_class: type, source: str) -> None:
-    """Refuse an action, guard or delay name the chart's context does not define."""
+    """Refuse an action, guard or delay name the chart's context does not define, or
+    defines as a coroutine."""
 
     def require(name: str, at: str, what: str, verb: str) -> None:
         if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
             raise ChartError(f"{source}: {at}: {what} {name!r} {verb} {context_class.__name__}")
+        if inspect.iscoroutinefunction(getattr(context_class, name, None)):
+            raise ChartError(
+                f"{source}: {at}: {what} {name!r} is a coroutine (async def); a turn does no "
+                "I/O: make it a plain method"
+            )
 
     for state_id, state in _walk(document.native["states"], source):
         here = document.where[state_id]

@@ -583,10 +583,77 @@ def test_eventless_transitions_that_loop_are_refused_at_load(
     write_chart(tmp_path, document, charts_dir / "pizza.py")
     with pytest.raises(
         ChartError,
-        match=re.escape("eventless transitions (or 0-second timers) without a guard loop"),
+        match=re.escape("without a guard loop forever"),
     ) as info:
         load_charts(tmp_path)
     assert info.value.detail.endswith(loop)
+
+
+DONE_LOOP = """\
+name: bad
+states:
+  job:
+    initial: true
+    states:
+      working:
+        initial: true
+        transitions:
+          - event: FINISH
+            target: finished
+      finished:
+        final: true
+    transitions:
+      - event: done.state.job
+        target: {target}
+  elsewhere: {{}}
+"""
+PARALLEL_DONE_LOOP = """\
+name: bad
+states:
+  both:
+    initial: true
+    parallel: true
+    states:
+      left:
+        states:
+          l1:
+            initial: true
+            transitions:
+              - event: GO
+                target: l2
+          l2:
+            final: true
+      right:
+        states:
+          r1:
+            final: true
+    transitions:
+      - event: done.state.both
+        target: {target}
+  elsewhere: {{}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "target", "loop"),
+    [(DONE_LOOP, "finished", "finished -> finished"), (PARALLEL_DONE_LOOP, "l2", "l2 -> l2")],
+    ids=["compound", "parallel"],
+)
+def test_a_done_state_transition_back_into_its_final_state_is_refused_at_load(
+    tmp_path: Path, charts_dir: Path, document: str, target: str, loop: str
+) -> None:
+    """Entering a final child raises done.state.<parent> inside the turn; a transition on it
+    that enters that final state again raised it again, forever, holding the server. To a
+    state that raises nothing, it is a plain step."""
+    write_chart(tmp_path, document.format(target=target), charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match=re.escape("or done.state events")) as info:
+        load_charts(tmp_path)
+    assert info.value.detail.endswith(loop)
+    write_chart(tmp_path, document.format(target="elsewhere"), charts_dir / "pizza.py")
+    chart = load_charts(tmp_path)["bad"]
+    machine = chart.start("o1")
+    machine.send("FINISH" if document is DONE_LOOP else "GO", {})
+    assert machine.state_path() == "elsewhere"
 
 
 def test_a_zero_second_timer_back_into_its_state_is_refused_at_load(
@@ -790,3 +857,24 @@ def test_orders_share_no_mutable_data_with_the_defaults_their_data_or_each_other
     first.send_command("MAKE_PIZZA", sent)
     sent["items"][0]["toppings"].append("ham")
     assert first.take_commands()[0].data == {"items": [{"toppings": ["basil"]}]}
+
+
+ASYNC_ACTIONS = """\
+from typing import ClassVar
+from orchestrator import Context
+class Gate(Context):
+    fields: ClassVar[dict] = {"n": 0}
+    async def bump(self) -> None:
+        self.n += 1
+    def isBig(self) -> bool:
+        return self.n > 1
+"""
+
+
+def test_a_chart_with_a_coroutine_action_is_refused_at_load(tmp_path: Path) -> None:
+    """python-statemachine runs such a chart on its async engine, which a turn cannot drive:
+    every event of it failed. The loader says which method to change, and where."""
+    write_chart(tmp_path, NESTED_EVENTLESS, ASYNC_ACTIONS)
+    with pytest.raises(ChartError, match=re.escape("action 'bump' is a coroutine")) as info:
+        load_charts(tmp_path)
+    assert "bad.yaml: line 6, state 'open'" in info.value.detail
