@@ -844,6 +844,8 @@ def test_orders_share_no_mutable_data_with_the_defaults_their_data_or_each_other
 
     class Tagged(Context):
         fields: ClassVar[dict[str, Any]] = {"items": [{"toppings": []}], "tags": {"new"}}
+        items: list[dict[str, list[str]]]
+        tags: set[str]
 
     data = {"items": [{"toppings": ["basil"]}]}
     first, second, restored = Tagged("a"), Tagged("b"), Tagged("c", data)
