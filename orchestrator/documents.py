@@ -215,27 +215,22 @@ def _refuse_eventless_loops(
         finals[state_id] = [
             kid for kid, node in kids if isinstance(node, dict) and node.get("final")
         ]
-        for t in _transitions(state):
-            events = str(t.get("event") or "").split()
-            if any(t.get(g) for g in _GUARDS):
-                continue
-            for event in events:
-                if event.startswith(_DONE_STATE):
-                    done.setdefault(event[len(_DONE_STATE) :], []).extend(
-                        str(t.get("target") or "").split()
-                    )
         initial = [kid for kid, node in kids if isinstance(node, dict) and node.get("initial")]
         if state.get("parallel"):
             parallel.add(state_id)
         entered[state_id] = (
-            children[state_id] if state.get("parallel") else initial or [kid for kid, _ in kids[:1]]
+            children[state_id] if state_id in parallel else initial or [kid for kid, _ in kids[:1]]
         )
-        loose[state_id] = [
-            target
-            for t in _transitions(state)
-            if (not t.get("event") or t["event"] in at_once) and not any(t.get(g) for g in _GUARDS)
-            for target in (str(t.get("target") or "").split() or [state_id])
-        ]
+        loose[state_id] = []
+        for t in _transitions(state):
+            if any(t.get(g) for g in _GUARDS):
+                continue
+            targets = str(t.get("target") or "").split()
+            if not t.get("event") or t["event"] in at_once:
+                loose[state_id].extend(targets or [state_id])
+            for event in str(t.get("event") or "").split():
+                if event.startswith(_DONE_STATE):
+                    done.setdefault(event[len(_DONE_STATE) :], []).extend(targets)
     edges: dict[str, set[str]] = {state_id: set(entered[state_id]) for state_id in children}
 
     def under(state_id: str) -> Iterator[str]:

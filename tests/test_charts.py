@@ -861,16 +861,7 @@ def test_orders_share_no_mutable_data_with_the_defaults_their_data_or_each_other
     assert first.take_commands()[0].data == {"items": [{"toppings": ["basil"]}]}
 
 
-ASYNC_ACTIONS = """\
-from typing import ClassVar
-from orchestrator import Context
-class Gate(Context):
-    fields: ClassVar[dict] = {"n": 0}
-    async def bump(self) -> None:
-        self.n += 1
-    def isBig(self) -> bool:
-        return self.n > 1
-"""
+ASYNC_ACTIONS = GATE_ACTIONS.replace("    def bump", "    async def bump")
 
 
 def test_a_chart_with_a_coroutine_action_is_refused_at_load(tmp_path: Path) -> None:
