@@ -42,7 +42,7 @@ done
 for run in $(seq 1 "$runs"); do
     for n in 0 1; do
         summary=$(PYTHONPATH="$tmp/$n" bash "$bench_dir/run.sh" "$@" 2>&1 \
-            | grep -E '^(orders/s|requests/s|commands/s|command ms|confirm->done|errors)' \
+            | grep -E '^(orders/s|requests/s|commands/s|command ms|confirm->done|errors|server CPU)' \
             | tr -s ' ' | tr '\n' ' ') || true
         echo "run $run  ${revisions[$n]}: ${summary:-failed (run bench/run.sh alone to see why)}"
     done
