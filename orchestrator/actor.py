@@ -161,11 +161,11 @@ class Actor:
                 raise VersionMismatch(request.if_match, previous.version)
         if request.timer is not None:
             await self._check_pending(request.timer)
-        if request.create is not None:
-            machine = request.create.start(self.order_id)
-        else:
-            machine = self._live_machine()
         try:
+            if request.create is not None:
+                machine = turn.start(request.create, self.order_id, event)
+            else:
+                machine = self._live_machine()
             record = turn.apply(machine, previous, event, self._clock())
             if request.timer is not None:
                 fired = (*record.timers_cancelled, request.timer.id)

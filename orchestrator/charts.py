@@ -38,7 +38,7 @@ from statemachine.orderedset import OrderedSet
 
 from orchestrator.context import Context
 from orchestrator.documents import READERS, TimerSpec, check_names, read_document
-from orchestrator.errors import ChartError
+from orchestrator.errors import ChartError, ChartLoop
 from orchestrator.model import JsonObject, is_number, is_platform_event
 
 
@@ -125,6 +125,13 @@ class StateFacts:
         return cls(configuration, ",".join(paths), allowed, next_events, final)
 
 
+# The most transitions one turn may take (transitions taken together, in parallel regions,
+# count once). A turn of the pizza chart takes one to four; a chart whose guarded eventless
+# transitions or raised events loop would otherwise run forever inside one turn, and turns
+# run on the event loop, so the whole server would stop.
+MAX_TRANSITIONS_PER_TURN = 1000
+
+
 class Engine:
     """One statechart instance per chart, shared by every order of that chart.
 
@@ -158,6 +165,7 @@ class Engine:
         self._carrier: Context | None = None
         self._sm: StateChart[Any] | None = None
         self._triggers: dict[str, Callable[..., object]] = {}
+        self._transitions_left = MAX_TRANSITIONS_PER_TURN
 
     def bind(self, context: Context) -> StateChart[Any]:
         if self._sm is None or self._carrier is None:
@@ -171,7 +179,9 @@ class Engine:
                     f"{self._context_class.__name__}: an action, guard or delay is a "
                     "coroutine (async def); a turn does no I/O: make it a plain method"
                 )
-            _lighten(sm._engine, eventless=self._eventless)
+            engine: Any = sm._engine
+            _lighten(engine, eventless=self._eventless)
+            engine.microstep = self._counted(engine.microstep)
             self._sm = sm
             self._carrier = carrier
             self._triggers = {}
@@ -194,8 +204,29 @@ class Engine:
             self._triggers[event_type] = trigger
         return trigger
 
+    def _counted(self, microstep: Callable[[list[Any], Any], Any]) -> Callable[..., Any]:
+        """The engine's ``microstep`` (one set of transitions taken together), refusing the
+        turn once it has taken ``MAX_TRANSITIONS_PER_TURN``."""
+
+        def counted(transitions: list[Any], trigger_data: Any) -> Any:
+            self._transitions_left -= 1
+            if self._transitions_left < 0:
+                taken = ", ".join(
+                    f"{t.source.id} -> {' '.join(s.id for s in t.targets) or t.source.id}"
+                    for t in transitions
+                )
+                raise ChartLoop(
+                    f"the chart took {MAX_TRANSITIONS_PER_TURN} transitions in one turn "
+                    f"without settling, the last {taken}: a loop of eventless transitions "
+                    "whose guards stay true, or of raised events"
+                )
+            return microstep(transitions, trigger_data)
+
+        return counted
+
     def run(self, context: Context, step: Callable[[StateChart[Any]], object]) -> None:
         sm = self.bind(context)
+        self._transitions_left = MAX_TRANSITIONS_PER_TURN
         try:
             step(sm)
         except BaseException:

@@ -10,7 +10,9 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- UnknownEvent           the chart has no such event                 -> 422
      +-- EventNotAllowed        known event, not allowed in this state      -> 409
      +-- Refused                an action refused the event (e.g. no such
-     |                          pizza to remove); nothing changed           -> 409
+     |   |                      pizza to remove); nothing changed           -> 409
+     |   +-- ChartLoop          the chart's transitions did not settle in
+     |                          one turn (a loop); nothing changed          -> 409
      +-- VersionMismatch        If-Match names an older version             -> 412
      +-- IdempotencyConflict    an Idempotency-Key reused for another body  -> 422
      +-- ChartError             a chart document or its actions are broken  (at start)
@@ -77,6 +79,12 @@ class EventNotAllowed(OrchestratorError):
 
 class Refused(OrchestratorError):
     """A chart action refused the event; raised from actions, so nothing is applied."""
+
+
+class ChartLoop(Refused):
+    """A turn took more transitions than any chart needs: eventless transitions whose guards
+    stay true, or events raised again and again. Refused, so nothing is applied and the
+    server, which runs turns one at a time on its event loop, is not held forever."""
 
 
 class VersionMismatch(OrchestratorError):

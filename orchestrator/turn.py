@@ -20,6 +20,7 @@ from statemachine.exceptions import TransitionNotAllowed
 from orchestrator.charts import Chart, Machine
 from orchestrator.documents import MAX_DELAY, TimerSpec
 from orchestrator.errors import (
+    ChartLoop,
     EventNotAllowed,
     InvalidInput,
     OrchestratorError,
@@ -58,6 +59,25 @@ def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
         )
 
 
+def start(chart: Chart, order_id: str, event: Event) -> Machine:
+    """A new order's machine, in its initial states, for ``event`` to create.
+
+    The initial states' entry actions run here; one that fails refuses the create, as a
+    failing action refuses any turn (no order is left behind)."""
+    try:
+        return chart.start(order_id)
+    except ChartLoop as exc:
+        log.error("chart loop: %s", exc.detail, extra={"order_id": order_id})
+        raise
+    except OrchestratorError:
+        raise
+    except Exception as exc:
+        log.exception("entry action failed", extra={"order_id": order_id})
+        raise Refused(
+            f"{event.type} cannot create the order: an initial state's entry action failed: {exc!r}"
+        ) from exc
+
+
 def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float) -> TurnRecord:
     """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order."""
     chart = machine.chart
@@ -67,6 +87,9 @@ def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float)
     state_before = "" if previous is None else previous.state
     try:
         machine.send(event.type, event.data)
+    except ChartLoop as exc:
+        log.error("chart loop: %s", exc.detail, extra={"order_id": machine.context.order_id})
+        raise
     except OrchestratorError:
         raise
     except TransitionNotAllowed as exc:

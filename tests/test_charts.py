@@ -14,9 +14,15 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from orchestrator.charts import Chart, Machine, load_chart, load_charts
+from orchestrator.charts import (
+    MAX_TRANSITIONS_PER_TURN,
+    Chart,
+    Machine,
+    load_chart,
+    load_charts,
+)
 from orchestrator.context import CommandIntent, Context
-from orchestrator.errors import ChartError
+from orchestrator.errors import ChartError, ChartLoop
 
 ORDERING = "Oh, just ordering some pizza..."
 
@@ -673,9 +679,54 @@ def test_a_zero_second_timer_back_into_its_state_is_refused_at_load(
 def test_a_guarded_eventless_loop_is_the_chart_authors_to_end(
     tmp_path: Path, charts_dir: Path
 ) -> None:
-    """A guard may end a loop (its value changes with the actions), so it is not refused."""
+    """A guard may end a loop (its value changes with the actions), so it is not refused at
+    load. One whose guard stays true is refused in the turn, after a bounded number of
+    transitions, and the engine serves the next order as if nothing had happened."""
     write_chart(tmp_path, GUARDED_LOOP, charts_dir / "pizza.py")
-    assert "bad" in load_charts(tmp_path)
+    chart = load_charts(tmp_path)["bad"]
+    machine = chart.start("o-1")
+    with pytest.raises(ChartLoop, match=f"took {MAX_TRANSITIONS_PER_TURN} transitions") as info:
+        machine.send("GO", {})
+    assert info.value.detail.split(", the last ")[1].startswith(("a -> b:", "b -> a:"))
+    assert chart.start("o-2").state_path() == "idle"
+
+
+RAISING_LOOP = """\
+name: bad
+states:
+  idle:
+    initial: true
+    transitions:
+      - event: GO
+        target: pinging
+      - event: ONCE
+        target: passing
+  pinging:
+    enter:
+      - raise: PING
+    transitions:
+      - event: PING
+        on:
+          - raise: PING
+  passing:
+    enter:
+      - raise: STOP
+    transitions:
+      - event: STOP
+        target: idle
+"""
+NO_ACTIONS = "from orchestrator import Context\nclass Bad(Context):\n    pass\n"
+
+
+def test_events_raised_again_and_again_are_refused_in_the_turn(tmp_path: Path) -> None:
+    """An action that raises the event that runs it loops inside the turn; the bound stops
+    it, while a chart that raises events that settle runs them all in the turn."""
+    chart = load_chart(write_chart(tmp_path, RAISING_LOOP, NO_ACTIONS))
+    with pytest.raises(ChartLoop, match="the last pinging -> pinging:"):
+        chart.start("o-1").send("GO", {})
+    machine = chart.start("o-2")
+    machine.send("ONCE", {})
+    assert machine.state_path() == "idle"
 
 
 NESTED_EVENTLESS = """\

@@ -22,7 +22,7 @@ from orchestrator.errors import (
 )
 from orchestrator.messages import decode
 from orchestrator.model import Event, Snapshot, TurnRecord, iso
-from orchestrator.turn import apply
+from orchestrator.turn import apply, start
 
 T0 = 1_700_000_000.0
 PIZZA = {"name": "hawaii", "size": "L"}
@@ -510,3 +510,29 @@ def test_an_outcome_for_an_order_from_before_invocations_were_kept_applies(
     older = dataclasses.replace(confirmed.snapshot, invocations=())
     waiting = step(chart, older, outcome("done", "some-earlier-id", 1), T0 + 10)
     assert waiting.snapshot.state == "bakePizza.waitingForPizzaToBeBaked"
+
+
+DOOMED_ACTIONS = """\
+from orchestrator import Context
+class Doomed(Context):
+    def greet(self) -> None:
+        if self.order_id == "o-doomed":
+            raise RuntimeError("no greeting for this one")
+"""
+
+
+def test_an_initial_entry_action_that_fails_refuses_the_create(tmp_path: Path) -> None:
+    """A create runs the initial states' entry actions before its event: one that fails
+    refuses the create (409, no order) as a failing action refuses any turn. It was
+    answered 503, as if the store had failed."""
+    (tmp_path / "doomed.yaml").write_text(
+        "name: doomed\nstates:\n  idle:\n    initial: true\n    enter: greet\n"
+        "    transitions:\n      - event: OPEN\n"
+    )
+    (tmp_path / "doomed.py").write_text(DOOMED_ACTIONS)
+    chart = load_charts(tmp_path)["doomed"]
+    event = Event("OPEN", {}, "e-1")
+    with pytest.raises(Refused, match=r"OPEN cannot create the order: .*no greeting"):
+        start(chart, "o-doomed", event)
+    record = apply(start(chart, "o-fine", event), None, event, T0)
+    assert record.snapshot.state == "idle"

@@ -160,6 +160,11 @@ PATHS: dict[str, Any] = {
                             {"Location": _header("/orders/{id}", "^/orders/[^/]+$")},
                         )
                     ),
+                    "409": _problem(
+                        409,
+                        "Refused by the chart: an action of the first event or of the initial "
+                        "states failed, or the turn's transitions did not settle (`ChartLoop`)",
+                    ),
                     "413": TOO_LARGE,
                     "422": _problem(422, "Malformed body or reused key; `field` names it", "field"),
                 }
