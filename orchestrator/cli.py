@@ -6,6 +6,7 @@ it imports the runtime.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import signal
 import socket
@@ -16,6 +17,7 @@ import click
 import uvicorn
 
 from orchestrator import logs
+from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
 from orchestrator.errors import OrchestratorError
 from orchestrator.runtime import Runtime
 from orchestrator.settings import LOG_FORMATS, SERVICE_MODES, SYNCHRONOUS_MODES, Settings
@@ -44,6 +46,13 @@ def main() -> None:
     default=DEFAULTS.broker,
     show_default=True,
     help="'memory' (in-process, persisted beside --db) or an amqp:// URL.",
+)
+@click.option(
+    "--broker-connect-timeout",
+    type=float,
+    default=DEFAULTS.broker_connect_timeout,
+    show_default=True,
+    help="Seconds to keep trying to reach RabbitMQ at start (it may be starting too).",
 )
 @click.option(
     "--charts",
@@ -154,6 +163,13 @@ def serve(access_log: bool, **options: object) -> None:
     except OrchestratorError as exc:
         raise click.UsageError(exc.detail) from exc
     logs.configure(settings.log_level, settings.log_format, access_log=access_log)
+    if settings.broker != "memory":
+        # Here, not in the lifespan, so that an unreachable broker is one line, not a
+        # traceback from inside uvicorn's start-up.
+        try:
+            asyncio.run(wait_until_reachable(settings.broker, settings.broker_connect_timeout))
+        except BrokerUnreachable as exc:
+            raise click.ClickException(str(exc)) from exc
     config = uvicorn.Config(
         runtime.app,
         host=settings.host,

@@ -59,6 +59,7 @@ class Runtime:
                 settings.broker,
                 on_reconnect=self.metrics.broker_reconnects.inc,
                 on_dead_letter=self._dead_lettered,
+                connect_within=settings.broker_connect_timeout,
             )
         else:
             self.broker = MemoryBroker(

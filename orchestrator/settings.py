@@ -30,6 +30,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     broker: str = "memory"
+    # Seconds to keep trying a first connection to RabbitMQ that is not reachable yet.
+    broker_connect_timeout: float = 30.0
     charts_dir: Path | None = None
     # "chart.name=value" settings of charts' options (timeouts, retries); values are JSON,
     # or text when they are not.
@@ -73,7 +75,13 @@ class Settings:
         for name in ("api_token", "webhook_secret"):
             if getattr(self, name) == "":
                 raise InvalidInput(name, f"{name} must not be empty when given")
-        for name in ("idle_seconds", "kitchen_delay", "delivery_delay", "webhook_window"):
+        for name in (
+            "idle_seconds",
+            "kitchen_delay",
+            "delivery_delay",
+            "webhook_window",
+            "broker_connect_timeout",
+        ):
             if getattr(self, name) < 0:
                 raise InvalidInput(name, f"{name} must not be negative")
         if not (0 <= self.port < 65536):

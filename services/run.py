@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from orchestrator import logs
-from orchestrator.broker.rabbitmq import RabbitBroker
+from orchestrator.broker.rabbitmq import CONNECT_WITHIN, BrokerUnreachable, RabbitBroker
 from orchestrator.settings import LOG_FORMATS
 from services.ledger import Ledger
 from services.stub import StubService
@@ -33,6 +33,13 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         show_default=True,
         help="SQLite file recording each command carried out, so none runs twice.",
     )
+    @click.option(
+        "--broker-connect-timeout",
+        type=float,
+        default=CONNECT_WITHIN,
+        show_default=True,
+        help="Seconds to keep trying to reach RabbitMQ at start (it may be starting too).",
+    )
     @click.option("--delay", type=float, default=0.0, show_default=True)
     @click.option(
         "--mode",
@@ -45,12 +52,24 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
     @click.option("--log-level", default="info", show_default=True)
     @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True)
     def command(
-        broker: str, ledger: Path, delay: float, mode: str, log_level: str, log_format: str
+        broker: str,
+        broker_connect_timeout: float,
+        ledger: Path,
+        delay: float,
+        mode: str,
+        log_level: str,
+        log_format: str,
     ) -> None:
         if not broker.startswith(("amqp://", "amqps://")):
             raise click.UsageError("--broker must be an amqp:// URL")
+        if broker_connect_timeout < 0:
+            raise click.UsageError("--broker-connect-timeout must not be negative")
         logs.configure(log_level, log_format)
-        asyncio.run(_serve(name, answers, compensations, broker, ledger, delay, mode))
+        rabbit = RabbitBroker(broker, connect_within=broker_connect_timeout)
+        try:
+            asyncio.run(_serve(name, answers, compensations, rabbit, ledger, delay, mode))
+        except BrokerUnreachable as exc:
+            raise click.ClickException(str(exc)) from exc
 
     command(auto_envvar_prefix=name.upper())
 
@@ -59,7 +78,7 @@ async def _serve(
     name: str,
     answers: dict[str, str],
     compensations: dict[str, str],
-    url: str,
+    broker: RabbitBroker,
     ledger: Path,
     delay: float,
     mode: str,
@@ -68,7 +87,6 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    broker = RabbitBroker(url)
     await broker.connect()
     service = StubService(
         name,
@@ -80,7 +98,7 @@ async def _serve(
         mode=mode,
     )
     await service.start()
-    logging.getLogger(__name__).info("%s ready on %s", name, url.rsplit("@", 1)[-1])
+    logging.getLogger(__name__).info("%s ready on %s", name, broker.url.rsplit("@", 1)[-1])
     await stop.wait()
     # Stop consuming first: an interrupted command goes back to the queue, and the ledger
     # makes its redelivery harmless.

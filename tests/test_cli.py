@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-
 
 @pytest.mark.parametrize(
     ("variable", "value", "complaint"),
@@ -90,20 +88,3 @@ def test_a_flawed_chart_stops_the_server_at_start_naming_line_and_state(
     assert result.returncode == 2
     assert f"pizza.yaml: line {line}, state 'bakePizza'" in result.stderr
     assert "unknown state 'oven'" in result.stderr
-
-
-def test_a_broker_that_cannot_be_reached_at_start_ends_the_process(tmp_path: Path) -> None:
-    """uvicorn gives up when the lifespan fails; the store opened before the broker was
-    left open, and its threads kept the process alive, neither serving nor retrying, for a
-    supervisor to see as running. Now it exits (uvicorn's code 3)."""
-    port = free_port()  # nothing listens there
-    command = [sys.executable, "-m", "orchestrator", "serve", "--port", str(free_port())]
-    command += [
-        "--db",
-        str(tmp_path / "orders.db"),
-        "--broker",
-        f"amqp://guest:guest@127.0.0.1:{port}/",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 3, result.stderr
-    assert "Application startup failed" in result.stderr

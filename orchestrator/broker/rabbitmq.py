@@ -15,6 +15,8 @@ Two things RabbitMQ does not do the way the port promises are done here by hand:
   ``x-attempts`` header (confirmed before the original is acked) and dead-lettered once
   that reaches ``MAX_DELIVERIES``.
 
+The first connection is tried again, with backoff, while RabbitMQ is not reachable (it may
+be starting beside us), for up to ``connect_within`` seconds; a refused login fails at once.
 ``connect_robust`` reconnects after the broker restarts and replays the exchanges,
 queues, bindings and consumers declared through it; a publish during the outage raises,
 and the outbox relay retries it until it is confirmed. ``on_reconnect`` hears of each
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -36,6 +40,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import PublishError
 from pamqp.common import Arguments
+from yarl import URL
 
 from orchestrator.broker.base import (
     DEAD_LETTER_EXCHANGE,
@@ -55,6 +60,77 @@ ATTEMPTS_HEADER = "x-attempts"
 # A retry goes back to its queue through the default exchange, keyed by the queue's name;
 # this header keeps the key it was published with, for its consumer and its dead letter.
 ROUTING_KEY_HEADER = "x-routing-key"
+# How long a first connection keeps being tried while RabbitMQ is unreachable, by default,
+# and the longest pause between two tries.
+CONNECT_WITHIN = 30.0
+MAX_CONNECT_PAUSE = 5.0
+# Refusals that waiting cannot mend: a wrong login, a server that is not RabbitMQ.
+_REFUSALS = (
+    aiormq.exceptions.ProbableAuthenticationError,
+    aiormq.exceptions.AuthenticationError,
+    aiormq.exceptions.IncompatibleProtocolError,
+)
+
+
+class BrokerUnreachable(ConnectionError):
+    """RabbitMQ could not be connected to at start; the message says why, without the
+    URL's password."""
+
+
+async def connect(url: str, within: float = CONNECT_WITHIN) -> AbstractRobustConnection:
+    """A robust connection to RabbitMQ, tried again with backoff while the server cannot be
+    reached, for up to ``within`` seconds. Raises ``BrokerUnreachable``.
+
+    Each try first opens a plain TCP connection: a failed AMQP connection makes aiormq and
+    aio-pika log an error and a "reconnecting" line of their own, each time."""
+    address = URL(url)
+    shown = str(address.with_password(None))
+    port = address.port or (5671 if address.scheme == "amqps" else 5672)
+    deadline = time.monotonic() + within
+    pause = 0.5
+    while True:
+        timeout = max(deadline - time.monotonic(), 1.0)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(address.host, port), timeout)
+            writer.close()
+            await writer.wait_closed()
+            return await aio_pika.connect_robust(url, timeout=timeout)
+        except _REFUSALS as exc:
+            raise BrokerUnreachable(f"RabbitMQ at {shown} refused the connection: {exc}") from exc
+        except (TimeoutError, OSError) as exc:  # aiormq's AMQPConnectionError too
+            reason = _reason(exc)
+        except aiormq.exceptions.AMQPError as exc:  # the server closed it while opening
+            raise BrokerUnreachable(
+                f"RabbitMQ at {shown} closed the connection as it opened (is the virtual "
+                f"host there, and may this user use it?): {exc!r}"
+            ) from exc
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BrokerUnreachable(
+                f"cannot reach RabbitMQ at {shown} within {within:g} s: {reason}"
+            )
+        pause = min(pause, left)
+        log.warning(
+            "RabbitMQ at %s is not reachable (%s); trying again in %.1f s", shown, reason, pause
+        )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, MAX_CONNECT_PAUSE)
+
+
+async def wait_until_reachable(url: str, within: float = CONNECT_WITHIN) -> None:
+    """Return once RabbitMQ takes a connection (closed again); raise ``BrokerUnreachable``
+    if it does not within ``within`` seconds. For a command to fail with one clear line
+    before it starts serving."""
+    connection = await connect(url, within)
+    await connection.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The text of a connection error, without aiormq's or the socket's error number."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    texts = [str(arg) for arg in exc.args if isinstance(arg, str)]
+    return texts[-1] if texts else str(exc) or type(exc).__name__
 
 
 class RabbitBroker:
@@ -64,8 +140,10 @@ class RabbitBroker:
         *,
         on_reconnect: Callable[[], None] | None = None,
         on_dead_letter: Callable[[str], None] | None = None,
+        connect_within: float = CONNECT_WITHIN,
     ) -> None:
         self.url = url
+        self.connect_within = connect_within
         self._on_reconnect = on_reconnect
         self._on_dead_letter = on_dead_letter
         self._connection: AbstractRobustConnection | None = None
@@ -75,7 +153,7 @@ class RabbitBroker:
         self._consumer_channels: list[AbstractChannel] = []
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.url)
+        self._connection = await connect(self.url, self.connect_within)
         self._connection.reconnect_callbacks.add(self._reconnected)
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
