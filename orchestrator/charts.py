@@ -169,7 +169,12 @@ class Engine:
 
     def bind(self, context: Context) -> StateChart[Any]:
         if self._sm is None or self._carrier is None:
-            carrier = self._context_class("carrier")
+            # Built in a state (any: the carrier takes each order's own next), so that the
+            # constructor does not enter the initial states: that ran their entry actions
+            # on the carrier, outside ``run`` and its bound on transitions.
+            carrier = self._context_class(
+                "carrier", None, next(iter(self._machine_class.states_map))
+            )
             listeners: list[object] = [_MoveTracker(carrier)] if self._track_moves else []
             sm = self._machine_class(model=carrier, listeners=listeners)
             if not isinstance(sm._engine, SyncEngine):

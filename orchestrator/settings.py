@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from orchestrator.errors import InvalidInput
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
@@ -86,8 +88,10 @@ class Settings:
                 raise InvalidInput(name, f"{name} must not be negative")
         if not (0 <= self.port < 65536):
             raise InvalidInput("port", "port must be between 0 and 65535")
-        if self.broker != "memory" and not self.broker.startswith(("amqp://", "amqps://")):
-            raise InvalidInput("broker", "broker must be 'memory' or an amqp:// URL")
+        if self.broker != "memory":
+            problem = amqp_url_problem(self.broker)
+            if problem is not None:
+                raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
         self.options_by_chart()  # refuse a malformed one now
 
     def options_by_chart(self) -> dict[str, dict[str, Any]]:
@@ -110,3 +114,16 @@ class Settings:
     @property
     def charts(self) -> Path:
         return self.charts_dir if self.charts_dir is not None else default_charts_dir()
+
+
+def amqp_url_problem(url: str) -> str | None:
+    """What is wrong with a RabbitMQ URL, worded to follow "must be", or None."""
+    if not url.startswith(("amqp://", "amqps://")):
+        return "an amqp:// or amqps:// URL"
+    try:
+        host = URL(url).host
+    except ValueError:
+        host = None
+    if not host:
+        return "an amqp:// URL with a host, e.g. amqp://guest:guest@127.0.0.1:5672/"
+    return None

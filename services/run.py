@@ -16,7 +16,7 @@ import click
 
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import CONNECT_WITHIN, BrokerUnreachable, RabbitBroker
-from orchestrator.settings import LOG_FORMATS
+from orchestrator.settings import LOG_FORMATS, amqp_url_problem
 from services.ledger import Ledger
 from services.stub import StubService
 
@@ -60,8 +60,9 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         log_level: str,
         log_format: str,
     ) -> None:
-        if not broker.startswith(("amqp://", "amqps://")):
-            raise click.UsageError("--broker must be an amqp:// URL")
+        problem = amqp_url_problem(broker)
+        if problem is not None:
+            raise click.UsageError(f"--broker must be {problem}")
         if broker_connect_timeout < 0:
             raise click.UsageError("--broker-connect-timeout must not be negative")
         logs.configure(log_level, log_format)

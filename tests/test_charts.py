@@ -691,6 +691,30 @@ def test_a_guarded_eventless_loop_is_the_chart_authors_to_end(
     assert chart.start("o-2").state_path() == "idle"
 
 
+INITIAL_LOOP = """\
+name: bad
+states:
+  a:
+    initial: true
+    transitions:
+      - target: b
+        cond: retryDelay
+  b:
+    transitions:
+      - target: a
+        cond: retryDelay
+"""
+
+
+def test_initial_states_that_loop_are_refused_at_load(tmp_path: Path, charts_dir: Path) -> None:
+    """The loader starts an order of each chart: one whose initial states' guarded eventless
+    transitions loop is refused then, by the same bound. Building the chart's shared machine
+    entered the initial states outside that bound, and loading hung."""
+    write_chart(tmp_path, INITIAL_LOOP, charts_dir / "pizza.py")
+    with pytest.raises(ChartError, match="the chart cannot start: the chart took 1000 transitions"):
+        load_charts(tmp_path)
+
+
 RAISING_LOOP = """\
 name: bad
 states:

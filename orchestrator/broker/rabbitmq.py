@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 
@@ -81,10 +82,12 @@ async def connect(url: str, within: float = CONNECT_WITHIN) -> AbstractRobustCon
     """A robust connection to RabbitMQ, tried again with backoff while the server cannot be
     reached, for up to ``within`` seconds. Raises ``BrokerUnreachable``.
 
-    Each try first opens a plain TCP connection: a failed AMQP connection makes aiormq and
-    aio-pika log an error and a "reconnecting" line of their own, each time."""
+    Each try goes step by step, so that only this function speaks of a failure: a TCP
+    connection (a failed AMQP one makes aiormq log an error each time), then a plain AMQP
+    one, closed again (a robust one refused makes aio-pika log that it is "reconnecting"),
+    then the robust connection."""
+    shown = shown_url(url)
     address = URL(url)
-    shown = str(address.with_password(None))
     port = address.port or (5671 if address.scheme == "amqps" else 5672)
     deadline = time.monotonic() + within
     pause = 0.5
@@ -94,10 +97,16 @@ async def connect(url: str, within: float = CONNECT_WITHIN) -> AbstractRobustCon
             _, writer = await asyncio.wait_for(asyncio.open_connection(address.host, port), timeout)
             writer.close()
             await writer.wait_closed()
+            probe = await aio_pika.connect(url, timeout=timeout)
+            await probe.close()
             return await aio_pika.connect_robust(url, timeout=timeout)
         except _REFUSALS as exc:
             raise BrokerUnreachable(f"RabbitMQ at {shown} refused the connection: {exc}") from exc
         except (TimeoutError, OSError) as exc:  # aiormq's AMQPConnectionError too
+            if _is_tls_failure(exc):
+                raise BrokerUnreachable(
+                    f"TLS with RabbitMQ at {shown} failed: {_reason(exc)}"
+                ) from exc
             reason = _reason(exc)
         except aiormq.exceptions.AMQPError as exc:  # the server closed it while opening
             raise BrokerUnreachable(
@@ -123,6 +132,17 @@ async def wait_until_reachable(url: str, within: float = CONNECT_WITHIN) -> None
     before it starts serving."""
     connection = await connect(url, within)
     await connection.close()
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be logged: without its password."""
+    address = URL(url)
+    return str(address.with_password(None)) if address.password is not None else url
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """A TLS handshake or certificate failure, which waiting cannot mend (aiormq wraps it)."""
+    return any(isinstance(error, ssl.SSLError) for error in (exc, exc.__cause__, exc.__context__))
 
 
 def _reason(exc: BaseException) -> str:

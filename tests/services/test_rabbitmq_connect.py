@@ -56,6 +56,30 @@ def kitchen(db: Path, broker: str, *flags: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("amqp:///", "an amqp:// URL with a host"),
+        (f"amqp://guest:{SECRET}@/vhost", "an amqp:// URL with a host"),
+        ("http://127.0.0.1:5672/", "an amqp:// or amqps:// URL"),
+    ],
+)
+def test_a_broker_url_without_a_host_is_a_usage_error(
+    tmp_path: Path, command: Callable[..., list[str]], url: str, problem: str
+) -> None:
+    done = subprocess.run(
+        command(tmp_path / "orders.db", url),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_DEADLINE,
+    )
+    assert done.returncode == 2
+    assert problem in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert SECRET not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
 def test_a_broker_that_never_answers_ends_the_process_with_one_line(
     tmp_path: Path, command: Callable[..., list[str]]
 ) -> None:
@@ -75,13 +99,25 @@ def test_a_broker_that_never_answers_ends_the_process_with_one_line(
     assert SECRET not in done.stderr + done.stdout
 
 
+# What waiting cannot mend, each against the real RabbitMQ: a wrong password, a virtual host
+# that is not there, TLS spoken to its plain AMQP port.
+REFUSALS: dict[str, tuple[Callable[[URL], URL], str]] = {
+    "login": (lambda url: url.with_password(SECRET), "refused the connection: ACCESS_REFUSED"),
+    "vhost": (lambda url: url.with_path("/no-such-vhost"), "closed the connection as it opened"),
+    "tls": (lambda url: url.with_scheme("amqps").with_password(SECRET), "TLS with RabbitMQ at"),
+}
+
+
 @pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
-async def test_a_refused_login_ends_the_process_at_once(
-    tmp_path: Path, command: Callable[..., list[str]]
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+async def test_a_refusal_ends_the_process_at_once(
+    tmp_path: Path, command: Callable[..., list[str]], refusal: str
 ) -> None:
-    """Waiting cannot mend a wrong password, so the long timeout is not waited out."""
+    """The long timeout is not waited out (the subprocess would be killed first), and
+    nothing but the error line is printed: no traceback, no password."""
     await delete_flow_queues()  # fails, or skips, when RabbitMQ is not there
-    broker = str(URL(RABBITMQ_URL).with_password(SECRET))
+    make_url, expected = REFUSALS[refusal]
+    broker = str(make_url(URL(RABBITMQ_URL).with_port(URL(RABBITMQ_URL).port or 5672)))
     done = await asyncio.to_thread(
         subprocess.run,
         command(tmp_path / "orders.db", broker, "--broker-connect-timeout", "600"),
@@ -90,7 +126,9 @@ async def test_a_refused_login_ends_the_process_at_once(
         timeout=PROCESS_DEADLINE,
     )
     assert done.returncode == 1
-    assert "refused the connection: ACCESS_REFUSED" in done.stderr
+    assert expected in done.stderr
+    assert "trying again" not in done.stderr
+    assert "Reconnecting" not in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert SECRET not in done.stderr + done.stdout
 
@@ -108,8 +146,8 @@ async def test_processes_started_before_the_broker_wait_for_it(tmp_path: Path) -
     try:
 
         async def both_waiting() -> bool:
-            logs = server.log() + kitchen_log.read_text()
-            return logs.count(f"127.0.0.1:{relay_port}/ is not reachable") >= 2
+            waiting = f"127.0.0.1:{relay_port}/ is not reachable"
+            return waiting in server.log() and waiting in kitchen_log.read_text()
 
         await eventually(both_waiting, within=PROCESS_DEADLINE, what="both to find no broker")
         assert not starting.done()
