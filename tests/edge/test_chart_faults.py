@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator.charts import MAX_TRANSITIONS_PER_TURN
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import history, send, send_ok
 
 # GO enters a pair of states whose guarded eventless transitions take each other forever;
@@ -56,14 +56,22 @@ class Spinning(Context):
 """
 
 
+def serve_chart(
+    charts: Path, server_factory: ServerFactory, name: str, document: str, actions: str
+) -> ServerProcess:
+    """A server whose only chart is ``name``, written into the directory ``charts``."""
+    charts.mkdir()
+    (charts / f"{name}.yaml").write_text(document)
+    (charts / f"{name}.py").write_text(actions)
+    return server_factory("--charts", str(charts))
+
+
 async def test_a_looping_turn_is_refused_and_the_server_carries_on(
     tmp_path: Path, server_factory: ServerFactory
 ) -> None:
-    charts = tmp_path / "charts"
-    charts.mkdir()
-    (charts / "spinning.yaml").write_text(SPINNING)
-    (charts / "spinning.py").write_text(SPINNING_ACTIONS)
-    server = server_factory("--charts", str(charts))
+    server = serve_chart(
+        tmp_path / "charts", server_factory, "spinning", SPINNING, SPINNING_ACTIONS
+    )
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
         created = await http.post("/orders", json={"chart": "spinning"})
         assert created.status_code == 201, created.text
@@ -123,10 +131,7 @@ async def test_a_create_whose_entry_action_fails_is_refused(
     """409 naming the action's error, and no order behind; it was a 503 with Retry-After,
     as if the store had failed, though retrying could not help."""
     charts = tmp_path / "charts"
-    charts.mkdir()
-    (charts / "doomed.yaml").write_text(DOOMED)
-    (charts / "doomed.py").write_text(DOOMED_ACTIONS)
-    server = server_factory("--charts", str(charts))
+    server = serve_chart(charts, server_factory, "doomed", DOOMED, DOOMED_ACTIONS)
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
         (charts / "doom").touch()
         refused = await http.post(
