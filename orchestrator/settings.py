@@ -84,8 +84,8 @@ class Settings:
             "webhook_window",
             "broker_connect_timeout",
         ):
-            if getattr(self, name) < 0:
-                raise InvalidInput(name, f"{name} must not be negative")
+            if not getattr(self, name) >= 0:  # NaN too
+                raise InvalidInput(name, f"{name} must be a number, not negative")
         if not (0 <= self.port < 65536):
             raise InvalidInput("port", "port must be between 0 and 65535")
         if self.broker != "memory":

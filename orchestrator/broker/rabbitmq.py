@@ -16,7 +16,8 @@ Two things RabbitMQ does not do the way the port promises are done here by hand:
   that reaches ``MAX_DELIVERIES``.
 
 The first connection is tried again, with backoff, while RabbitMQ is not reachable (it may
-be starting beside us), for up to ``connect_within`` seconds; a refused login fails at once.
+be starting beside us), for up to ``connect_within`` seconds; what waiting cannot mend (a
+refused login, a missing virtual host, a failed TLS handshake) fails at once.
 ``connect_robust`` reconnects after the broker restarts and replays the exchanges,
 queues, bindings and consumers declared through it; a publish during the outage raises,
 and the outbox relay retries it until it is confirmed. ``on_reconnect`` hears of each

@@ -219,3 +219,20 @@ async def test_a_runtime_that_cannot_reach_the_broker_leaves_no_thread_behind(
         await runtime.start()
     left = [t for t in set(threading.enumerate()) - before if t.is_alive() and not t.daemon]
     assert left == []
+
+
+@pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
+@pytest.mark.parametrize("seconds", ["-1", "nan"])
+def test_a_connect_timeout_that_is_no_length_of_time_is_a_usage_error(
+    tmp_path: Path, command: Callable[..., list[str]], seconds: str
+) -> None:
+    """NaN passed every comparison with the deadline, so it waited for ever."""
+    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    done = subprocess.run(
+        command(tmp_path / "orders.db", broker, "--broker-connect-timeout", seconds),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_DEADLINE,
+    )
+    assert done.returncode == 2
+    assert "must be a number, not negative" in done.stderr
