@@ -270,18 +270,35 @@ def _refuse_eventless_loops(
         visit(state_id)
 
 
+# What python-statemachine passes an action or a guard by name (the turn passes ``data``):
+# a method may take any of these; another parameter needs a default.
+CALLBACK_ARGUMENTS = frozenset(
+    {"data", "event", "event_data", "machine", "model", "source", "state", "target", "transition"}
+)
+
+
 def check_names(document: Document, context_class: type, source: str) -> None:
-    """Refuse an action, guard or delay name the chart's context does not define, or
-    defines as a coroutine."""
+    """Refuse an action, guard or delay name the chart's context does not define, defines
+    as a coroutine, or defines with a parameter nothing will pass."""
 
     def require(name: str, at: str, what: str, verb: str) -> None:
         if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
             raise ChartError(f"{source}: {at}: {what} {name!r} {verb} {context_class.__name__}")
-        if inspect.iscoroutinefunction(getattr(context_class, name, None)):
+        method = getattr(context_class, name, None)
+        if inspect.iscoroutinefunction(method):
             raise ChartError(
                 f"{source}: {at}: {what} {name!r} is a coroutine (async def); a turn does no "
                 "I/O: make it a plain method"
             )
+        if inspect.isfunction(method):
+            passed = frozenset() if what == "delay" else CALLBACK_ARGUMENTS
+            unmet = [p for p in _required(method) if p not in passed]
+            if unmet:
+                offer = f"it may take {', '.join(sorted(passed))}" if passed else "it takes none"
+                raise ChartError(
+                    f"{source}: {at}: {what} {name!r} needs {', '.join(map(repr, unmet))}, "
+                    f"which nothing passes ({offer}): give it a default, or read it from data"
+                )
 
     for state_id, state in _walk(document.native["states"], source):
         here = document.where[state_id]
@@ -299,6 +316,17 @@ def check_names(document: Document, context_class: type, source: str) -> None:
         for spec in document.timers.get(state_id, ()):
             if isinstance(spec.delay, str):
                 require(spec.delay, here, "delay", "is not defined by")
+
+
+def _required(function: Any) -> list[str]:
+    """The parameters of a method, after ``self``, that a call must give."""
+    parameters = list(inspect.signature(function).parameters.values())[1:]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [
+        p.name
+        for p in parameters
+        if p.default is inspect.Parameter.empty and p.kind not in variadic
+    ]
 
 
 def timer_event(state_id: str, delay: float | str) -> str:

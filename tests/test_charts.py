@@ -946,3 +946,54 @@ def test_a_chart_with_a_coroutine_action_is_refused_at_load(tmp_path: Path) -> N
     with pytest.raises(ChartError, match=re.escape("action 'bump' is a coroutine")) as info:
         load_charts(tmp_path)
     assert "bad.yaml: line 6, state 'open'" in info.value.detail
+
+
+NEEDY_CHART = """\
+name: bad
+states:
+  idle:
+    initial: true
+    transitions:
+      - event: ADD
+        on: add
+        cond: allowed
+  waiting:
+    after:
+      - delay: patience
+        target: idle
+"""
+NEEDY_ACTIONS = """\
+from orchestrator import Context
+class Needy(Context):
+    def add(self, data, source, *args, pizza=None, **kwargs) -> None:
+        pass
+    def allowed(self, event, target) -> bool:
+        return True
+    def patience(self) -> float:
+        return 1.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "what"),
+    [
+        ("pizza=None", "pizza", "action 'add' needs 'pizza'"),
+        ("event, target", "event, limit, target", "guard 'allowed' needs 'limit'"),
+        ("patience(self)", "patience(self, data)", "delay 'patience' needs 'data'"),
+    ],
+    ids=["action", "guard", "delay"],
+)
+def test_a_parameter_nothing_passes_is_refused_at_load(
+    tmp_path: Path, replace: str, by: str, what: str
+) -> None:
+    """python-statemachine passes an action or a guard the event's data and its own
+    arguments (event, source, target, ...) by name, and a delay is called with none. A
+    parameter beyond those failed at every event, answered 422 as if the client's data were
+    wrong; it is refused at load, with the line and the state."""
+    path = write_chart(tmp_path, NEEDY_CHART, NEEDY_ACTIONS)
+    assert "bad" in load_charts(tmp_path)  # defaults, *args and **kwargs are fine
+    write_chart(tmp_path, NEEDY_CHART, NEEDY_ACTIONS.replace(replace, by))
+    with pytest.raises(ChartError, match=re.escape(what)) as info:
+        load_chart(path)
+    assert "bad.yaml: line " in info.value.detail
+    assert "give it a default, or read it from data" in info.value.detail
