@@ -290,9 +290,10 @@ def check_names(document: Document, context_class: type, source: str) -> None:
                 f"{source}: {at}: {what} {name!r} is a coroutine (async def); a turn does no "
                 "I/O: make it a plain method"
             )
-        if inspect.isfunction(method):
+        required = _required(context_class, name)
+        if required:
             passed = frozenset() if what == "delay" else CALLBACK_ARGUMENTS
-            unmet = [p for p in _required(method) if p not in passed]
+            unmet = [p for p in required if p not in passed]
             if unmet:
                 offer = f"it may take {', '.join(sorted(passed))}" if passed else "it takes none"
                 raise ChartError(
@@ -318,9 +319,17 @@ def check_names(document: Document, context_class: type, source: str) -> None:
                 require(spec.delay, here, "delay", "is not defined by")
 
 
-def _required(function: Any) -> list[str]:
-    """The parameters of a method, after ``self``, that a call must give."""
-    parameters = list(inspect.signature(function).parameters.values())[1:]
+def _required(context_class: type, name: str) -> list[str]:
+    """The parameters a call of the class's method ``name`` must give (none for a field or
+    a property), after ``self`` or ``cls``."""
+    found = inspect.getattr_static(context_class, name, None)
+    if isinstance(found, staticmethod):
+        parameters = list(inspect.signature(found.__func__).parameters.values())
+    elif isinstance(found, classmethod) or inspect.isfunction(found):
+        function = found.__func__ if isinstance(found, classmethod) else found
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+    else:
+        return []
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     return [
         p.name

@@ -969,7 +969,8 @@ class Needy(Context):
         pass
     def allowed(self, event, target) -> bool:
         return True
-    def patience(self) -> float:
+    @staticmethod
+    def patience() -> float:
         return 1.0
 """
 
@@ -979,7 +980,7 @@ class Needy(Context):
     [
         ("pizza=None", "pizza", "action 'add' needs 'pizza'"),
         ("event, target", "event, limit, target", "guard 'allowed' needs 'limit'"),
-        ("patience(self)", "patience(self, data)", "delay 'patience' needs 'data'"),
+        ("patience()", "patience(data)", "delay 'patience' needs 'data'"),
     ],
     ids=["action", "guard", "delay"],
 )
