@@ -2,9 +2,9 @@
 
 Started beside RabbitMQ (by hand, or by a compose file without health checks), a process may
 come up before the broker does. It keeps trying for ``--broker-connect-timeout`` seconds,
-saying so at WARNING, and serves once the broker answers. A broker that never answers, or
-that refuses the login, ends the process with one line on stderr and exit code 1: no
-traceback, and no password from the URL.
+saying so at WARNING, and serves once the broker answers. A broker that never answers ends
+the process then, and one that refuses it (login, virtual host, TLS) at once: exit code 1,
+an ``Error:`` line on stderr, no traceback, and no password from the URL.
 
 The late broker is real RabbitMQ behind a TCP relay that this test opens only once the
 processes have found the port closed. With ``ORCHESTRATOR_TEST_RABBITMQ=require`` an
@@ -44,15 +44,8 @@ def serve(db: Path, broker: str, *flags: str) -> list[str]:
 def kitchen(db: Path, broker: str, *flags: str) -> list[str]:
     ledger = str(db.with_name("kitchen.db"))
     return [
-        sys.executable,
-        "-m",
-        "services.kitchen",
-        "--broker",
-        broker,
-        "--ledger",
-        ledger,
-        *flags,
-    ]
+        sys.executable, "-m", "services.kitchen", "--broker", broker, "--ledger", ledger, *flags,
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
@@ -80,7 +73,7 @@ def test_a_broker_url_without_a_host_is_a_usage_error(
 
 
 @pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
-def test_a_broker_that_never_answers_ends_the_process_with_one_line(
+def test_a_broker_that_never_answers_ends_the_process_with_an_error_line(
     tmp_path: Path, command: Callable[..., list[str]]
 ) -> None:
     port = free_port()  # nothing listens on it
