@@ -208,7 +208,8 @@ PATHS: dict[str, Any] = {
                     "409": _problem(
                         409,
                         "Not allowed in this state (then `allowed`, `state` and `version` say "
-                        "what is), or refused by the chart (e.g. no such pizza to remove)",
+                        "what is), or refused by the chart (e.g. no such pizza to remove; "
+                        "`ChartLoop`: its transitions did not settle)",
                     ),
                     "412": _problem(412, "The order moved past If-Match", "version"),
                     "413": TOO_LARGE,
