@@ -21,14 +21,13 @@ hold the flaw, not at the first order that reaches it.
 from __future__ import annotations
 
 import inspect
-import keyword
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from statemachine.spec_parser import Functions, names_in_boolean_expr
 
 from orchestrator.errors import ChartError
 from orchestrator.model import (
@@ -49,9 +48,6 @@ _ENGINE_EVENT_PREFIXES = (*INVOKE_OUTCOME_PREFIXES, _DONE_STATE)
 # what a timestamp can show.
 MAX_DELAY = 1e9
 _GUARDS = ("cond", "unless")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
-_GUARD_WORDS = frozenset({"and", "or", "not", "True", "False", "None", "In"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,16 +266,11 @@ def _refuse_eventless_loops(
         visit(state_id)
 
 
-# What python-statemachine passes an action or a guard by name (the turn passes ``data``):
-# a method may take any of these; another parameter needs a default.
-CALLBACK_ARGUMENTS = frozenset(
-    {"data", "event", "event_data", "machine", "model", "source", "state", "target", "transition"}
-)
-
-
 def check_names(document: Document, context_class: type, source: str) -> None:
-    """Refuse an action, guard or delay name the chart's context does not define, defines
-    as a coroutine, or defines with a parameter nothing will pass."""
+    """Refuse an action, guard or delay name the chart's context does not define, or
+    defines as a coroutine; and a delay method that needs an argument (the turn calls it
+    with none). Actions' and guards' parameters are not checked: what python-statemachine
+    passes them depends on the event (a final state's returned dict, ``prepare_event``)."""
 
     def require(name: str, at: str, what: str, verb: str) -> None:
         if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
@@ -290,15 +281,12 @@ def check_names(document: Document, context_class: type, source: str) -> None:
                 f"{source}: {at}: {what} {name!r} is a coroutine (async def); a turn does no "
                 "I/O: make it a plain method"
             )
-        required = _required(context_class, name)
-        if required:
-            passed = frozenset() if what == "delay" else CALLBACK_ARGUMENTS
-            unmet = [p for p in required if p not in passed]
-            if unmet:
-                offer = f"it may take {', '.join(sorted(passed))}" if passed else "it takes none"
+        if what == "delay":
+            required = _required(context_class, name)
+            if required:
                 raise ChartError(
-                    f"{source}: {at}: {what} {name!r} needs {', '.join(map(repr, unmet))}, "
-                    f"which nothing passes ({offer}): give it a default, or read it from data"
+                    f"{source}: {at}: delay {name!r} needs {', '.join(map(repr, required))}, "
+                    "but a delay is called with no arguments: give each a default"
                 )
 
     for state_id, state in _walk(document.native["states"], source):
@@ -319,15 +307,20 @@ def check_names(document: Document, context_class: type, source: str) -> None:
                 require(spec.delay, here, "delay", "is not defined by")
 
 
+def _signature(function: Any) -> inspect.Signature:
+    # The wrapper's own: a decorator may supply the wrapped function's arguments itself.
+    return inspect.signature(function, follow_wrapped=False)
+
+
 def _required(context_class: type, name: str) -> list[str]:
     """The parameters a call of the class's method ``name`` must give (none for a field or
     a property), after ``self`` or ``cls``."""
     found = inspect.getattr_static(context_class, name, None)
     if isinstance(found, staticmethod):
-        parameters = list(inspect.signature(found.__func__).parameters.values())
+        parameters = list(_signature(found.__func__).parameters.values())
     elif isinstance(found, classmethod) or inspect.isfunction(found):
         function = found.__func__ if isinstance(found, classmethod) else found
-        parameters = list(inspect.signature(function).parameters.values())[1:]
+        parameters = list(_signature(function).parameters.values())[1:]
     else:
         return []
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -428,9 +421,13 @@ def _callback_names(value: object) -> list[str]:
 
 
 def _guard_names(value: object) -> list[str]:
+    """The names a guard expression resolves, as python-statemachine reads it (``1_000`` and
+    ``1e3`` are numbers, not names), in order of appearance."""
     names = []
     for expression in _callback_names(value):
-        for name in _NAME.findall(_STRING.sub("", expression)):
-            if name not in _GUARD_WORDS and not keyword.iskeyword(name):
-                names.append(name)
+        # Less the functions an expression may call, such as In('state').
+        found = {
+            n for n in names_in_boolean_expr(expression) if n.lower() not in Functions.registry
+        }
+        names.extend(sorted(found, key=expression.find))
     return names

@@ -122,8 +122,8 @@ def amqp_url_problem(url: str) -> str | None:
         return "an amqp:// or amqps:// URL"
     try:
         host = URL(url).host
-    except ValueError:
-        host = None
+    except ValueError as exc:  # a port out of range or not a number
+        return f"a valid amqp:// URL ({exc})"
     if not host:
         return "an amqp:// URL with a host, e.g. amqp://guest:guest@127.0.0.1:5672/"
     return None

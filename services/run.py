@@ -63,8 +63,12 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         problem = amqp_url_problem(broker)
         if problem is not None:
             raise click.UsageError(f"--broker must be {problem}")
-        if not broker_connect_timeout >= 0:  # NaN too
-            raise click.UsageError("--broker-connect-timeout must be a number, not negative")
+        for flag, seconds in (
+            ("--broker-connect-timeout", broker_connect_timeout),
+            ("--delay", delay),
+        ):
+            if not seconds >= 0:  # NaN too
+                raise click.UsageError(f"{flag} must be a number, not negative")
         logs.configure(log_level, log_format)
         rabbit = RabbitBroker(broker, connect_within=broker_connect_timeout)
         try:

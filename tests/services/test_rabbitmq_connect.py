@@ -55,9 +55,10 @@ def kitchen(db: Path, broker: str, *flags: str) -> list[str]:
         ("amqp:///", "an amqp:// URL with a host"),
         (f"amqp://guest:{SECRET}@/vhost", "an amqp:// URL with a host"),
         ("http://127.0.0.1:5672/", "an amqp:// or amqps:// URL"),
+        ("amqp://127.0.0.1:99999/", "a valid amqp:// URL (Port out of range"),
     ],
 )
-def test_a_broker_url_without_a_host_is_a_usage_error(
+def test_a_broker_url_that_names_no_server_is_a_usage_error(
     tmp_path: Path, command: Callable[..., list[str]], url: str, problem: str
 ) -> None:
     done = subprocess.run(
@@ -216,13 +217,16 @@ async def test_a_runtime_that_cannot_reach_the_broker_leaves_no_thread_behind(
 
 @pytest.mark.parametrize("command", [serve, kitchen], ids=["serve", "kitchen"])
 @pytest.mark.parametrize("seconds", ["-1", "nan"])
-def test_a_connect_timeout_that_is_no_length_of_time_is_a_usage_error(
-    tmp_path: Path, command: Callable[..., list[str]], seconds: str
+@pytest.mark.parametrize("flag", ["--broker-connect-timeout", "--delay"])
+def test_a_length_of_time_that_is_none_is_a_usage_error(
+    tmp_path: Path, command: Callable[..., list[str]], seconds: str, flag: str
 ) -> None:
     """NaN passed every comparison with the deadline, so it waited for ever."""
+    if flag == "--delay" and command is serve:
+        flag = "--kitchen-delay"
     broker = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
     done = subprocess.run(
-        command(tmp_path / "orders.db", broker, "--broker-connect-timeout", seconds),
+        command(tmp_path / "orders.db", broker, flag, seconds),
         capture_output=True,
         text=True,
         timeout=PROCESS_DEADLINE,
