@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
+import statemachine
 from statemachine.exceptions import TransitionNotAllowed
 
 from orchestrator.charts import Chart, Machine
@@ -47,6 +49,8 @@ from orchestrator.model import (
 log = logging.getLogger(__name__)
 
 SOURCE = "/orchestrator"
+# Where python-statemachine's own code lies, to tell its errors from the chart's.
+_STATEMACHINE_CODE = os.path.dirname(statemachine.__file__) + os.sep
 
 
 def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
@@ -97,6 +101,11 @@ def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float)
             event.type, state_before, list(machine.next_events()), version - 1
         ) from exc
     except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, TypeError) and not _raised_in_actions(exc):
+            # python-statemachine could not call an action or a guard with what it had
+            # (a parameter nothing passes here): the chart's fault, not the data's.
+            log.exception("action not callable", extra={"order_id": machine.context.order_id})
+            raise Refused(f"{event.type}: the chart could not call an action: {exc}") from exc
         raise InvalidInput("data", f"{event.type} cannot use this data: {exc!r}") from exc
     except Exception as exc:
         log.exception("action failed", extra={"order_id": machine.context.order_id})
@@ -110,6 +119,17 @@ def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float)
         # infinite number, an object): the chart's fault, refused like a failed action.
         log.exception("turn not recordable", extra={"order_id": machine.context.order_id})
         raise Refused(f"{event.type} left the order unrecordable: {exc!r}") from exc
+
+
+def _raised_in_actions(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside the chart's code (an action or a guard, or what it
+    called), not by python-statemachine while calling it."""
+    trace = exc.__traceback__
+    if trace is None:
+        return True
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    return not trace.tb_frame.f_code.co_filename.startswith(_STATEMACHINE_CODE)
 
 
 def _record(

@@ -536,3 +536,46 @@ def test_an_initial_entry_action_that_fails_refuses_the_create(tmp_path: Path) -
         start(chart, "o-doomed", event)
     record = apply(start(chart, "o-fine", event), None, event, T0)
     assert record.snapshot.state == "idle"
+
+
+CHECKING = """\
+name: checking
+states:
+  idle:
+    initial: true
+    transitions:
+      - event: GO
+        target: checking
+        on: note
+  checking:
+    transitions:
+      - target: passed
+        cond: ready
+  passed:
+    final: true
+"""
+CHECKING_ACTIONS = """\
+from orchestrator import Context
+class Checking(Context):
+    def note(self, data) -> None:
+        self.total = data["n"] + 1
+
+    def ready(self, data) -> bool:
+        return bool(data)
+"""
+
+
+def test_a_callback_the_engine_cannot_call_is_the_charts_fault(tmp_path: Path) -> None:
+    """python-statemachine passes ``data`` only to the callbacks of the event's own
+    transitions: an eventless transition's guard that needs it cannot be called. That was
+    answered 422, "cannot use this data", as if the client had sent bad data; it is the
+    chart's fault, refused with a 409 that says so. A TypeError inside an action is still
+    the data's fault: 422 naming ``data``."""
+    (tmp_path / "checking.yaml").write_text(CHECKING)
+    (tmp_path / "checking.py").write_text(CHECKING_ACTIONS)
+    chart = load_charts(tmp_path)["checking"]
+    with pytest.raises(InvalidInput, match="GO cannot use this data: TypeError") as info:
+        apply(chart.start("o-1"), None, Event("GO", {"n": "one"}, "e-1"), T0)
+    assert info.value.field == "data"
+    with pytest.raises(Refused, match=r"GO: the chart could not call an action: .*'data'"):
+        apply(chart.start("o-2"), None, Event("GO", {"n": 1}, "e-2"), T0)
