@@ -17,6 +17,8 @@ from yarl import URL
 from orchestrator.errors import InvalidInput
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+# The default of --broker-connect-timeout, for the orchestrator and the stub services alike.
+BROKER_CONNECT_TIMEOUT = 30.0
 SERVICE_MODES = ("ok", "reject", "ignore")
 LOG_FORMATS = ("text", "json")
 
@@ -33,7 +35,7 @@ class Settings:
     port: int = 8000
     broker: str = "memory"
     # Seconds to keep trying a first connection to RabbitMQ that is not reachable yet.
-    broker_connect_timeout: float = 30.0
+    broker_connect_timeout: float = BROKER_CONNECT_TIMEOUT
     charts_dir: Path | None = None
     # "chart.name=value" settings of charts' options (timeouts, retries); values are JSON,
     # or text when they are not.

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from orchestrator import logs
-from orchestrator.broker.rabbitmq import CONNECT_WITHIN, BrokerUnreachable, RabbitBroker
-from orchestrator.settings import LOG_FORMATS, amqp_url_problem
+from orchestrator.broker.rabbitmq import BrokerUnreachable, RabbitBroker
+from orchestrator.settings import BROKER_CONNECT_TIMEOUT, LOG_FORMATS, amqp_url_problem
 from services.ledger import Ledger
 from services.stub import StubService
 
@@ -36,7 +36,7 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
     @click.option(
         "--broker-connect-timeout",
         type=float,
-        default=CONNECT_WITHIN,
+        default=BROKER_CONNECT_TIMEOUT,
         show_default=True,
         help="Seconds to keep trying to reach RabbitMQ at start (it may be starting too).",
     )

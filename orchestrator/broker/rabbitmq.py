@@ -55,6 +55,7 @@ from orchestrator.broker.base import (
     Unroutable,
 )
 from orchestrator.numbers import whole_number
+from orchestrator.settings import BROKER_CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ ATTEMPTS_HEADER = "x-attempts"
 # A retry goes back to its queue through the default exchange, keyed by the queue's name;
 # this header keeps the key it was published with, for its consumer and its dead letter.
 ROUTING_KEY_HEADER = "x-routing-key"
-# How long a first connection keeps being tried while RabbitMQ is unreachable, by default,
-# and the longest pause between two tries.
-CONNECT_WITHIN = 30.0
+# The longest pause between two tries of a first connection.
 MAX_CONNECT_PAUSE = 5.0
 # Refusals that waiting cannot mend: a wrong login, a server that is not RabbitMQ.
 _REFUSALS = (
@@ -79,7 +78,7 @@ class BrokerUnreachable(ConnectionError):
     URL's password."""
 
 
-async def connect(url: str, within: float = CONNECT_WITHIN) -> AbstractRobustConnection:
+async def connect(url: str, within: float = BROKER_CONNECT_TIMEOUT) -> AbstractRobustConnection:
     """A robust connection to RabbitMQ, tried again with backoff while the server cannot be
     reached, for up to ``within`` seconds. Raises ``BrokerUnreachable``.
 
@@ -87,8 +86,8 @@ async def connect(url: str, within: float = CONNECT_WITHIN) -> AbstractRobustCon
     connection (a failed AMQP one makes aiormq log an error each time), then a plain AMQP
     one, closed again (a robust one refused makes aio-pika log that it is "reconnecting"),
     then the robust connection."""
-    shown = shown_url(url)
     address = URL(url)
+    shown = str(address.with_password(None)) if address.password is not None else url
     port = address.port or (5671 if address.scheme == "amqps" else 5672)
     deadline = time.monotonic() + within
     pause = 0.5
@@ -127,18 +126,12 @@ async def connect(url: str, within: float = CONNECT_WITHIN) -> AbstractRobustCon
         pause = min(pause * 2, MAX_CONNECT_PAUSE)
 
 
-async def wait_until_reachable(url: str, within: float = CONNECT_WITHIN) -> None:
+async def wait_until_reachable(url: str, within: float = BROKER_CONNECT_TIMEOUT) -> None:
     """Return once RabbitMQ takes a connection (closed again); raise ``BrokerUnreachable``
     if it does not within ``within`` seconds. For a command to fail with one clear line
     before it starts serving."""
     connection = await connect(url, within)
     await connection.close()
-
-
-def shown_url(url: str) -> str:
-    """The URL as it may be logged: without its password."""
-    address = URL(url)
-    return str(address.with_password(None)) if address.password is not None else url
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
@@ -161,7 +154,7 @@ class RabbitBroker:
         *,
         on_reconnect: Callable[[], None] | None = None,
         on_dead_letter: Callable[[str], None] | None = None,
-        connect_within: float = CONNECT_WITHIN,
+        connect_within: float = BROKER_CONNECT_TIMEOUT,
     ) -> None:
         self.url = url
         self.connect_within = connect_within
