@@ -246,7 +246,7 @@ class Actor:
             reply = await self._store.reply_for(self.order_id, event.id)
         if reply is None:
             return None
-        if reply.fingerprint and event.fingerprint and reply.fingerprint != event.fingerprint:
+        if not reply.answers(event):
             raise IdempotencyConflict(event.id)
         return reply
 

@@ -21,11 +21,11 @@ from orchestrator import tracing
 from orchestrator.errors import InvalidInput
 from orchestrator.model import (
     MAX_DEPTH,
-    OUTCOME_ID_REFUSAL,
+    PLATFORM_ID_REFUSAL,
     Event,
     JsonObject,
-    is_outcome_id,
     is_platform_event,
+    is_platform_id,
     nested_deeper,
     to_json,
 )
@@ -61,13 +61,14 @@ def event_from(message: Message, origin: str, traceparent: str | None = None) ->
     """The actor event a CloudEvent from another service carries, keyed by its id.
 
     The platform's own events (``done.invoke.*``...) are refused: only the orchestrator
-    says when its invokes are done. The event continues the trace of ``traceparent`` (the
-    HTTP header of a webhook), else the CloudEvent's own, else starts a new one.
+    says when its invokes are done; so are ids in the orchestrator's namespace. The event
+    continues the trace of ``traceparent`` (the HTTP header of a webhook), else the
+    CloudEvent's own, else starts a new one.
     """
     if is_platform_event(message.type):
         raise InvalidInput("type", f"{message.type} is sent by the orchestrator, not by others")
-    if is_outcome_id(message.id):
-        raise InvalidInput("id", OUTCOME_ID_REFUSAL)
+    if is_platform_id(message.id):
+        raise InvalidInput("id", PLATFORM_ID_REFUSAL)
     return Event(
         type=message.type,
         data=message.data,

@@ -92,18 +92,41 @@ def outcome_event_id(outcome: str, message_id: str) -> str:
     return f"{outcome}:{message_id}"
 
 
-# Event ids are one namespace per order, so an id a client or another service chooses must
-# not take the form of an outcome's: its event would pass for that outcome, already applied.
-OUTCOME_ID_PREFIXES = (outcome_event_id("done", ""), outcome_event_id("error", ""))
+TIMER_ID_PREFIX = "timer:"
+UNKEYED_ID_PREFIX = "auto:"
 
 
-OUTCOME_ID_REFUSAL = (
-    f"ids starting with {' or '.join(OUTCOME_ID_PREFIXES)} are the orchestrator's own"
+def timer_event_id(timer_id: str, due_at: float) -> str:
+    """The id of a timer's firing. A timer id is set again each time its state is entered;
+    the due time tells one setting from another."""
+    return f"{TIMER_ID_PREFIX}{timer_id}@{due_at!r}"
+
+
+# Event ids are one namespace per order, shared by the ids senders choose (Idempotency-Key,
+# a CloudEvent's id) and the ids the orchestrator makes. Each of the latter starts with a
+# prefix that senders may not use: a sender's id equal to one would pass for that event,
+# already applied (an outcome or an unkeyed event), or take the id a later event needs (a
+# timer's firing, whose turn would then fail on the journal's unique ids, for ever).
+# Rejected: keeping the made ids bare and storing a fingerprint with every event, which
+# still lets a sender take a timer's id before it fires. Ids made before the prefixes
+# existed stay as they are; they were recorded without a fingerprint, which answers no
+# sender's id (see ``Reply.answers``).
+PLATFORM_ID_PREFIXES = (
+    outcome_event_id("done", ""),
+    outcome_event_id("error", ""),
+    TIMER_ID_PREFIX,
+    UNKEYED_ID_PREFIX,
 )
 
 
-def is_outcome_id(event_id: str) -> bool:
-    return event_id.startswith(OUTCOME_ID_PREFIXES)
+PLATFORM_ID_REFUSAL = (
+    f"ids starting with {', '.join(PLATFORM_ID_PREFIXES[:-1])} or {PLATFORM_ID_PREFIXES[-1]}"
+    " are the orchestrator's own"
+)
+
+
+def is_platform_id(event_id: str) -> bool:
+    return event_id.startswith(PLATFORM_ID_PREFIXES)
 
 
 def is_platform_event(event_type: str) -> bool:
@@ -279,6 +302,12 @@ class Reply:
     body: bytes
     order_id: str
     fingerprint: str = ""
+
+    def answers(self, event: Event) -> bool:
+        """Whether this reply was recorded for the request ``event`` repeats. Fingerprints
+        are compared even when empty: an event recorded without one (the orchestrator's
+        own) answers no sender's id, which always carries one."""
+        return self.fingerprint == event.fingerprint
 
 
 @dataclass(frozen=True, slots=True)

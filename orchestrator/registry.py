@@ -9,7 +9,9 @@ Passivation drops idle actors (empty mailbox, no turn running): the least recent
 ones beyond ``max_actors``, and any idle longer than ``idle_seconds``. Reactivation
 restores the machine from the snapshot without running entry actions, so nothing is sent
 twice. Creates with an Idempotency-Key are serialised per key here, because the order id
-they would go to does not exist yet.
+they would go to does not exist yet. The create is shared by key, but each request is
+answered by its own body: the reply recorded for that body, 422 for any other, and a
+failure only to the body that failed (the next body then tries its own create).
 """
 
 from __future__ import annotations
@@ -19,17 +21,26 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from orchestrator import tracing
 from orchestrator.actor import Actor, Request
 from orchestrator.charts import Chart
-from orchestrator.errors import IdempotencyConflict, InvalidInput
+from orchestrator.errors import IdempotencyConflict, InvalidInput, OrchestratorError, Unavailable
 from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
-from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord
+from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord, timer_event_id
 from orchestrator.store.base import Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Creating:
+    """A keyed create in flight, and the fingerprint of the request that started it."""
+
+    fingerprint: str
+    task: asyncio.Task[Reply]
 
 
 class Registry:
@@ -52,7 +63,7 @@ class Registry:
         self.max_actors = max_actors
         self.idle_seconds = idle_seconds
         self._actors: OrderedDict[str, Actor] = OrderedDict()
-        self._creating: dict[str, asyncio.Task[Reply]] = {}
+        self._creating: dict[str, _Creating] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()  # set whenever an actor goes idle
         metrics.watch(metrics.live_actors, lambda: len(self._actors))
@@ -97,9 +108,7 @@ class Registry:
         event = Event(
             type=timer.event_type,
             data=timer.data,
-            # A timer id is set again each time its state is entered; the due time tells
-            # one setting from another.
-            id=f"{timer.id}@{timer.due_at!r}",
+            id=timer_event_id(timer.id, timer.due_at),
             origin="timer",
             # The trace of the turn that set the timer, with a span of this firing's own;
             # a timer stored without one (before traces were kept) starts a new trace.
@@ -115,30 +124,49 @@ class Registry:
             raise InvalidInput("chart", f"unknown chart {name!r}; known: {sorted(self.charts)}")
         if not event.keyed:
             return await self._create(found, event)
-        creating = self._creating.get(event.id)
-        if creating is None:
-            # A task of its own, which every request with the key awaits shielded: one
-            # that is cancelled (a client gone at shutdown) stops neither the create nor
-            # the others' wait for its reply.
-            creating = asyncio.create_task(self._create_once(found, event), name="create")
-            self._creating[event.id] = creating
-            creating.add_done_callback(lambda task: self._created(event.id, task))
-        reply = await asyncio.shield(creating)
-        if reply.fingerprint and event.fingerprint and reply.fingerprint != event.fingerprint:
-            raise IdempotencyConflict(event.id)
-        return reply
+        while True:
+            creating = self._creating.get(event.id)
+            # A task already done may not be forgotten yet (its callback runs soon): one
+            # that failed for another body must not be awaited again, or this loops.
+            if creating is None or creating.task.done():
+                # A task of its own, which every request with the key awaits shielded: one
+                # that is cancelled (a client gone at shutdown) stops neither the create
+                # nor the others' wait for its reply.
+                task = asyncio.create_task(self._create_once(found, event), name="create")
+                creating = _Creating(event.fingerprint, task)
+                self._creating[event.id] = creating
+                task.add_done_callback(lambda done: self._created(event.id, done))
+            try:
+                reply = await asyncio.shield(creating.task)
+            except OrchestratorError:
+                if creating.fingerprint == event.fingerprint:
+                    raise  # this very request failed; a repeat gets the same answer
+                continue  # another body's create failed and made nothing: try this one
+            # Each request is answered by its own body: the create the key made, or 422.
+            if not reply.answers(event):
+                raise IdempotencyConflict(event.id)
+            return reply
 
     def _created(self, key: str, task: asyncio.Task[Reply]) -> None:
-        del self._creating[key]
+        creating = self._creating.get(key)
+        if creating is not None and creating.task is task:
+            del self._creating[key]
         self._settled.set()
         if not task.cancelled():
             task.exception()  # retrieved, in case every request awaiting it was cancelled
 
     async def _create_once(self, chart: Chart, event: Event) -> Reply:
+        """The reply of the create the key made, whatever its body, or a new create.
+
+        It answers for every request with the key, so it compares no fingerprint."""
         existing = await self.store.order_created_by(event.id)
-        if existing is not None:
-            return await self.actor(existing).submit(Request(event))
-        return await self._create(chart, event)
+        if existing is None:
+            return await self._create(chart, event)
+        # Committed with the order in one transaction, so it is there.
+        recorded = await self.store.reply_for(existing, event.id)
+        if recorded is None:
+            raise Unavailable(f"order {existing} has no journal entry for its create")
+        return recorded
 
     async def _create(self, chart: Chart, event: Event) -> Reply:
         order_id = new_order_id()

@@ -159,10 +159,15 @@ def test_data_nested_too_deep_is_malformed() -> None:
         decode(body_with(data={"a": data}))
 
 
-@pytest.mark.parametrize("event_id", ["done:o-1:3:0", "error:o-1:3:0"])
-def test_an_id_in_the_form_of_an_invoke_outcome_is_refused(event_id: str) -> None:
-    """Another service's event must not take the id of an invoke's outcome, which would
-    then pass for it, already applied (the webhook answers 422, the inbox dead-letters)."""
+@pytest.mark.parametrize(
+    "event_id",
+    ["done:o-1:3:0", "error:o-1:3:0", "timer:o-1/after.idle.3@1765000000.25", "auto:0-1"],
+)
+def test_an_id_in_the_orchestrators_namespace_is_refused(event_id: str) -> None:
+    """Another service's event must not take the id of an invoke's outcome or of an event
+    sent without a key, which would then pass for it, already applied, nor the id of a
+    timer's firing, which would then fail for ever (the webhook answers 422, the inbox
+    dead-letters)."""
     message = decode(body_with(id=event_id))
     with pytest.raises(InvalidInput, match="orchestrator's own") as refused:
         event_from(message, "webhook")

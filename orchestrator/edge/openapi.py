@@ -90,8 +90,8 @@ IDEMPOTENCY_KEY = {
     "required": False,
     "description": (
         "Repeat a request safely: a repeat gets the first answer and applies nothing; the "
-        "same key with a different body gets 422. Keys starting with done: or error: (the "
-        "form of the orchestrator's own event ids) get 422."
+        "same key with a different body gets 422. Keys starting with done:, error:, timer: "
+        "or auto: (the orchestrator's own event ids) get 422."
     ),
     "schema": {"type": "string", "pattern": "^[ -~]{1,200}$"},
 }

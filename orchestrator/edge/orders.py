@@ -22,12 +22,13 @@ from orchestrator.errors import InvalidInput, OrderNotFound
 from orchestrator.ids import new_event_id
 from orchestrator.model import (
     MAX_DEPTH,
-    OUTCOME_ID_REFUSAL,
+    PLATFORM_ID_REFUSAL,
+    UNKEYED_ID_PREFIX,
     Event,
     JsonObject,
     Reply,
-    is_outcome_id,
     is_platform_event,
+    is_platform_id,
     nested_deeper,
     to_json,
 )
@@ -90,14 +91,15 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
     a fingerprint of the request that carried it."""
     key = request.headers.get("idempotency-key")
     if key is None:
-        # Nothing is compared against an unkeyed event, so it needs no fingerprint.
-        return new_event_id(), False, ""
+        # Nothing is compared against an unkeyed event, so it needs no fingerprint; its id
+        # is in the orchestrator's namespace, so no key can be equal to it.
+        return UNKEYED_ID_PREFIX + new_event_id(), False, ""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidInput(
             "Idempotency-Key", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"
         )
-    if is_outcome_id(key):
-        raise InvalidInput("Idempotency-Key", OUTCOME_ID_REFUSAL)
+    if is_platform_id(key):
+        raise InvalidInput("Idempotency-Key", PLATFORM_ID_REFUSAL)
     path: str = request.scope["path"]
     fingerprint = hashlib.sha256(f"{request.method} {path}\n".encode() + raw).hexdigest()[:32]
     return key, True, fingerprint
