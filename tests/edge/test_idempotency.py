@@ -12,23 +12,30 @@ those had a namespace.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 
+from orchestrator.edge.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import (
+    CONFIRM,
     HAWAII,
     MARGHERITA,
+    WAITING_FOR_KITCHEN,
     add,
     create_order,
     eventually,
     history,
     http_client,
     list_orders,
+    send,
     view,
+    wait_for_state,
 )
 
 CONCURRENT = 20
@@ -434,3 +441,40 @@ async def test_a_key_in_the_form_of_a_timer_event_id_is_422_and_the_timer_fires(
     assert entries[-1]["stateAfter"] == "rang"
     assert entries[-1]["eventId"] not in {"ticking", old_shape}
     assert "UNIQUE constraint failed" not in server.log()
+
+
+async def test_a_cloudevent_with_the_id_of_an_event_the_server_made_is_422(
+    server_factory: ServerFactory,
+) -> None:
+    """CloudEvent ids share the namespace of keys: a webhook event whose id is that of an
+    event sent without a key (read in the history) used to be answered with that event's
+    reply and never applied. It is refused (422) and the order stays where it was."""
+    secret = "s3cret"
+    server = server_factory("--webhook-secret", secret, "--kitchen-mode", "ignore")
+    async with http_client(server.url) as http:
+        order = await create_order(http)
+        assert (await send(http, order["id"], CONFIRM)).status_code == 200
+        await wait_for_state(http, order["id"], WAITING_FOR_KITCHEN, within=10.0)
+        made = next(
+            e["eventId"] for e in await history(http, order["id"]) if e["type"] == "CONFIRM_PIZZA"
+        )
+        body = json.dumps(
+            {
+                "specversion": "1.0",
+                "id": made,
+                "type": "PIZZA_READY",
+                "source": "/kitchen",
+                "subject": order["id"],
+                "data": {},
+            }
+        ).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "content-type": "application/cloudevents+json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+        }
+        refused = await http.post("/events", content=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "id"
+        assert (await view(http, order["id"]))["state"] == WAITING_FOR_KITCHEN
