@@ -19,6 +19,7 @@ from orchestrator.broker.base import (
     REASON_HEADER,
     Delivery,
     Handler,
+    NotStored,
     Poison,
     Unroutable,
 )
@@ -334,10 +335,11 @@ async def test_interrupted_delivery_survives_reopen(path: Path) -> None:
 
 
 async def test_publish_after_close_is_refused(path: Path) -> None:
-    """A closed broker refuses publishes rather than dropping them."""
+    """A closed broker refuses publishes rather than dropping them, as not stored (to be
+    published again, after the restart), not as unroutable (which ends an invoke)."""
     b = MemoryBroker(path)
     await b.connect()
     await b.declare_queue("kitchen", ["command.#"])
     await b.close()
-    with pytest.raises(Unroutable):
+    with pytest.raises(NotStored):
         await b.publish("command.MAKE_PIZZA", b"x", message_id="m-1")
