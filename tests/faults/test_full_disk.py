@@ -31,6 +31,7 @@ from tests.helpers import (
     DONE,
     HAWAII,
     RABBITMQ_URL,
+    JsonObject,
     create_order,
     delete_flow_queues,
     history,
@@ -44,7 +45,7 @@ from tests.helpers import (
     wait_for_state,
 )
 
-CANCEL = {"type": "CANCEL"}
+CANCEL: JsonObject = {"type": "CANCEL"}
 ORDERS_DISK_MIB = 16
 OTHERS_DISK_MIB = 16
 # Longer than the ~9 s in which ten failed deliveries dead-lettered an event, and than the
@@ -82,7 +83,7 @@ async def dead_letters(http: httpx.AsyncClient, queue: str) -> float:
 
 
 async def keyed(
-    http: httpx.AsyncClient, order_id: str, event: dict[str, object], key: str
+    http: httpx.AsyncClient, order_id: str, event: JsonObject, key: str
 ) -> httpx.Response:
     return await send(http, order_id, event, key=key)
 
@@ -113,7 +114,7 @@ async def test_a_full_disk_loses_no_work_and_skips_no_compensation(
     acknowledged: list[tuple[str, str]] = []  # (order id, Idempotency-Key) answered 2xx
     cancelled: set[str] = set()
 
-    async def command(order_id: str, event: dict[str, object], key: str) -> httpx.Response:
+    async def command(order_id: str, event: JsonObject, key: str) -> httpx.Response:
         response = await keyed(http, order_id, event, key)
         if response.is_success:
             acknowledged.append((order_id, key))
