@@ -20,6 +20,8 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- StaleOutcome           an invoke's outcome for a message a later
      |                          turn replaced (a retry); ignored            (internal)
      +-- Unavailable            the store or broker failed; retry later     -> 503
+         +-- StoreUnavailable   the store cannot write (its disk is full or
+                                failing): an outage, not the turn's fault   -> 503
 """
 
 from __future__ import annotations
@@ -137,3 +139,10 @@ class Unavailable(OrchestratorError):
     """The store or broker failed under the request; the same request may succeed later."""
 
     retryable = True
+
+
+class StoreUnavailable(Unavailable):
+    """The store could not write: its disk is full, failing or locked. Nothing of the turn
+    was kept, and the same event applies once the store is back, so a broker event that
+    meets it is delivered again for as long as the outage lasts instead of being counted
+    toward its poison limit."""

@@ -7,6 +7,12 @@ which the event id dedupes. A message that can never apply (not a CloudEvent, an
 order or type, not allowed in the order's state) is poison: it goes to the dead-letter
 queue with the reason, and the orchestrator keeps serving. A refused event is logged with
 its order's fields here, since no turn logs it.
+
+A turn the store could not write (``StoreUnavailable``: its disk is full) is not the
+event's fault, and the event applies once the store is back: it raises the port's ``Retry``,
+so the broker delivers it again for as long as the outage lasts (up to ``RETRY_FOR``)
+without counting it toward the poison limit. Other retryable errors are redelivered and
+counted, since they may be the event's own doing.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from __future__ import annotations
 import logging
 
 from orchestrator import tracing
-from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison
-from orchestrator.errors import InvalidInput, OrchestratorError
+from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison, Retry
+from orchestrator.errors import InvalidInput, OrchestratorError, StoreUnavailable
 from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode, event_from
 from orchestrator.registry import Registry
 
@@ -48,9 +54,11 @@ class Inbox:
             raise Poison(str(exc)) from exc
         try:
             await self._registry.send(message.subject, event)
+        except StoreUnavailable as exc:
+            raise Retry(exc.detail) from exc
         except OrchestratorError as exc:
             if exc.retryable:
-                raise  # redelivered later
+                raise  # redelivered later, and counted
             reason = f"{type(exc).__name__}: {exc.detail}"
             snapshot = await self._registry.view(message.subject)
             log.warning(

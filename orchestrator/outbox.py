@@ -4,9 +4,16 @@ For each message: publish (returns on the broker's confirm), then deliver the in
 ``done.invoke.<id>`` to the order, then forget the message. Only then: a crash anywhere
 before leaves the row in the outbox, so it is published again after the restart and the
 consumer dedupes it by id, and the done event, whose id derives from the message id, is
-deduped by the actor. Publishing that keeps failing is retried with backoff; a message no
-queue is bound for ends in ``error.invoke.<id>``. A command a service dead-letters comes
-back on ``UNDELIVERABLE_QUEUE`` and also ends in ``error.invoke.<id>``.
+deduped by the actor. Publishing that keeps failing is retried with backoff (up to 5 s
+between tries) for as long as it fails: a broker that is down or cannot store the message
+(``NotStored``: its disk is full) is an outage, not a refusal, and
+``orchestrator_outbox_lag_seconds`` shows it growing. Only a message no queue is bound for
+(``Unroutable``, ``MAX_ATTEMPTS`` times) ends in ``error.invoke.<id>``. A command a service
+dead-letters comes back on ``UNDELIVERABLE_QUEUE`` and also ends in ``error.invoke.<id>``.
+
+At start, ``recover`` reads the rows a crash left behind before anything can commit new
+ones, and ``start`` resends them: read later, the outbox would also hold rows committed and
+relayed since the start whose delete is not yet written, and those would go out twice.
 
 The relay never writes a turn itself: it only sends events to actors, through ``deliver``.
 A message's relay task copies the log fields of the turn that committed it (order, event,
@@ -39,7 +46,9 @@ from orchestrator.store.base import Store
 log = logging.getLogger(__name__)
 
 UNDELIVERABLE_QUEUE = "orchestrator.undeliverable"
-MAX_ATTEMPTS = 8  # about 25 s of backoff before an invoke is declared failed
+# Refusals (no queue bound) before an invoke is declared failed: about 11 s of backoff, time
+# for a service that declares its queue as it starts.
+MAX_ATTEMPTS = 8
 IN_FLIGHT = 128  # messages published concurrently, each awaiting its own confirm
 
 Deliver = Callable[[str, Event], Awaitable[None]]
@@ -55,19 +64,24 @@ class OutboxRelay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, float] = {}  # message id -> when it was committed
         self._closed = False
+        self._left: list[OutboxMessage] = []  # read by recover, resent by start
         metrics.watch(metrics.outbox_depth, lambda: len(self._pending))
         metrics.watch(metrics.outbox_lag, self._lag)
 
     def _lag(self) -> float:
         return time.monotonic() - min(self._pending.values()) if self._pending else 0.0
 
+    async def recover(self) -> None:
+        """Read what a crash left in the outbox; before any turn of this run can commit."""
+        self._left = await self._store.unsent()
+
     async def start(self) -> None:
-        """Declare the queue for dead-lettered commands and resend what a crash left behind."""
+        """Declare the queue for dead-lettered commands and resend what ``recover`` read."""
         await self._broker.declare_queue(
             UNDELIVERABLE_QUEUE, [COMMAND_PREFIX + "#"], dead_letter_exchange=True
         )
         await self._broker.consume(UNDELIVERABLE_QUEUE, self._undeliverable, prefetch=4)
-        unsent = await self._store.unsent()
+        unsent, self._left = self._left, []
         if unsent:
             log.info("resending %d outbox messages left from before the restart", len(unsent))
         for message in unsent:
@@ -128,8 +142,9 @@ class OutboxRelay:
     async def _publish(self, message: OutboxMessage) -> str:
         """``done`` once confirmed; ``error`` when no queue will ever take it.
 
-        A broker that is down is not a refusal: the relay keeps trying, and the row stays
-        in the outbox meanwhile.
+        A broker that is down or cannot store the message is not a refusal: the relay keeps
+        trying, and the row stays in the outbox meanwhile. The first failure is logged as a
+        warning, the later ones at debug, and a publish that succeeds after failing says so.
         """
         delay = 0.1
         attempt = 0
@@ -148,9 +163,12 @@ class OutboxRelay:
                 failure = exc
             else:
                 self._metrics.published.inc()
+                if attempt > 1:
+                    log.info("published %s at attempt %d", message.id, attempt)
                 return "done"
-            log.warning(
-                "publish of %s failed (attempt %d): %r",
+            log.log(
+                logging.WARNING if attempt == 1 else logging.DEBUG,
+                "publish of %s failed (attempt %d): %r; trying again",
                 message.id,
                 attempt,
                 failure,

@@ -135,6 +135,9 @@ class Runtime:
     async def start(self) -> None:
         # 1. open the store: schema, WAL, the group-commit loop
         await self.store.open()
+        # 1b. read the outbox rows a crash left behind, before any turn of this run commits
+        #     (read after step 3, rows relayed meanwhile but not yet deleted went out twice)
+        await self.relay.recover()
         # 2. connect the broker: messages stored before a crash come back, unacked
         try:
             await self.broker.connect()
@@ -148,7 +151,7 @@ class Runtime:
         # 4. start the services so their queues exist before anything is published
         for service in self.services:
             await service.start()
-        # 5. resend the outbox rows a crash left behind; in-flight orders carry on
+        # 5. resend the outbox rows read in 1b; in-flight orders carry on
         await self.relay.start()
         # 6. passivate idle actors from now on
         self.registry.start()

@@ -4,6 +4,9 @@ A redelivered or retried command must not bake a second pizza: the service looks
 (order and command type) up here first, and records the command with its answer in one
 SQLite transaction before it publishes the answer. A repeat then only publishes the
 recorded answer again, with the same id, which the orchestrator dedupes.
+
+A ledger that cannot be read or written (its disk is full) raises ``LedgerUnavailable``:
+the command was not carried out, and will be once the ledger works again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ CREATE TABLE IF NOT EXISTS handled (
 
 
 ENTRY_COLUMNS = "key, message_id, order_id, type, answer"
+
+
+class LedgerUnavailable(Exception):
+    """SQLite could not read or write the ledger (a full or failing disk, a lock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE handled_by_message")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk does), and a ROLLBACK would then
+        # raise "no transaction is active" in place of the error that matters.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 
@@ -78,7 +88,10 @@ class Ledger:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{path.stem}")
 
     async def _run(self, fn: object, *args: object) -> object:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)  # type: ignore[arg-type]
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)  # type: ignore[arg-type]
+        except sqlite3.OperationalError as exc:
+            raise LedgerUnavailable(f"the ledger {self.path.name} failed: {exc}") from exc
 
     async def open(self) -> None:
         await self._run(self._open)

@@ -13,6 +13,12 @@ key, so the orchestrator recognises it as the same answer.
 Compensations (the kitchen's CANCEL_PIZZA undoes MAKE_PIZZA) are carried out like any
 command; a work command that finishes after its compensation is recorded but not answered.
 
+A ledger that cannot be written (its disk is full) makes the handler raise the broker's
+``Retry``: the command is delivered again until the ledger works, neither dropped nor
+dead-lettered (a dead MAKE_PIZZA would leave its order waiting for the kitchen's timeout).
+An answer the broker could not store (``NotStored``) is retried the same way; the ledger
+then answers the redelivery with the recorded answer.
+
 Failure modes, for tests, apply to work commands only (a stuck kitchen still hears a
 cancellation): ``reject`` dead-letters them (the orchestrator's invoke then errors),
 ``ignore`` records them and never answers (the order waits).
@@ -26,9 +32,9 @@ import time
 import uuid
 
 from orchestrator import tracing
-from orchestrator.broker.base import Broker, Delivery, Poison
+from orchestrator.broker.base import Broker, Delivery, Poison, Retry
 from orchestrator.messages import MalformedMessage, Message, command_key, decode, encode, event_key
-from services.ledger import Entry, Ledger
+from services.ledger import Entry, Ledger, LedgerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,8 @@ class StubService:
         try:
             async with lock:
                 entry = await self._carry_out(key, command, answer_type)
+        except LedgerUnavailable as exc:
+            raise Retry(str(exc)) from exc
         finally:
             # Forget the lock only when no copy holds it or waits for it.
             lock, users = self._carrying[key]

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from orchestrator.store.sqlite import SqliteStore
+from tests.disk import SmallDisk
 
 READY_TIMEOUT = 30.0
 
@@ -136,3 +137,18 @@ def charts_dir() -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     # Subprocess servers inherit this so their logs are quiet unless a test fails.
     os.environ.setdefault("ORCHESTRATOR_LOG_LEVEL", "warning")
+
+
+@pytest.fixture
+def small_disks(tmp_path: Path) -> Iterator[Callable[[str, int], SmallDisk]]:
+    """Mount tmpfs disks a test can fill and free: ``small_disks("orders", 16)`` (MiB)."""
+    mounted: list[SmallDisk] = []
+
+    def mount(name: str, size_mib: int = 16) -> SmallDisk:
+        disk = SmallDisk(tmp_path / f"disk-{name}", size_mib).mount()
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        disk.unmount()

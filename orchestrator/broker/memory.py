@@ -9,6 +9,11 @@ Writes are batched: publishes and acks that pile up while one commit runs go int
 next one, and SQLite's work runs on one worker thread so the event loop never blocks on
 fsync. Rejected path: keeping queues only in memory, which loses a confirmed MAKE_PIZZA
 if the process dies before the kitchen takes it, and with it the order.
+
+A write that fails (the file's disk is full) loses nothing: its publishes raise
+``NotStored``, which the outbox relay retries, and its acks are written with the next
+batch. The first failure is logged with SQLite's own error, and the recovery once; the
+writes in between are tried again every ``WRITE_RETRY_PAUSE`` seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +33,22 @@ from orchestrator.broker.base import (
     DEAD_LETTER_EXCHANGE,
     EXCHANGE,
     MAX_DELIVERIES,
+    MAX_RETRY_PAUSE,
     REASON_HEADER,
+    RETRY_FOR,
     Delivery,
     Handler,
+    NotStored,
     Poison,
+    Retry,
     Unroutable,
+    retry_pause,
 )
 
 log = logging.getLogger(__name__)
+
+# The pause between two tries of a write that failed, while acks wait to be written.
+WRITE_RETRY_PAUSE = 0.5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -72,6 +86,10 @@ class _Message:
     headers: dict[str, str]
     body: bytes
     deliveries: int = 0
+    # Deliveries whose handler failed, ``Retry`` aside: at MAX_DELIVERIES it is dead-lettered.
+    failures: int = 0
+    # When its handler first raised ``Retry`` (monotonic), if it has.
+    retrying_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -201,7 +219,7 @@ class MemoryBroker:
         if not targets:
             raise Unroutable(f"no queue is bound for {routing_key!r} on {exchange!r}")
         if self._closing:
-            raise Unroutable("the broker is closing")
+            raise NotStored("the broker is closing")
         loop = asyncio.get_running_loop()
         futures = []
         for queue in targets:
@@ -214,6 +232,7 @@ class MemoryBroker:
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        failed_writes = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -233,13 +252,25 @@ class MemoryBroker:
                 try:
                     seqs = await loop.run_in_executor(self._thread, self._write, rows, acks)
                 except Exception as exc:
-                    log.error("broker write failed: %r", exc)
+                    if not failed_writes:
+                        log.error("the broker cannot write its file: %s", exc)
+                    failed_writes += 1
+                    # Those messages were handled: their deletes ride the next write.
+                    self._acks.extend(acks)
                     for p in publishes:
                         if p.future is not None and not p.future.done():
                             p.future.set_exception(
-                                Unroutable(f"could not store the message: {exc}")
+                                NotStored(f"the broker could not store the message: {exc}")
                             )
+                    if self._closing:
+                        return  # the acks are lost; their messages come back after a restart
+                    await asyncio.sleep(WRITE_RETRY_PAUSE)
                     continue
+                if failed_writes:
+                    log.warning(
+                        "the broker writes its file again, after %d failures", failed_writes
+                    )
+                    failed_writes = 0
                 for p, seq in zip(publishes, seqs, strict=True):
                     p.message.seq = seq
                     p.queue.put(p.message)
@@ -264,7 +295,10 @@ class MemoryBroker:
             db.executemany("DELETE FROM messages WHERE seq = ?", [(seq,) for seq in acks])
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): a ROLLBACK then raises
+            # "no transaction is active" and hides the error that matters.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return seqs
 
@@ -295,30 +329,61 @@ class MemoryBroker:
                 raise
             except Poison as exc:
                 await self._dead_letter(queue, message, exc.detail)
+            except Retry as exc:
+                await self._retry(queue, message, exc)
             except Exception as exc:
-                if message.deliveries >= MAX_DELIVERIES:
-                    reason = f"failed {message.deliveries} times: {exc!r}"
+                message.failures += 1
+                if message.failures >= MAX_DELIVERIES:
+                    reason = f"failed {message.failures} times: {exc!r}"
                     await self._dead_letter(queue, message, reason)
                 else:
                     log.warning("redelivering %s after %r", message.message_id, exc)
-                    delay = min(0.05 * 2 ** (message.deliveries - 1), 2.0)
-                    asyncio.get_running_loop().call_later(delay, queue.put, message)
+                    delay = min(0.05 * 2 ** (message.failures - 1), 2.0)
+                    self._put_later(queue, message, delay)
             else:
                 self._ack(message)
+
+    async def _retry(self, queue: _Queue, message: _Message, exc: Retry) -> None:
+        """Deliver it again later, not counted as a failure, unless it has been retried
+        for ``RETRY_FOR`` seconds already."""
+        now = time.monotonic()
+        if message.retrying_since is None:
+            message.retrying_since = now
+            log.warning(
+                "%s cannot be handled now, delivering it again: %s", message.message_id, exc.detail
+            )
+        retrying_for = now - message.retrying_since
+        if retrying_for >= RETRY_FOR:
+            reason = f"could not be handled for {retrying_for:.0f} s: {exc!r}"
+            await self._dead_letter(queue, message, reason)
+        else:
+            self._put_later(queue, message, retry_pause(retrying_for))
+
+    def _put_later(self, queue: _Queue, message: _Message, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, queue.put, message)
 
     def _ack(self, message: _Message) -> None:
         self._acks.append(message.seq)
         self._wake.set()
 
     async def _dead_letter(self, queue: _Queue, message: _Message, reason: str) -> None:
-        log.warning("dead-lettering %s: %s", message.message_id, reason)
-        if self._on_dead_letter is not None:
-            self._on_dead_letter(queue.name)
         headers = {**message.headers, REASON_HEADER: reason}
         try:
             await self._route(
                 DEAD_LETTER_EXCHANGE, message.routing_key, message.body, message.message_id, headers
             )
-        except Unroutable:
-            log.error("no dead-letter queue for %s; dropping it", message.message_id)
+        except (Unroutable, NotStored) as exc:
+            # Dropping it would lose it for good: it stays in its queue, delivered again.
+            log.error(
+                "cannot dead-letter %s (%s): %s; keeping it in %r",
+                message.message_id,
+                reason,
+                exc.detail,
+                queue.name,
+            )
+            self._put_later(queue, message, MAX_RETRY_PAUSE)
+            return
+        log.warning("dead-lettered %s: %s", message.message_id, reason)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(queue.name)
         self._ack(message)

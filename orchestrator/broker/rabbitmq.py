@@ -13,7 +13,12 @@ Two things RabbitMQ does not do the way the port promises are done here by hand:
 * A failing handler gets a bounded number of redeliveries with backoff. Classic queues do
   not count redeliveries, so a failed message is re-published to its own queue with an
   ``x-attempts`` header (confirmed before the original is acked) and dead-lettered once
-  that reaches ``MAX_DELIVERIES``.
+  that reaches ``MAX_DELIVERIES``. A handler's ``Retry`` does not count: the copy keeps
+  ``x-attempts`` and carries ``x-retrying-since``, the wall-clock time of the first
+  ``Retry`` (wall clock, since the copy may be consumed by another process), and is
+  dead-lettered only ``RETRY_FOR`` seconds after it.
+* A dead letter that cannot be published (no queue is bound on ``orders.dead``) leaves the
+  original in its queue: it is rejected back to it after ``MAX_RETRY_PAUSE``, never acked.
 
 The first connection is tried again, with backoff, while RabbitMQ is not reachable (it may
 be starting beside us), for up to ``connect_within`` seconds; what waiting cannot mend (a
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -40,7 +46,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import PublishError
+from aio_pika.exceptions import DeliveryError, PublishError
 from pamqp.common import Arguments
 from yarl import URL
 
@@ -48,11 +54,16 @@ from orchestrator.broker.base import (
     DEAD_LETTER_EXCHANGE,
     EXCHANGE,
     MAX_DELIVERIES,
+    MAX_RETRY_PAUSE,
     REASON_HEADER,
+    RETRY_FOR,
     Delivery,
     Handler,
+    NotStored,
     Poison,
+    Retry,
     Unroutable,
+    retry_pause,
 )
 from orchestrator.numbers import whole_number
 from orchestrator.settings import BROKER_CONNECT_TIMEOUT
@@ -60,6 +71,7 @@ from orchestrator.settings import BROKER_CONNECT_TIMEOUT
 log = logging.getLogger(__name__)
 
 ATTEMPTS_HEADER = "x-attempts"
+RETRYING_SINCE_HEADER = "x-retrying-since"
 # A retry goes back to its queue through the default exchange, keyed by the queue's name;
 # this header keeps the key it was published with, for its consumer and its dead letter.
 ROUTING_KEY_HEADER = "x-routing-key"
@@ -245,42 +257,80 @@ class RabbitBroker:
         # message is still acked or dead-lettered, never left holding a prefetch slot.
         headers = {k: _text(v) for k, v in (message.headers or {}).items()}
         attempts = whole_number(headers.pop(ATTEMPTS_HEADER, "0")) or 0
+        retrying_since = _seconds(headers.pop(RETRYING_SINCE_HEADER, None))
         routing_key = headers.pop(ROUTING_KEY_HEADER, None) or message.routing_key or ""
         delivery = Delivery(
             routing_key=routing_key,
             body=message.body,
             message_id=message.message_id or "",
             headers=headers,
-            redelivered=bool(message.redelivered) or attempts > 0,
+            redelivered=bool(message.redelivered) or attempts > 0 or retrying_since is not None,
         )
+        reason: str | None = None
+        pause = 0.0
         try:
             await handler(delivery)
         except Poison as exc:
-            await self._dead_letter(queue, delivery, exc.detail)
+            reason = exc.detail
+        except Retry as exc:
+            now = time.time()
+            if retrying_since is None:
+                retrying_since = now
+                log.warning(
+                    "%s cannot be handled now, delivering it again: %s",
+                    delivery.message_id,
+                    exc.detail,
+                )
+            retrying_for = now - retrying_since
+            if retrying_for >= RETRY_FOR:
+                reason = f"could not be handled for {retrying_for:.0f} s: {exc!r}"
+            else:
+                pause = retry_pause(retrying_for)
         except Exception as exc:
             attempts += 1
             if attempts >= MAX_DELIVERIES:
-                await self._dead_letter(queue, delivery, f"failed {attempts} times: {exc!r}")
+                reason = f"failed {attempts} times: {exc!r}"
             else:
                 log.warning("redelivering %s after %r", delivery.message_id, exc)
-                await asyncio.sleep(min(0.05 * 2 ** (attempts - 1), 2.0))
-                again = {**headers, ATTEMPTS_HEADER: str(attempts), ROUTING_KEY_HEADER: routing_key}
-                # To the same queue through the default exchange, confirmed before the ack.
-                await _publish(
-                    channel.default_exchange, queue, delivery.body, delivery.message_id, again
-                )
+                pause = min(0.05 * 2 ** (attempts - 1), 2.0)
+        else:
+            await message.ack()
+            return
+        if reason is not None and not await self._dead_letter(queue, delivery, reason):
+            # Never dropped: back to its queue, after a pause so it does not spin.
+            await asyncio.sleep(MAX_RETRY_PAUSE)
+            await message.nack(requeue=True)
+            return
+        if reason is None:
+            await asyncio.sleep(pause)
+            again = {**headers, ATTEMPTS_HEADER: str(attempts), ROUTING_KEY_HEADER: routing_key}
+            if retrying_since is not None:
+                again[RETRYING_SINCE_HEADER] = repr(retrying_since)
+            # To the same queue through the default exchange, confirmed before the ack.
+            await _publish(
+                channel.default_exchange, queue, delivery.body, delivery.message_id, again
+            )
         await message.ack()
 
-    async def _dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
-        log.warning("dead-lettering %s: %s", delivery.message_id, reason)
-        if self._on_dead_letter is not None:
-            self._on_dead_letter(queue)
+    async def _dead_letter(self, queue: str, delivery: Delivery, reason: str) -> bool:
+        """Publish the dead letter; False if it cannot be (the original must then stay)."""
         _, _, dead = self._publisher()
         headers = {**delivery.headers, REASON_HEADER: reason}
         try:
             await _publish(dead, delivery.routing_key, delivery.body, delivery.message_id, headers)
-        except Unroutable:
-            log.error("no dead-letter queue for %s; dropping it", delivery.message_id)
+        except (Unroutable, NotStored) as exc:
+            log.error(
+                "cannot dead-letter %s (%s): %s; keeping it in %r",
+                delivery.message_id,
+                reason,
+                exc.detail,
+                queue,
+            )
+            return False
+        log.warning("dead-lettered %s: %s", delivery.message_id, reason)
+        if self._on_dead_letter is not None:
+            self._on_dead_letter(queue)
+        return True
 
 
 async def _publish(
@@ -299,8 +349,19 @@ async def _publish(
     )
     try:
         await exchange.publish(message, routing_key, mandatory=True)
-    except PublishError as exc:
+    except PublishError as exc:  # returned: no queue took it
         raise Unroutable(f"no queue is bound for {routing_key!r} on {exchange.name!r}") from exc
+    except DeliveryError as exc:  # nacked: RabbitMQ could not store it
+        raise NotStored(f"RabbitMQ did not take the message: {exc!r}") from exc
+
+
+def _seconds(text: str | None) -> float | None:
+    """A time in a header we wrote; anything else counts as absent."""
+    try:
+        seconds = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _text(value: object) -> str:

@@ -7,7 +7,10 @@ reader never sees a transaction that is still open (WAL lets both run at once).
 Group commit: turns that arrive while a commit is running wait in ``_pending`` and go into
 the next transaction together, one ``executemany`` per table. A commit per turn tops out
 near 2,600 turns/s here; batches get past that. If a batch fails, each of its turns is
-retried alone, so one bad turn never sinks the others.
+retried alone, so one bad turn never sinks the others. A batch that fails because the disk
+is full or failing (``OUTAGE_ERRORS``) is not retried turn by turn, since each would fail the
+same way: its turns fail at once with ``StoreUnavailable``, and the outage is logged once,
+with SQLite's own error, and its end once.
 
 The writer runs a whole batch as one call on its own thread, in the way aiosqlite runs a
 connection, but with one hop per batch. Rejected: the writer on aiosqlite, which costs one
@@ -32,7 +35,7 @@ from typing import Any
 
 import aiosqlite
 
-from orchestrator.errors import InvalidInput, Unavailable
+from orchestrator.errors import InvalidInput, StoreUnavailable, Unavailable
 from orchestrator.model import (
     JournalEntry,
     OutboxMessage,
@@ -121,6 +124,19 @@ DELETE_TIMER = "DELETE FROM timers WHERE id = ?"
 # A timer whose event was refused, dropped only if it was not set again meanwhile.
 DROP_TIMER = "DELETE FROM timers WHERE id = ? AND due_at = ?"
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ?"
+# SQLite's primary result codes that mean the storage failed, not the statement: a turn that
+# meets one may apply once the disk has room again or the lock is released.
+OUTAGE_ERRORS = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOMEM,
+    }
+)
 # Rows per multi-row INSERT: well under SQLite's limit of 32,766 bound parameters.
 ROWS_PER_STATEMENT = 500
 SNAPSHOT_COLUMNS = (
@@ -172,6 +188,7 @@ class SqliteStore:
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
+        self._failed_in_outage = 0  # turns refused since the storage failed; 0 when it works
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +231,7 @@ class SqliteStore:
 
     async def commit(self, record: TurnRecord) -> None:
         if self._closing:
-            raise Unavailable("the store is closing")
+            raise StoreUnavailable("the store is closing")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
         self._wake.set()
@@ -254,6 +271,13 @@ class SqliteStore:
             # carried ride the next transaction instead.
             self._sent.extend(sent)
             self._dropped.extend(dropped)
+            if is_outage(exc):
+                if not self._failed_in_outage:
+                    log.error("the store cannot write: %s", exc)
+                self._failed_in_outage += len(batch)
+                for _, future in batch:
+                    _settle(future, StoreUnavailable(f"the turn could not be stored: {exc}"))
+                return
             if len(batch) == 1:
                 record, future = batch[0]
                 log.error("commit failed: %r", exc, extra=_about(record))
@@ -265,6 +289,9 @@ class SqliteStore:
             for item in batch:
                 await self._commit_batch([item], [], [])
             return
+        if self._failed_in_outage:
+            log.warning("the store writes again; %d turns were refused", self._failed_in_outage)
+            self._failed_in_outage = 0
         if batch and self._on_batch is not None:
             self._on_batch(len(batch))
         for _, future in batch:
@@ -433,6 +460,12 @@ class SqliteStore:
             timers=int(count),
             timer_overdue_seconds=max(0.0, now - first_due) if first_due is not None else 0.0,
         )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of storage (``OUTAGE_ERRORS``), not over a statement."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in OUTAGE_ERRORS
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

@@ -8,7 +8,8 @@ collected by handlers into an ``asyncio.Queue``; waits are bounded only as a saf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ from orchestrator.broker.base import (
     REASON_HEADER,
     Delivery,
     Handler,
+    NotStored,
     Poison,
     Unroutable,
 )
 from orchestrator.broker.memory import MemoryBroker, topic_matches
+from tests.disk import SmallDisk
 
 WAIT = 10.0  # a safety net for a hung test, never a timing assertion
 
@@ -334,10 +337,90 @@ async def test_interrupted_delivery_survives_reopen(path: Path) -> None:
 
 
 async def test_publish_after_close_is_refused(path: Path) -> None:
-    """A closed broker refuses publishes rather than dropping them."""
+    """A closed broker refuses publishes rather than dropping them, as not stored (to be
+    published again, after the restart), not as unroutable (which ends an invoke)."""
     b = MemoryBroker(path)
     await b.connect()
     await b.declare_queue("kitchen", ["command.#"])
     await b.close()
-    with pytest.raises(Unroutable):
+    with pytest.raises(NotStored):
         await b.publish("command.MAKE_PIZZA", b"x", message_id="m-1")
+
+
+async def test_a_full_disk_is_not_stored_and_loses_no_ack(
+    small_disks: Callable[[str, int], SmallDisk], caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a real full disk (a tmpfs filled up, tests/disk.py) a publish raises NotStored, to
+    be published again, not Unroutable, which the relay took for a refusal and turned into
+    error.invoke; a message handled meanwhile stays acked once the disk has room (its ack
+    rides the next write, where it was lost until a restart); and the log names SQLite's
+    error, not "cannot rollback - no transaction is active" from a ROLLBACK after SQLite had
+    rolled back."""
+    disk = small_disks("broker", 8)
+    path = disk.path / "broker.db"
+    b = MemoryBroker(path)
+    await b.connect()
+    await b.declare_queue("kitchen", ["command.#"])
+    release = asyncio.Event()
+    handled: asyncio.Queue[str] = asyncio.Queue()
+
+    async def slow(delivery: Delivery) -> None:
+        await release.wait()
+        handled.put_nowait(delivery.message_id)
+
+    await b.consume("kitchen", slow)
+    await b.publish("command.MAKE_PIZZA", b"x" * 1000, message_id="handled-in-the-outage")
+    disk.fill()
+    release.set()  # its ack is due now, on the full disk
+    assert await asyncio.wait_for(handled.get(), WAIT) == "handled-in-the-outage"
+    with pytest.raises(NotStored, match="database or disk is full"):
+        await asyncio.wait_for(
+            b.publish("command.MAKE_PIZZA", b"y" * 1000, message_id="not-stored"), WAIT
+        )
+    disk.free()
+    await asyncio.wait_for(b.publish("command.MAKE_PIZZA", b"z", message_id="after"), WAIT)
+    assert await asyncio.wait_for(handled.get(), WAIT) == "after"
+    await b.close()
+
+    conn = sqlite3.connect(path)
+    try:
+        left = [row[0] for row in conn.execute("SELECT message_id FROM messages")]
+    finally:
+        conn.close()
+    assert left == [], "a message handled during the outage would be delivered again"
+    assert "database or disk is full" in caplog.text
+    assert "cannot rollback" not in caplog.text
+
+
+async def test_a_dead_letter_that_cannot_be_stored_keeps_its_message(
+    small_disks: Callable[[str, int], SmallDisk],
+) -> None:
+    """A poison message whose dead letter cannot be written (the disk is full) stays in its
+    queue and is delivered again (after MAX_RETRY_PAUSE), where it was acked and dropped
+    ("no dead-letter queue for ...; dropping it"). Once the disk has room it is
+    dead-lettered."""
+    disk = small_disks("broker", 8)
+    b = MemoryBroker(disk.path / "broker.db")
+    await b.connect()
+    try:
+        dead = await dead_letters(b)
+        await b.declare_queue("kitchen", ["command.#"])
+        seen: asyncio.Queue[str] = asyncio.Queue()
+        poisoned = asyncio.Event()
+
+        async def poison(delivery: Delivery) -> None:
+            await poisoned.wait()
+            seen.put_nowait(delivery.message_id)
+            raise Poison("cannot parse this")
+
+        await b.consume("kitchen", poison)
+        await b.publish("command.MAKE_PIZZA", b"x" * 1000, message_id="poison")
+        disk.fill()
+        poisoned.set()
+        for _ in range(2):  # delivered again while the dead letter cannot be stored
+            assert await asyncio.wait_for(seen.get(), WAIT) == "poison"
+        disk.free()
+        letter = await next_delivery(dead)
+        assert (letter.message_id, letter.headers[REASON_HEADER]) == ("poison", "cannot parse this")
+    finally:
+        await b.close()

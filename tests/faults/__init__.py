@@ -1,0 +1,1 @@
+"""Fault injection beyond kill -9: full disks under a real server."""
