@@ -28,6 +28,7 @@ from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord
 from orchestrator.store.base import Store
+from orchestrator.turn import Limits
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Registry:
         max_actors: int = 10_000,
         idle_seconds: float = 300.0,
         default_chart: str = "pizza",
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.charts = charts
@@ -51,6 +53,7 @@ class Registry:
         self._on_commit = on_commit
         self.max_actors = max_actors
         self.idle_seconds = idle_seconds
+        self.limits = limits
         self._actors: OrderedDict[str, Actor] = OrderedDict()
         self._creating: dict[str, asyncio.Task[Reply]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -82,6 +85,7 @@ class Registry:
                 on_commit=self._on_commit,
                 on_idle=self._idle,
                 metrics=self.metrics,
+                limits=self.limits,
             )
             self._actors[order_id] = actor
         else:
