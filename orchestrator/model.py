@@ -246,10 +246,6 @@ class ContextChange:
         )
         return cls(head, tail, after[head : len(after) - tail])
 
-    @property
-    def is_whole(self) -> bool:
-        return self.head == 0 and self.tail == 0
-
 
 # Characters compared at once while looking for where two contexts start to differ.
 _CHUNK = 4096
