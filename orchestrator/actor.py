@@ -60,6 +60,7 @@ class Actor:
     __slots__ = (
         "_charts",
         "_clock",
+        "_limits",
         "_loaded",
         "_machine",
         "_mailbox",
@@ -84,9 +85,11 @@ class Actor:
         on_commit: Callable[[TurnRecord], None],
         on_idle: Callable[[Actor], None],
         metrics: Metrics,
+        limits: turn.Limits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.order_id = order_id
+        self._limits = limits
         self._store = store
         self._charts = charts
         self._on_commit = on_commit
@@ -166,7 +169,7 @@ class Actor:
                 machine = turn.start(request.create, self.order_id, event)
             else:
                 machine = self._live_machine()
-            record = turn.apply(machine, previous, event, self._clock())
+            record = turn.apply(machine, previous, event, self._clock(), self._limits)
             if request.timer is not None:
                 fired = (*record.timers_cancelled, request.timer.id)
                 record = dataclasses.replace(record, timers_cancelled=fired)

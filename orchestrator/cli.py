@@ -100,11 +100,32 @@ def main() -> None:
 )
 @click.option("--max-body-bytes", type=int, default=DEFAULTS.max_body_bytes, show_default=True)
 @click.option(
+    "--max-order-bytes",
+    type=int,
+    default=DEFAULTS.max_order_bytes,
+    show_default=True,
+    help="Largest an order's context may grow, in bytes of JSON; a turn past it gets 409.",
+)
+@click.option(
+    "--max-order-events",
+    type=int,
+    default=DEFAULTS.max_order_events,
+    show_default=True,
+    help="Most events one order may take; the next one gets 409.",
+)
+@click.option(
     "--ws-queue",
     type=int,
     default=DEFAULTS.ws_queue,
     show_default=True,
     help="Messages a WebSocket subscriber may fall behind before it is closed (4008).",
+)
+@click.option(
+    "--ws-send-timeout",
+    type=float,
+    default=DEFAULTS.ws_send_timeout,
+    show_default=True,
+    help="Seconds a WebSocket send may wait for the client to read before it is closed (4008).",
 )
 @click.option(
     "--kitchen-delay",

@@ -12,7 +12,9 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- Refused                an action refused the event (e.g. no such
      |   |                      pizza to remove); nothing changed           -> 409
      |   +-- ChartLoop          the chart's transitions did not settle in
-     |                          one turn (a loop); nothing changed          -> 409
+     |   |                      one turn (a loop); nothing changed          -> 409
+     |   +-- OrderTooLarge      the turn would take the order past
+     |                          --max-order-bytes or --max-order-events     -> 409
      +-- VersionMismatch        If-Match names an older version             -> 412
      +-- IdempotencyConflict    an Idempotency-Key reused for another body  -> 422
      +-- ChartError             a chart document or its actions are broken  (at start)
@@ -87,6 +89,18 @@ class ChartLoop(Refused):
     """A turn took more transitions than any chart needs: eventless transitions whose guards
     stay true, or events raised again and again. Refused, so nothing is applied and the
     server, which runs turns one at a time on its event loop, is not held forever."""
+
+
+class OrderTooLarge(Refused):
+    """The turn would make the order larger than one order may be: its context more than
+    ``--max-order-bytes`` of JSON, or its journal more than ``--max-order-events`` events.
+    Refused, so nothing is kept; not retryable, so a broker event is dead-lettered.
+    ``limit`` names the flag and ``maximum`` gives its value."""
+
+    def __init__(self, detail: str, limit: str, maximum: int) -> None:
+        super().__init__(f"{detail} (--{limit} is {maximum})")
+        self.limit = limit
+        self.maximum = maximum
 
 
 class VersionMismatch(OrchestratorError):

@@ -202,6 +202,10 @@ class Snapshot:
     ``invocations`` pairs each invoke the order has started with the id of the message
     its latest turn sent for it, so that an outcome about an earlier message (before a
     retry) is told apart from the current one's.
+
+    ``context_patched`` counts the bytes of context changes the journal has kept since it
+    last kept the whole context (see ``ContextChange``): the turn that would take it past
+    the context's own size keeps the whole context instead.
     """
 
     order_id: str
@@ -214,6 +218,7 @@ class Snapshot:
     created_at: float
     updated_at: float
     invocations: tuple[tuple[str, str], ...] = ()
+    context_patched: int = 0
 
     @property
     def context(self) -> JsonObject:
@@ -234,6 +239,60 @@ class Snapshot:
             f'"nextEvents":{names_json(self.next_events)},"version":{self.version},'
             f'"createdAt":"{iso(self.created_at)}","updatedAt":"{iso(self.updated_at)}"}}'
         ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ContextChange:
+    """What a turn changed in its order's context, as text: the new context keeps the
+    first ``head`` and the last ``tail`` characters of the old one, with ``text`` between.
+
+    The journal keeps this instead of the whole view: an ADD_PIZZA to an order of 2,000
+    pizzas keeps its one pizza, not the 2,000. ``whole`` keeps nothing of the old context,
+    which is how the journal keeps a context whole. Contexts are ASCII (``to_json`` escapes
+    the rest), so characters are bytes.
+    """
+
+    head: int
+    tail: int
+    text: str
+
+    @classmethod
+    def whole(cls, context_json: str) -> ContextChange:
+        return cls(0, 0, context_json)
+
+    @classmethod
+    def between(cls, before: str, after: str) -> ContextChange:
+        head = _common_head(before, after)
+        longest_tail = min(len(before), len(after)) - head
+        tail = _common_head(
+            before[len(before) - longest_tail :][::-1], after[len(after) - longest_tail :][::-1]
+        )
+        return cls(head, tail, after[head : len(after) - tail])
+
+
+# Characters compared at once while looking for where two contexts start to differ.
+_CHUNK = 4096
+
+
+def _common_head(a: str, b: str) -> int:
+    """How many leading characters ``a`` and ``b`` share. Slices are compared a chunk at a
+    time, then halved within the chunk that differs: string comparison runs in C, where
+    a character-by-character loop (``os.path.commonprefix``) would cost a megabyte's worth
+    of Python steps on a large context."""
+    n = min(len(a), len(b))
+    start = 0
+    while start < n and a[start : start + _CHUNK] == b[start : start + _CHUNK]:
+        start += _CHUNK
+    if start >= n:
+        return n
+    low, high = start, min(start + _CHUNK, n)  # a[:low] == b[:low], and they differ by high
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,3 +381,5 @@ class TurnRecord:
     created_by: str | None = None
     timers_set: tuple[Timer, ...] = ()
     timers_cancelled: tuple[str, ...] = ()
+    # What the journal keeps of the new context; None: all of it.
+    context_change: ContextChange | None = None

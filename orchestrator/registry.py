@@ -31,6 +31,7 @@ from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord, timer_event_id
 from orchestrator.store.base import Store
+from orchestrator.turn import Limits
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Registry:
         max_actors: int = 10_000,
         idle_seconds: float = 300.0,
         default_chart: str = "pizza",
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.charts = charts
@@ -62,6 +64,7 @@ class Registry:
         self._on_commit = on_commit
         self.max_actors = max_actors
         self.idle_seconds = idle_seconds
+        self.limits = limits
         self._actors: OrderedDict[str, Actor] = OrderedDict()
         self._creating: dict[str, _Creating] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -93,6 +96,7 @@ class Registry:
                 on_commit=self._on_commit,
                 on_idle=self._idle,
                 metrics=self.metrics,
+                limits=self.limits,
             )
             self._actors[order_id] = actor
         else:

@@ -27,6 +27,7 @@ from orchestrator.registry import Registry
 from orchestrator.settings import Settings
 from orchestrator.store.sqlite import SqliteStore
 from orchestrator.timers import Scheduler
+from orchestrator.turn import Limits
 from services.delivery import handlers as delivery
 from services.kitchen import handlers as kitchen
 from services.ledger import Ledger
@@ -76,6 +77,7 @@ class Runtime:
             on_commit=self._on_commit,
             max_actors=settings.max_actors,
             idle_seconds=settings.idle_seconds,
+            limits=Limits(settings.max_order_bytes, settings.max_order_events),
         )
         self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
         self.scheduler = Scheduler(self.store, self.registry.fire)
@@ -87,6 +89,7 @@ class Runtime:
             store=self.store,
             metrics=self.metrics,
             max_body_bytes=settings.max_body_bytes,
+            ws_send_timeout=settings.ws_send_timeout,
             api_token=settings.api_token,
             webhook_secret=settings.webhook_secret,
             webhook_window=settings.webhook_window,

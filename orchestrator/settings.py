@@ -49,8 +49,17 @@ class Settings:
     # Group commit: turns waiting together share one transaction, up to this many.
     max_batch: int = 256
     max_body_bytes: int = 64 * 1024
+    # How large one order may grow: its context as JSON (every view carries it whole), and
+    # its events (each a journal row kept for the order's life). A turn past either is
+    # refused with a 409; a real pizza order takes about ten events and a few kilobytes.
+    max_order_bytes: int = 1024 * 1024
+    max_order_events: int = 10_000
     # A WebSocket subscriber that falls this many messages behind is closed (code 4008).
     ws_queue: int = 256
+    # A WebSocket send that waits this long for the client to read is given up, and the
+    # subscriber closed (code 4008): a client that stops reading holds no more than the
+    # socket's buffers, never the rest of a replay.
+    ws_send_timeout: float = 10.0
     # The in-process kitchen and delivery (embedded mode only).
     kitchen_delay: float = 0.0
     delivery_delay: float = 0.0
@@ -73,7 +82,14 @@ class Settings:
                 raise InvalidInput(name, f"{name} must be one of {SERVICE_MODES}")
         if self.log_format not in LOG_FORMATS:
             raise InvalidInput("log_format", f"log_format must be one of {LOG_FORMATS}")
-        for name in ("max_actors", "max_batch", "max_body_bytes", "ws_queue"):
+        for name in (
+            "max_actors",
+            "max_batch",
+            "max_body_bytes",
+            "max_order_bytes",
+            "max_order_events",
+            "ws_queue",
+        ):
             if getattr(self, name) < 1:
                 raise InvalidInput(name, f"{name} must be at least 1")
         for name in ("api_token", "webhook_secret"):
@@ -88,6 +104,8 @@ class Settings:
         ):
             if not getattr(self, name) >= 0:  # NaN too
                 raise InvalidInput(name, f"{name} must be a number, not negative")
+        if not self.ws_send_timeout > 0:  # NaN too
+            raise InvalidInput("ws_send_timeout", "ws_send_timeout must be a number above 0")
         if not (0 <= self.port < 65536):
             raise InvalidInput("port", "port must be between 0 and 65535")
         if self.broker != "memory":

@@ -5,9 +5,16 @@ snapshot), the event and the time the actor read for it, and returns the ``TurnR
 commit: the new snapshot, the journal entry, the outbox messages and the reply. It does no
 I/O and reads no clock, so the same input always gives the same record.
 
-A refusal raises an ``OrchestratorError`` (the event is unknown, not allowed now, or an
-action refused it). After any exception the machine may be half-changed: the caller must
-throw it away and rebuild it from the snapshot, which is how a turn stays all or nothing.
+A refusal raises an ``OrchestratorError`` (the event is unknown, not allowed now, an
+action refused it, or the order would grow past its ``Limits``). After any exception the
+machine may be half-changed: the caller must throw it away and rebuild it from the
+snapshot, which is how a turn stays all or nothing.
+
+The turn also decides what the journal keeps of the new context: what the turn changed
+(``ContextChange``), or the whole context once the changes kept since it was last whole
+add up to its size. So the journal grows with what the turns changed, and any version's
+context is rebuilt from the last whole one by applying changes that add up to less than
+that context (see ``store/sqlite.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 
 import statemachine
 from statemachine.exceptions import TransitionNotAllowed
@@ -26,6 +34,7 @@ from orchestrator.errors import (
     EventNotAllowed,
     InvalidInput,
     OrchestratorError,
+    OrderTooLarge,
     Refused,
     StaleOutcome,
     UnknownEvent,
@@ -33,6 +42,7 @@ from orchestrator.errors import (
 from orchestrator.messages import Message, command_key, encode
 from orchestrator.model import (
     OUTCOME_MESSAGE_ID,
+    ContextChange,
     Event,
     JournalEntry,
     OutboxMessage,
@@ -51,6 +61,19 @@ log = logging.getLogger(__name__)
 SOURCE = "/orchestrator"
 # Where python-statemachine's own code lies, to tell its errors from the chart's.
 _STATEMACHINE_CODE = os.path.dirname(statemachine.__file__) + os.sep
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How large one order may grow (``--max-order-bytes``, ``--max-order-events``).
+
+    Every view of an order carries its whole context, so a context without a bound makes
+    every reply, broadcast and replayed message as large as the client cares to make it;
+    and each event is a journal row kept for the order's life.
+    """
+
+    max_order_bytes: int
+    max_order_events: int
 
 
 def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
@@ -82,12 +105,25 @@ def start(chart: Chart, order_id: str, event: Event) -> Machine:
         ) from exc
 
 
-def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float) -> TurnRecord:
-    """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order."""
+def apply(
+    machine: Machine,
+    previous: Snapshot | None,
+    event: Event,
+    now: float,
+    limits: Limits | None = None,
+) -> TurnRecord:
+    """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order.
+    Without ``limits`` an order may grow without bound."""
     chart = machine.chart
     version = 1 if previous is None else previous.version + 1
     _check_outcome(previous, event)
     check(chart, machine, event, version - 1)
+    if limits is not None and version > limits.max_order_events:
+        raise OrderTooLarge(
+            f"the order has taken {limits.max_order_events} events, as many as one order may",
+            "max-order-events",
+            limits.max_order_events,
+        )
     state_before = "" if previous is None else previous.state
     try:
         machine.send(event.type, event.data)
@@ -111,7 +147,7 @@ def apply(machine: Machine, previous: Snapshot | None, event: Event, now: float)
         log.exception("action failed", extra={"order_id": machine.context.order_id})
         raise Refused(f"{event.type} failed in an action: {exc!r}") from exc
     try:
-        return _record(machine, previous, event, now, version, state_before)
+        return _record(machine, previous, event, now, version, state_before, limits)
     except OrchestratorError:
         raise
     except Exception as exc:
@@ -139,22 +175,33 @@ def _record(
     now: float,
     version: int,
     state_before: str,
+    limits: Limits | None,
 ) -> TurnRecord:
     order_id = machine.context.order_id
+    data = machine.context.data()
+    context_json = to_json(data)
+    if limits is not None and len(context_json) > limits.max_order_bytes:
+        raise OrderTooLarge(
+            f"{event.type} would make the order's context {len(context_json)} bytes of JSON,"
+            f" more than the {limits.max_order_bytes} one order may hold",
+            "max-order-bytes",
+            limits.max_order_bytes,
+        )
+    change, patched = _context_change(previous, context_json)
     facts = machine.facts()
     outbox = _outbox(machine, event, version, now)
-    data = machine.context.data()
     snapshot = Snapshot(
         order_id=order_id,
         chart=machine.chart.name,
         configuration=facts.configuration,
         state=facts.path,
-        context_json=to_json(data),
+        context_json=context_json,
         next_events=facts.next_events,
         version=version,
         created_at=now if previous is None else previous.created_at,
         updated_at=now,
         invocations=_invocations(previous, outbox),
+        context_patched=patched,
     )
     # Now, while ``data`` (the live context, not a copy) still matches ``context_json``.
     body = snapshot.view_json(data)
@@ -185,7 +232,25 @@ def _record(
         created_by=event.id if previous is None and event.keyed else None,
         timers_set=timers_set,
         timers_cancelled=timers_cancelled,
+        context_change=change,
     )
+
+
+def _context_change(previous: Snapshot | None, context_json: str) -> tuple[ContextChange, int]:
+    """What the journal keeps of the new context, and the bytes of changes it will then
+    hold since the context was last kept whole.
+
+    The whole context is kept once the changes would add up to its size: then the whole
+    contexts kept cost no more than the changes (the journal stays linear in them), and a
+    version is rebuilt from fewer bytes of changes than its context has.
+    """
+    if previous is None:
+        return ContextChange.whole(context_json), 0
+    change = ContextChange.between(previous.context_json, context_json)
+    patched = previous.context_patched + len(change.text)
+    if patched >= len(context_json):
+        return ContextChange.whole(context_json), 0
+    return change, patched
 
 
 def _outbox(machine: Machine, event: Event, version: int, now: float) -> tuple[OutboxMessage, ...]:

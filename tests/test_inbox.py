@@ -21,6 +21,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.model import Event
 from orchestrator.registry import Registry
 from orchestrator.store.sqlite import SqliteStore
+from orchestrator.turn import Limits
 
 MAX_BODY = 4096
 
@@ -36,13 +37,23 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, charts_dir: Path) -> AsyncIterator[Rig]:
+def limits() -> Limits | None:
+    """The registry's order limits; a test overrides this fixture to set some."""
+    return None
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, charts_dir: Path, limits: Limits | None) -> AsyncIterator[Rig]:
     store = SqliteStore(tmp_path / "orders.db")
     broker = MemoryBroker(tmp_path / "orders.broker.db")
     await store.open()
     await broker.connect()
     registry = Registry(
-        store=store, charts=load_charts(charts_dir), metrics=Metrics(), on_commit=lambda r: None
+        store=store,
+        charts=load_charts(charts_dir),
+        metrics=Metrics(),
+        on_commit=lambda r: None,
+        limits=limits,
     )
     await Inbox(broker, registry, max_body_bytes=MAX_BODY).start()
     rig = Rig(registry, broker)
@@ -78,7 +89,7 @@ async def test_an_event_is_applied_once_even_when_redelivered(rig: Rig) -> None:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
     journal = await rig.registry.store.journal(order_id)
-    assert [r.entry.type for r in journal].count("PIZZA_READY") == 1
+    assert [e.type for e in journal].count("PIZZA_READY") == 1
     assert rig.dead.empty()
 
 
@@ -120,6 +131,23 @@ async def test_an_event_not_allowed_now_is_dead_lettered_and_changes_nothing(rig
     after = await rig.registry.view(order_id)
     assert before is not None and after is not None
     assert after.version == before.version
+
+
+@pytest.mark.parametrize("limits", [Limits(max_order_bytes=4096, max_order_events=2)])
+async def test_an_event_past_an_order_limit_is_dead_lettered_not_retried(rig: Rig) -> None:
+    """An event that would take its order past --max-order-events (here 2: the create and
+    the confirm) is poison: dead-lettered at once with the limit named, never redelivered,
+    and the order is unchanged."""
+    order_id = await confirmed_order(rig.registry)
+    before = await rig.registry.view(order_id)
+    await rig.broker.publish(event_key("PIZZA_READY"), ready(order_id), message_id="ready-1")
+    letter = await rig.letter()
+    assert "OrderTooLarge" in letter.headers[REASON_HEADER]
+    assert "max-order-events" in letter.headers[REASON_HEADER]
+    assert await rig.registry.view(order_id) == before
+    await asyncio.sleep(0.2)
+    assert rig.dead.empty()  # dead-lettered once, not retried and dead-lettered again
+    assert len(await rig.registry.store.journal(order_id)) == 2
 
 
 async def test_a_platform_event_from_outside_is_dead_lettered(rig: Rig) -> None:

@@ -65,7 +65,7 @@ async def test_an_outcome_about_a_replaced_message_is_ignored(
         await registry.send(order_id, late)
 
     assert await registry.view(order_id) == before
-    assert [r.entry.version for r in await store.journal(order_id)][-1] == before.version
+    assert [e.version for e in await store.journal(order_id)][-1] == before.version
     assert turns(registry, "ignored") == 1
     assert turns(registry, "refused") == refused
 

@@ -18,8 +18,8 @@ Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
 def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> Starlette:
-    """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, webhook_secret,
-    webhook_window) goes to ``app.state``, where the endpoints find it."""
+    """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, ws_send_timeout,
+    webhook_secret, webhook_window) goes to ``app.state``, where the endpoints find it."""
     # Matched in this order, one pattern after another: the most requested come first.
     routes: list[BaseRoute] = [
         Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),

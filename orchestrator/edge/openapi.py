@@ -163,7 +163,8 @@ PATHS: dict[str, Any] = {
                     "409": _problem(
                         409,
                         "Refused by the chart: an action of the first event or of the initial "
-                        "states failed, or the turn's transitions did not settle (`ChartLoop`)",
+                        "states failed, or the turn's transitions did not settle (`ChartLoop`);"
+                        " or the order would pass --max-order-bytes (`OrderTooLarge`)",
                     ),
                     "413": TOO_LARGE,
                     "422": _problem(422, "Malformed body or reused key; `field` names it", "field"),
@@ -209,7 +210,9 @@ PATHS: dict[str, Any] = {
                         409,
                         "Not allowed in this state (then `allowed`, `state` and `version` say "
                         "what is), or refused by the chart (e.g. no such pizza to remove; "
-                        "`ChartLoop`: its transitions did not settle)",
+                        "`ChartLoop`: its transitions did not settle), or the order would pass "
+                        "--max-order-bytes or --max-order-events (`OrderTooLarge`: then "
+                        "`limit` and `maximum` name it)",
                     ),
                     "412": _problem(412, "The order moved past If-Match", "version"),
                     "413": TOO_LARGE,
@@ -302,7 +305,11 @@ PATHS: dict[str, Any] = {
                     headers={"WWW-Authenticate": _header("The scheme", "^(HMAC-SHA256|Bearer)$")},
                 ),
                 "404": NOT_FOUND,
-                "409": _problem(409, "Not allowed in this state, or refused by the chart"),
+                "409": _problem(
+                    409,
+                    "Not allowed in this state, refused by the chart, or the order would pass "
+                    "a size limit (`OrderTooLarge`)",
+                ),
                 "413": TOO_LARGE,
                 "422": _problem(422, "Not a usable CloudEvent, or an unknown type", "field"),
                 "503": UNAVAILABLE,
@@ -468,6 +475,11 @@ SCHEMAS: dict[str, Any] = {
             "known": {"description": "The events the chart knows", **STRINGS},
             "state": {"type": "string", "description": "The order's state"},
             "version": {"type": "integer", "description": "The order's version"},
+            "limit": {
+                "type": "string",
+                "description": "The limit an order would pass: max-order-bytes or max-order-events",
+            },
+            "maximum": {"type": "integer", "description": "That limit's value"},
         },
     },
 }

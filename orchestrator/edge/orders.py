@@ -202,11 +202,10 @@ async def history(request: Request) -> Response:
     snapshot = await _registry(request).view(order_id)
     if snapshot is None:
         raise OrderNotFound(order_id)
-    recorded = await _store(request).journal(order_id, after=after, limit=limit)
-    entries = [r.entry.as_json() for r in recorded]
-    body: dict[str, Any] = {"id": order_id, "entries": entries}
-    if len(recorded) == limit and recorded[-1].entry.version < snapshot.version:
-        body["nextAfter"] = recorded[-1].entry.version
+    entries = await _store(request).journal(order_id, after=after, limit=limit)
+    body: dict[str, Any] = {"id": order_id, "entries": [e.as_json() for e in entries]}
+    if len(entries) == limit and entries[-1].version < snapshot.version:
+        body["nextAfter"] = entries[-1].version
     return Response(to_json(body), media_type=JSON)
 
 

@@ -68,6 +68,8 @@ def from_error(exc: errors.OrchestratorError) -> Response:
         extra.update(field="type", known=exc.known)
     elif isinstance(exc, errors.EventNotAllowed):
         extra.update(allowed=exc.allowed, state=exc.state, version=exc.version)
+    elif isinstance(exc, errors.OrderTooLarge):
+        extra.update(limit=exc.limit, maximum=exc.maximum)
     elif isinstance(exc, errors.VersionMismatch):
         extra.update(version=exc.actual)
     elif isinstance(exc, errors.IdempotencyConflict):

@@ -10,6 +10,18 @@ version sent are skipped.
 Close codes: 4404 unknown order, 4422 bad ``after``, 4008 the subscriber fell behind
 (resume with ``?after=<last version seen>``).
 
+A replay reads the journal a page at a time and sends one message at a time, so it holds
+about a page of the journal whatever the order's length. A send waits while the socket's
+buffers are full (uvicorn waits for the transport to drain below its high-water mark
+before each write), so a client that stops reading would hold its replay, and its close
+frame, forever; a send that waits longer than ``--ws-send-timeout`` gives the subscriber
+up instead: it is unsubscribed and counted as dropped, and its 4008 close frame goes out
+behind what the client has not read yet. A client that reads nothing for another
+``--ws-send-timeout`` is left to uvicorn, which closes the connection once its buffer
+drains, without the close frame. The live pump closes with 4008 under the same bounds,
+and stops a replay at once when the live messages that arrived meanwhile pass
+``--ws-queue``.
+
 WS /ws is the firehose: the same messages for every order, from the moment it connects.
 It has no replay, since there is no version across orders; a client reads ``GET /orders``
 after connecting, and again after a 4008. It is subscribed before the handshake completes,
@@ -19,6 +31,7 @@ so nothing applied after the client's ``connect`` returns is missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -29,7 +42,11 @@ from orchestrator.numbers import whole_number
 from orchestrator.registry import Registry
 from orchestrator.store.base import Store
 
-REPLAY_PAGE = 500
+STALLED_REASON = "stopped reading; reconnect with ?after=<the last version you saw>"
+
+
+class SendStalled(WebSocketDisconnect):
+    """A send waited ``--ws-send-timeout`` for the client to read: it is treated as gone."""
 
 
 async def order_socket(websocket: WebSocket) -> None:
@@ -44,6 +61,7 @@ async def order_socket(websocket: WebSocket) -> None:
         await websocket.close(4422, "after must be a version number")
         return
     subscriber = hub.subscribe(order_id)
+    stalled = False
     try:
         snapshot = await registry.view(order_id)
         if snapshot is None:
@@ -56,19 +74,28 @@ async def order_socket(websocket: WebSocket) -> None:
             last = snapshot.version
         else:
             last = after
-            while True:
-                page = await store.journal(order_id, after=last, limit=REPLAY_PAGE)
-                for recorded in page:
+            # Up to the version read after subscribing: what follows is in the subscriber's
+            # buffer. Closed at once when left early, so its page is let go.
+            replay = store.replay(order_id, after=after, until=snapshot.version)
+            async with contextlib.aclosing(replay):
+                async for recorded in replay:
+                    if subscriber.lagging:
+                        break  # the live messages passed --ws-queue: the pump closes 4008
                     entry = to_json(recorded.entry.as_json()).encode()
                     await _send(websocket, ws_message(recorded.entry.version, entry, recorded.view))
                     last = recorded.entry.version
-                if len(page) < REPLAY_PAGE:
-                    break
         await _until_closed(websocket, _pump(websocket, subscriber, last))
+    except SendStalled:
+        stalled = True
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
     finally:
+        if stalled:
+            subscriber.lagging = True  # counted as dropped
         hub.unsubscribe(subscriber)
+    if stalled:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await _close(websocket, LAGGING_CLOSE_CODE, STALLED_REASON)
 
 
 async def all_orders_socket(websocket: WebSocket) -> None:
@@ -100,7 +127,9 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber, last: int) -> None
     while True:
         batch = await subscriber.next_batch()
         if not batch:
-            await websocket.close(LAGGING_CLOSE_CODE, f"fell behind; reconnect with ?after={last}")
+            await _close(
+                websocket, LAGGING_CLOSE_CODE, f"fell behind; reconnect with ?after={last}"
+            )
             return
         for version, message in batch:
             if version > last:
@@ -126,4 +155,20 @@ async def _until_disconnect(websocket: WebSocket) -> None:
 
 
 async def _send(websocket: WebSocket, message: bytes) -> None:
-    await websocket.send_text(message.decode())
+    """Send, or raise ``SendStalled`` once the send has waited ``--ws-send-timeout``.
+
+    Cancelling it is safe: uvicorn waits for the socket to drain before it writes any of a
+    message, and then writes all of it at once."""
+    try:
+        async with asyncio.timeout(websocket.app.state.ws_send_timeout):
+            await websocket.send_text(message.decode())
+    except TimeoutError as exc:
+        raise SendStalled(LAGGING_CLOSE_CODE, STALLED_REASON) from exc
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close, waiting at most ``--ws-send-timeout`` for the close frame to be written
+    behind what the client has not read; after that uvicorn drops the connection."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(websocket.app.state.ws_send_timeout):
+            await websocket.close(code, reason)

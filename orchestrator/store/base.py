@@ -9,6 +9,7 @@ actors' turns (group commit) but each turn is still all or nothing.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,8 +58,15 @@ class Store(Protocol):
     async def order_created_by(self, event_id: str) -> str | None:
         """The order whose creating event had this id, if any."""
 
-    async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[Recorded]:
+    async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[JournalEntry]:
         """Journal entries with version > ``after``, oldest first."""
+
+    def replay(
+        self, order_id: str, after: int = 0, until: int | None = None
+    ) -> AsyncGenerator[Recorded, None]:
+        """Journal entries with version > ``after`` (up to ``until``), each with the view
+        its turn produced, oldest first; read a page at a time, so a replay of any length
+        holds about one page in memory."""
 
     async def list_orders(
         self, *, state: str | None, chart: str | None, cursor: str | None, limit: int

@@ -17,6 +17,30 @@ connection, but with one hop per batch. Rejected: the writer on aiosqlite, which
 event-loop round trip per statement (BEGIN, each executemany, COMMIT); under load each
 round trip waits behind every request the loop is serving, and a commit took ~17 ms at 32
 concurrent clients.
+
+The journal keeps each event with what its turn changed in the context, not the view it
+produced. A row used to keep the whole view, and every view carries the whole context, so
+an order's journal grew with the square of its events: 2,000 ADD_PIZZAs of 40-byte pizzas
+took 169 MB, 85 KB a row (now about 150 bytes a row, see tests/edge/test_order_size.py).
+A row keeps the ``ContextChange`` of its turn (``context_head``, ``context_tail``,
+``context_change``) and the events allowed after it; a row whose head and tail are 0 keeps
+the whole context, which the turn does once the changes since the last such row add up to
+the context's size (``turn._context_change``). So the journal grows linearly with what the
+turns changed, and the view of any version is rebuilt from the last whole context before
+it by applying less than a context's worth of changes: ``replay`` does so version after
+version for WebSocket replays, ``reply_for`` for a repeated event id, whose answer is the
+first one byte for byte, because a view is a function of the row and the context (the
+order's id, chart and creation time are the order's own).
+
+Rejected: keeping the view on the rows of keyed events only (a client that sends every
+event with a key makes it quadratic again), or only on the latest rows (a repeat of an
+older key still needs its view). Rows written before keep their whole ``view`` (and no
+change); they are read as they are, and a change after one applies to the context in it,
+so a database of either form, or both, works without a migration of its rows.
+
+Replays read the journal a page at a time, each page bounded in stored bytes as well as in
+rows (``REPLAY_PAGE_BYTES``), and build one view at a time: what a replay holds is a page
+of changes, one context and one view, however long the order.
 """
 
 from __future__ import annotations
@@ -25,7 +49,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +61,7 @@ import aiosqlite
 
 from orchestrator.errors import InvalidInput, StoreUnavailable, Unavailable
 from orchestrator.model import (
+    ContextChange,
     JournalEntry,
     OutboxMessage,
     Reply,
@@ -64,7 +89,8 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     created_by TEXT UNIQUE,
-    invocations TEXT NOT NULL DEFAULT '[]'
+    invocations TEXT NOT NULL DEFAULT '[]',
+    context_patched INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS journal (
     order_id TEXT NOT NULL,
@@ -77,7 +103,12 @@ CREATE TABLE IF NOT EXISTS journal (
     state_after TEXT NOT NULL,
     duration_ms REAL NOT NULL,
     fingerprint TEXT NOT NULL,
+    -- The whole view, in rows written before the journal kept changes; empty since.
     view BLOB NOT NULL,
+    next_events TEXT,
+    context_head INTEGER,
+    context_tail INTEGER,
+    context_change BLOB,
     PRIMARY KEY (order_id, version),
     UNIQUE (order_id, event_id)
 ) WITHOUT ROWID;
@@ -106,7 +137,7 @@ CREATE INDEX IF NOT EXISTS orders_chart_state ON orders (chart, state);
 
 ORDER_COLUMNS = (
     "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
-    " created_by, invocations"
+    " created_by, invocations, context_patched"
 )
 UPSERT_ORDER = (
     f"INSERT INTO orders ({ORDER_COLUMNS}) VALUES {{values}}"
@@ -114,9 +145,20 @@ UPSERT_ORDER = (
     " configuration = excluded.configuration, state = excluded.state,"
     " context = excluded.context, next_events = excluded.next_events,"
     " version = excluded.version, updated_at = excluded.updated_at,"
-    " invocations = excluded.invocations"
+    " invocations = excluded.invocations, context_patched = excluded.context_patched"
 )
-INSERT_JOURNAL = "INSERT INTO journal VALUES {values}"
+ENTRY_COLUMNS = "version, event_id, type, data, at, state_before, state_after, duration_ms"
+INSERT_JOURNAL = (
+    f"INSERT INTO journal (order_id, {ENTRY_COLUMNS}, fingerprint, view, next_events,"
+    " context_head, context_tail, context_change) VALUES {values}"
+)
+REPLAY_COLUMNS = f"{ENTRY_COLUMNS}, view, next_events, context_head, context_tail, context_change"
+# A row that keeps its view (written before changes were kept) or the whole context.
+WHOLE_ROW = "(length(view) > 0 OR (context_head = 0 AND context_tail = 0))"
+# A page of a replay: at most this many rows, and no more stored bytes than this beyond
+# its first row (length() of a blob is read without reading the blob).
+REPLAY_PAGE_ROWS = 256
+REPLAY_PAGE_BYTES = 1024 * 1024
 INSERT_OUTBOX = "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES {values}"
 TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
 INSERT_TIMER = f"INSERT OR REPLACE INTO timers ({TIMER_COLUMNS}) VALUES {{values}}"
@@ -141,13 +183,22 @@ OUTAGE_ERRORS = frozenset(
 ROWS_PER_STATEMENT = 500
 SNAPSHOT_COLUMNS = (
     "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
-    " invocations"
+    " invocations, context_patched"
 )
 # Columns added after the first release, with their definitions: a database made before
 # gets them when it is opened (ALTER TABLE ... ADD COLUMN keeps every row).
 ADDED_COLUMNS = {
-    "orders": {"invocations": "TEXT NOT NULL DEFAULT '[]'"},
+    "orders": {
+        "invocations": "TEXT NOT NULL DEFAULT '[]'",
+        "context_patched": "INTEGER NOT NULL DEFAULT 0",
+    },
     "timers": {"traceparent": "TEXT"},
+    "journal": {
+        "next_events": "TEXT",
+        "context_head": "INTEGER",
+        "context_tail": "INTEGER",
+        "context_change": "BLOB",
+    },
 }
 
 
@@ -163,6 +214,7 @@ def _snapshot(row: Any) -> Snapshot:
         created_at=row[7],
         updated_at=row[8],
         invocations=tuple((invoke, message) for invoke, message in json.loads(row[9])),
+        context_patched=row[10],
     )
 
 
@@ -360,6 +412,9 @@ class SqliteStore:
         if not rows:
             return None
         version, view, fingerprint = rows[0]
+        if not view:  # a row that keeps a change: the view is rebuilt
+            async for recorded in self.replay(order_id, after=version - 1, until=version):
+                view = recorded.view
         return Reply(
             status=201 if version == 1 else 200,
             body=view,
@@ -371,29 +426,83 @@ class SqliteStore:
         rows = await self._fetchall("SELECT id FROM orders WHERE created_by = ?", (event_id,))
         return str(rows[0][0]) if rows else None
 
-    async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[Recorded]:
+    async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[JournalEntry]:
         rows = await self._fetchall(
-            "SELECT version, event_id, type, data, at, state_before, state_after, duration_ms,"
-            " view FROM journal WHERE order_id = ? AND version > ? ORDER BY version LIMIT ?",
+            f"SELECT {ENTRY_COLUMNS} FROM journal"
+            " WHERE order_id = ? AND version > ? ORDER BY version LIMIT ?",
             (order_id, after, limit),
         )
-        return [
-            Recorded(
-                JournalEntry(
-                    order_id=order_id,
-                    version=row[0],
-                    event_id=row[1],
-                    type=row[2],
-                    data=json.loads(row[3]),
-                    at=row[4],
-                    state_before=row[5],
-                    state_after=row[6],
-                    duration_ms=row[7],
-                ),
-                view=row[8],
-            )
-            for row in rows
-        ]
+        return [_entry(order_id, row) for row in rows]
+
+    async def replay(
+        self, order_id: str, after: int = 0, until: int | None = None
+    ) -> AsyncGenerator[Recorded, None]:
+        order = await self.load(order_id)
+        if order is None:
+            return
+        last = order.version if until is None else min(until, order.version)
+        if after >= last:
+            return
+        # The row to start from: the last one at or before the first wanted that keeps a
+        # view or the whole context; the changes after it rebuild the wanted contexts.
+        rows = await self._fetchall(
+            f"SELECT version FROM journal WHERE order_id = ? AND version <= ? AND {WHOLE_ROW}"
+            " ORDER BY version DESC LIMIT 1",
+            (order_id, after + 1),
+        )
+        read_to = rows[0][0] - 1 if rows else after
+        context = bytearray()  # the context after version ``read_to``, when it is needed
+        legacy_view = b""  # or the view that holds it, parsed only if a change follows
+        while read_to < last:
+            page = await self._replay_page(order_id, read_to, last)
+            if not page:
+                return
+            for row in page:
+                version: int = row[0]
+                view: bytes = row[8]
+                head: int | None = row[10]
+                tail: int | None = row[11]
+                change: bytes | None = row[12]
+                if view:
+                    legacy_view = view
+                    context.clear()
+                else:
+                    if head or tail:
+                        if legacy_view:
+                            context[:] = _context_of(legacy_view)
+                            legacy_view = b""
+                        # ContextChange: keep ``head`` and ``tail``, with the change between.
+                        context[head : len(context) - (tail or 0)] = change or b""
+                    else:
+                        context[:] = change or b""
+                        legacy_view = b""
+                    if version > after:
+                        view = _rebuilt_view(order, row, context)
+                if version > after:
+                    yield Recorded(_entry(order_id, row), view)
+                read_to = version
+
+    async def _replay_page(self, order_id: str, after: int, last: int) -> list[Any]:
+        """Rows after ``after`` up to ``last``: at least one, and as many more as fit in
+        ``REPLAY_PAGE_BYTES`` of stored views and changes, up to ``REPLAY_PAGE_ROWS``."""
+        sizes = await self._fetchall(
+            "SELECT version, length(view) + ifnull(length(context_change), 0) FROM journal"
+            " WHERE order_id = ? AND version > ? AND version <= ? ORDER BY version LIMIT ?",
+            (order_id, after, last, REPLAY_PAGE_ROWS),
+        )
+        if not sizes:
+            return []
+        upto, total = sizes[0][0], 0
+        for version, size in sizes:
+            total += size
+            if total > REPLAY_PAGE_BYTES and version != sizes[0][0]:
+                break
+            upto = version
+        return await self._fetchall(
+            f"SELECT {REPLAY_COLUMNS} FROM journal"
+            " WHERE order_id = ? AND version > ? AND version <= ? ORDER BY version",
+            (order_id, after, upto),
+        )
 
     async def list_orders(
         self, *, state: str | None, chart: str | None, cursor: str | None, limit: int
@@ -476,6 +585,44 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
+def _entry(order_id: str, row: Any) -> JournalEntry:
+    """A journal entry from the ``ENTRY_COLUMNS`` at the start of ``row``."""
+    return JournalEntry(
+        order_id=order_id,
+        version=row[0],
+        event_id=row[1],
+        type=row[2],
+        data=json.loads(row[3]),
+        at=row[4],
+        state_before=row[5],
+        state_after=row[6],
+        duration_ms=row[7],
+    )
+
+
+def _rebuilt_view(order: Snapshot, row: Any, context: bytearray) -> bytes:
+    """The view a turn answered with, from its journal row (``REPLAY_COLUMNS``) and the
+    context after it: the same bytes, since ``view_json`` builds a view from these alone."""
+    version, at, state_after, next_events = row[0], row[4], row[6], row[9]
+    return Snapshot(
+        order_id=order.order_id,
+        chart=order.chart,
+        configuration=(),
+        state=state_after,
+        context_json=context.decode(),
+        next_events=tuple(json.loads(next_events)),
+        version=version,
+        created_at=order.created_at,
+        updated_at=at,
+    ).view_json()
+
+
+def _context_of(view: bytes) -> bytes:
+    """The context in a view a row kept whole (written before changes were kept), as the
+    turn serialized it: ``to_json`` gives back the text it parses."""
+    return to_json(json.loads(view)["context"]).encode()
+
+
 def _timer(row: Any) -> Timer:
     return Timer(
         id=row[0],
@@ -556,8 +703,10 @@ class _Rows:
                     snap.updated_at,
                     record.created_by,
                     to_json(snap.invocations) if snap.invocations else "[]",
+                    snap.context_patched,
                 )
             )
+            change = record.context_change or ContextChange.whole(snap.context_json)
             rows.journal.append(
                 (
                     entry.order_id,
@@ -570,7 +719,11 @@ class _Rows:
                     entry.state_after,
                     entry.duration_ms,
                     record.reply.fingerprint,
-                    record.reply.body,
+                    b"",
+                    names_json(snap.next_events),
+                    change.head,
+                    change.tail,
+                    change.text.encode(),
                 )
             )
             rows.outbox.extend(

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.charts import load_charts
 from orchestrator.errors import InvalidInput, Unavailable
 from orchestrator.model import (
+    Event,
     JournalEntry,
     OutboxMessage,
     Reply,
@@ -24,7 +26,9 @@ from orchestrator.model import (
     TurnRecord,
     to_json,
 )
+from orchestrator.store import sqlite as sqlite_module
 from orchestrator.store.sqlite import SqliteStore
+from orchestrator.turn import apply
 
 T0 = 1_700_000_000.0
 
@@ -109,18 +113,24 @@ async def test_later_commit_replaces_the_snapshot(store: SqliteStore) -> None:
 
 
 async def test_journal_is_oldest_first_and_honours_after(store: SqliteStore) -> None:
-    """journal() lists entries with version > after in version order, with their views."""
+    """journal() lists entries with version > after in version order; replay() gives
+    each with the view its turn answered."""
     records = [record("o-1", v) for v in (1, 2, 3)]
     for rec in records:
         await store.commit(rec)
     await store.commit(record("o-2", 1))
-    full = await store.journal("o-1")
-    assert [r.entry for r in full] == [rec.journal for rec in records]
-    assert [r.view for r in full] == [rec.reply.body for rec in records]
-    assert [r.entry.version for r in await store.journal("o-1", after=1)] == [2, 3]
-    assert [r.entry.version for r in await store.journal("o-1", after=1, limit=1)] == [2]
+    assert await store.journal("o-1") == [rec.journal for rec in records]
+    assert [e.version for e in await store.journal("o-1", after=1)] == [2, 3]
+    assert [e.version for e in await store.journal("o-1", after=1, limit=1)] == [2]
     assert await store.journal("o-1", after=3) == []
     assert await store.journal("nobody") == []
+    replayed = [r async for r in store.replay("o-1")]
+    assert [r.entry for r in replayed] == [rec.journal for rec in records]
+    assert [r.view for r in replayed] == [rec.reply.body for rec in records]
+    assert [r.entry.version for r in [r async for r in store.replay("o-1", after=1)]] == [2, 3]
+    assert [r.entry.version for r in [r async for r in store.replay("o-1", until=2)]] == [1, 2]
+    assert [r async for r in store.replay("o-1", after=3)] == []
+    assert [r async for r in store.replay("nobody")] == []
 
 
 async def test_reply_for_returns_the_recorded_reply(store: SqliteStore) -> None:
@@ -283,7 +293,7 @@ async def test_one_bad_turn_does_not_sink_its_batch(tmp_path: Path) -> None:
         for rec in valid:
             assert await store.load(rec.snapshot.order_id) == rec.snapshot
         assert await store.load("bad") == original.snapshot
-        assert [r.entry for r in await store.journal("bad")] == [original.journal]
+        assert await store.journal("bad") == [original.journal]
         assert await store.reply_for("bad", "another") is None
         unsent_ids = {m.id for m in await store.unsent()}
         assert unsent_ids == {m.id for rec in valid for m in rec.outbox}
@@ -388,7 +398,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     await reopened.open()
     try:
         assert await reopened.load("o-1") == second.snapshot
-        assert [r.entry for r in await reopened.journal("o-1")] == [first.journal, second.journal]
+        assert await reopened.journal("o-1") == [first.journal, second.journal]
         assert await reopened.reply_for("o-1", "create") == first.reply
         assert await reopened.order_created_by("create") == "o-1"
         assert await reopened.unsent() == list(second.outbox)
@@ -508,5 +518,171 @@ async def test_the_writer_connection_settings(tmp_path: Path, synchronous: str) 
             "synchronous": {"NORMAL": 1, "FULL": 2}[synchronous],
             "temp_store": 2,
         }
+    finally:
+        await store.close()
+
+
+# -- the journal keeps changes, not views ------------------------------------------------
+
+
+def pizza_turns(charts_dir: Path, count: int) -> list[TurnRecord]:
+    """``count`` real turns of one pizza order (the pizza chart, applied by ``turn``):
+    pizzas with notes of different lengths added, every fifth event removing the one
+    before, and a CONFIRM_PIZZA last, so that the journal holds changes and, once they
+    outgrow the context, whole contexts."""
+    chart = load_charts(charts_dir)["pizza"]
+    first = {"name": "first"}
+    records = [apply(chart.start("o-1"), None, Event("ADD_PIZZA", {"pizza": first}, "e-1"), T0)]
+    pizzas = [first]
+    for n in range(2, count):
+        previous = records[-1].snapshot
+        machine = chart.restore("o-1", previous.configuration, previous.context)
+        if n % 5 == 0:
+            event = Event("REMOVE_PIZZA", {"pizza": pizzas.pop()}, f"e-{n}")
+        else:
+            pizzas.append({"name": f"p{n}", "note": "x" * (n % 7) * 50})
+            event = Event("ADD_PIZZA", {"pizza": pizzas[-1]}, f"e-{n}")
+        records.append(apply(machine, previous, event, T0 + n))
+    previous = records[-1].snapshot
+    machine = chart.restore("o-1", previous.configuration, previous.context)
+    records.append(apply(machine, previous, Event("CONFIRM_PIZZA", {}, "confirm"), T0 + count))
+    return records
+
+
+def journal_rows_by_kind(path: Path) -> tuple[int, int]:
+    """(rows keeping the whole context, rows keeping a change) of the journal."""
+    conn = sqlite3.connect(path)
+    try:
+        whole, changes = conn.execute(
+            "SELECT sum(context_head = 0 AND context_tail = 0), sum(context_head > 0) FROM journal"
+        ).fetchone()
+    finally:
+        conn.close()
+    return int(whole), int(changes)
+
+
+async def test_views_are_rebuilt_byte_for_byte_from_changes(
+    store: SqliteStore, charts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal keeps what each turn changed (and the whole context now and then);
+    every replayed view and every repeat's answer is still the turn's reply, byte for
+    byte, from any starting version and across pages (made small here to cut the replay
+    at many places)."""
+    monkeypatch.setattr(sqlite_module, "REPLAY_PAGE_ROWS", 7)
+    monkeypatch.setattr(sqlite_module, "REPLAY_PAGE_BYTES", 1500)
+    records = pizza_turns(charts_dir, 80)
+    for rec in records:
+        await store.commit(rec)
+    whole, changes = journal_rows_by_kind(store.path)
+    assert whole >= 3 and changes >= 60, (whole, changes)
+    replies = [rec.reply.body for rec in records]
+    assert [r.view async for r in store.replay("o-1")] == replies
+    assert [r.entry async for r in store.replay("o-1")] == [rec.journal for rec in records]
+    for after in (1, 13, 42, 79):
+        assert [r.view async for r in store.replay("o-1", after=after)] == replies[after:]
+    for rec in records:
+        assert await store.reply_for("o-1", rec.journal.event_id) == rec.reply
+
+
+# The journal and orders tables as they were before the journal kept changes.
+JOURNAL_OF_VIEWS = """
+CREATE TABLE orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    chart TEXT NOT NULL,
+    configuration TEXT NOT NULL,
+    state TEXT NOT NULL,
+    context TEXT NOT NULL,
+    next_events TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    created_by TEXT UNIQUE,
+    invocations TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE journal (
+    order_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL,
+    state_before TEXT NOT NULL,
+    state_after TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    fingerprint TEXT NOT NULL,
+    view BLOB NOT NULL,
+    PRIMARY KEY (order_id, version),
+    UNIQUE (order_id, event_id)
+) WITHOUT ROWID;
+"""
+
+
+def write_journal_of_views(path: Path, records: list[TurnRecord]) -> None:
+    """A database as the store wrote it when each journal row kept its whole view."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(JOURNAL_OF_VIEWS)
+        for rec in records:
+            snap, entry = rec.snapshot, rec.journal
+            conn.execute(
+                "INSERT OR REPLACE INTO orders (id, chart, configuration, state, context,"
+                " next_events, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    snap.order_id,
+                    snap.chart,
+                    to_json(snap.configuration),
+                    snap.state,
+                    snap.context_json,
+                    to_json(snap.next_events),
+                    snap.version,
+                    snap.created_at,
+                    snap.updated_at,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.order_id,
+                    entry.version,
+                    entry.event_id,
+                    entry.type,
+                    to_json(entry.data),
+                    entry.at,
+                    entry.state_before,
+                    entry.state_after,
+                    entry.duration_ms,
+                    rec.reply.fingerprint,
+                    rec.reply.body,
+                ),
+            )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def test_a_journal_of_views_is_read_and_carried_on(tmp_path: Path, charts_dir: Path) -> None:
+    """A database written when journal rows kept whole views opens as it is: its views are
+    replayed and repeated as they were, and the turns after them keep changes that apply to
+    the context in the last view, so a replay across the two forms gives every reply."""
+    path = tmp_path / "orders.db"
+    records = pizza_turns(charts_dir, 40)
+    write_journal_of_views(path, records[:25])
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        loaded = await store.load("o-1")
+        # No change kept yet: counting starts at the last view.
+        assert loaded == dataclasses.replace(records[24].snapshot, context_patched=0)
+        replies = [rec.reply.body for rec in records]
+        assert [r.view async for r in store.replay("o-1")] == replies[:25]
+        for rec in records[25:]:
+            await store.commit(rec)
+        assert [r.view async for r in store.replay("o-1")] == replies
+        assert [r.view async for r in store.replay("o-1", after=24)] == replies[24:]
+        assert [r.view async for r in store.replay("o-1", after=30)] == replies[30:]
+        for rec in records:
+            assert await store.reply_for("o-1", rec.journal.event_id) == rec.reply
+        assert await store.journal("o-1") == [rec.journal for rec in records]
     finally:
         await store.close()
