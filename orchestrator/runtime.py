@@ -88,7 +88,7 @@ class Runtime:
             metrics=self.metrics,
             max_body_bytes=settings.max_body_bytes,
             api_token=settings.api_token,
-            webhook_secret=settings.webhook_secret,
+            webhook_keys=settings.webhook_keys(),
             webhook_window=settings.webhook_window,
         )
 

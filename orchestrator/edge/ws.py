@@ -23,6 +23,7 @@ from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from orchestrator.edge.orders import view_json
 from orchestrator.hub import LAGGING_CLOSE_CODE, Hub, Subscriber, ws_message
 from orchestrator.model import to_json
 from orchestrator.numbers import whole_number
@@ -51,7 +52,7 @@ async def order_socket(websocket: WebSocket) -> None:
             await websocket.close(4404, "no such order")
             return
         if after is None:
-            event = snapshot.view_json()
+            event = view_json(registry, snapshot)
             await _send(websocket, ws_message(snapshot.version, b"null", event))
             last = snapshot.version
         else:
