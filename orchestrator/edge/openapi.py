@@ -595,7 +595,14 @@ OPENAPI["components"]["schemas"].update(
         "ChartState": STATE_NODE,
         "Chart": {
             "type": "object",
-            "required": ["name", "createFields", "creatable", "states", "transitions"],
+            "required": [
+                "name",
+                "createFields",
+                "creatable",
+                "serviceEvents",
+                "states",
+                "transitions",
+            ],
             "properties": {
                 "name": {"type": "string"},
                 "createFields": {
@@ -605,6 +612,12 @@ OPENAPI["components"]["schemas"].update(
                     "examples": [{"pizza": "object"}],
                 },
                 "creatable": {"type": "boolean"},
+                "serviceEvents": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Events only a service may send (the broker, a signed "
+                    "webhook); refused with 403 over POST /orders/{id}/events",
+                },
                 "states": {"type": "array", "items": {"$ref": "#/components/schemas/ChartState"}},
                 "transitions": {
                     "type": "array",

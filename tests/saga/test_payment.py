@@ -207,6 +207,7 @@ async def test_no_view_shows_the_task_token(deployment: Deployment) -> None:
     ):
         placed = await http.post("/orders", json=ORDER)
         order_id = placed.json()["id"]
+        assert "taskToken" not in placed.json()["context"]
         seen = [placed.content]
         step = await pay(deployment, http, order_id, "unionpay")
         waiting_token = task_token(deployment, order_id)
