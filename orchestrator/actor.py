@@ -246,12 +246,17 @@ class Actor:
         if recent is not None:
             reply: Reply | None = Reply(recent[0], recent[1], self.order_id, recent[2])
         else:
-            reply = await self._store.reply_for(self.order_id, event.id)
+            reply = await self._store.reply_for(self.order_id, event.id, private=self._private())
         if reply is None:
             return None
         if not reply.answers(event):
             raise IdempotencyConflict(event.id)
         return reply
+
+    def _private(self) -> frozenset[str]:
+        """The context fields no view of this order shows."""
+        chart = self._charts.get(self.snapshot.chart) if self.snapshot is not None else None
+        return chart.context_class.private_fields if chart is not None else frozenset()
 
     def _remember(self, event_id: str, reply: Reply) -> None:
         # A plain tuple of a number, bytes and a string: the garbage collector stops

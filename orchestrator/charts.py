@@ -290,7 +290,10 @@ class _MoveTracker:
 
 @dataclass(frozen=True, slots=True)
 class Chart:
-    """A loaded chart: its statechart class, its context class, events and timers."""
+    """A loaded chart: its statechart class, its context class, events and timers.
+
+    ``service_events`` are the events only a service may send (the document's
+    ``serviceEvents``): a turn refuses them from a client."""
 
     name: str
     path: Path
@@ -300,6 +303,7 @@ class Chart:
     engine: Engine
     timers: dict[str, tuple[TimerSpec, ...]] = field(default_factory=dict)
     facts: dict[tuple[str, ...], StateFacts] = field(default_factory=dict)
+    service_events: frozenset[str] = frozenset()
 
     def start(self, order_id: str) -> Machine:
         """A new order in the initial state; entry actions of that state run now."""
@@ -366,6 +370,9 @@ def _check_context(context_class: type[Context], source: str) -> None:
                 f"{source}: the field {name!r} would hide an attribute or method of the "
                 "context; rename it"
             )
+    unknown = sorted(set(context_class.private_fields) - set(context_class.fields))
+    if unknown:
+        raise ChartError(f"{source}: private_fields {unknown} are not among the fields")
     for name, kind in context_class.create_fields.items():
         if kind not in JSON_TYPES:
             raise ChartError(
@@ -415,14 +422,24 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     # and an event with no enabled transition must be refused, not silently ignored.
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
+    events = frozenset(str(event) for event in machine_class._events)
+    for event in sorted(document.service_events):
+        if event not in events:
+            raise ChartError(f"{path.name}: serviceEvents: the chart has no event {event!r}")
+        if event == context_class.create_event:
+            raise ChartError(
+                f"{path.name}: serviceEvents: {event!r} creates orders (POST /orders), so a "
+                "client must be able to send it"
+            )
     chart = Chart(
         name=path.stem,
         path=path,
         machine_class=machine_class,
         context_class=context_class,
-        events=frozenset(str(event) for event in machine_class._events),
+        events=events,
         engine=Engine(machine_class, context_class, track_moves=bool(document.timers)),
         timers=document.timers,
+        service_events=document.service_events,
     )
     try:
         chart.start("chart-check")

@@ -156,7 +156,8 @@ def main() -> None:
 @click.option(
     "--webhook-secret",
     default=None,
-    help="Require HMAC-signed POST /events (prefer ORCHESTRATOR_WEBHOOK_SECRET).",
+    help="Require Standard Webhooks signed POST /events: one or more whsec_<base64> "
+    "secrets, space- or comma-separated (prefer ORCHESTRATOR_WEBHOOK_SECRET).",
 )
 @click.option(
     "--webhook-window",

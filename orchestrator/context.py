@@ -53,6 +53,10 @@ class Context:
     """
 
     fields: ClassVar[JsonObject] = {}
+    # Fields kept in the snapshot but left out of every view of the order (GET, lists,
+    # WebSockets, the replies): what only the service that gets a command may know, such
+    # as a payment step's task token, which the command carries to it.
+    private_fields: ClassVar[frozenset[str]] = frozenset()
     # Settings of the chart (timeouts, retries) with their defaults; a server sets them
     # with --chart-option CHART.NAME=VALUE. Actions and delays read ``self.options``.
     options: ClassVar[JsonObject] = {}

@@ -13,6 +13,14 @@ Each ``after`` item becomes a transition on a generated platform event
 (``after.<state>.<delay>``) and a ``TimerSpec``; the runtime stores the timer in the turn
 that enters the state and cancels it in the turn that leaves it.
 
+A document may also list, at its top, the events only a service may send (the answers of
+the services its commands go to, a payment provider's callbacks)::
+
+    serviceEvents: [PIZZA_READY, PIZZA_DELIVERED, PIZZA_CANCELLED]
+
+They are taken out of the native form as the timers are; the runtime takes them only from
+a broker message or a signed webhook, and refuses them from clients (403).
+
 Before anything is built, every transition target and every action, guard and delay name
 is checked, so a flawed document is refused at start with the line (YAML) and state that
 hold the flaw, not at the first order that reaches it.
@@ -32,6 +40,7 @@ from statemachine.spec_parser import Functions, names_in_boolean_expr
 from orchestrator.errors import ChartError
 from orchestrator.model import (
     INVOKE_OUTCOME_PREFIXES,
+    SERVICE_EVENTS,
     TIMER_EVENT_PREFIX,
     JsonObject,
     is_number,
@@ -66,6 +75,7 @@ class Document:
     native: JsonObject
     timers: dict[str, tuple[TimerSpec, ...]]
     where: dict[str, str]
+    service_events: frozenset[str] = frozenset()
 
 
 class _Located(dict[str, Any]):
@@ -129,7 +139,8 @@ def read_document(path: Path) -> Document:
 
 
 def prepare(doc: JsonObject, source: str) -> Document:
-    """Take the timers out of a native document and check its targets."""
+    """Take the timers and service events out of a native document and check its targets."""
+    service_events = _take_service_events(doc, source)
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -182,7 +193,21 @@ def prepare(doc: JsonObject, source: str) -> Document:
     # eventless loop spread over turns, which no event could ever interrupt.
     at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
     _refuse_eventless_loops(states, where, source, at_once)
-    return Document(doc, timers, where)
+    return Document(doc, timers, where, service_events)
+
+
+def _take_service_events(doc: JsonObject, source: str) -> frozenset[str]:
+    """The document's ``serviceEvents``, removed from it (python-statemachine has no such
+    key). That each is an event of the chart is checked once the chart is built."""
+    listed = doc.pop(SERVICE_EVENTS, [])
+    if not isinstance(listed, list) or not all(isinstance(e, str) and e for e in listed):
+        raise ChartError(f"{source}: {SERVICE_EVENTS} must be a list of event names")
+    for event in listed:
+        if is_platform_event(event):
+            raise ChartError(
+                f"{source}: {SERVICE_EVENTS}: {event!r} is the platform's own, sent by no service"
+            )
+    return frozenset(listed)
 
 
 def _refuse_eventless_loops(

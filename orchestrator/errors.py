@@ -9,6 +9,8 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- InvalidInput           malformed body or field, names the field    -> 422
      +-- UnknownEvent           the chart has no such event                 -> 422
      +-- EventNotAllowed        known event, not allowed in this state      -> 409
+     +-- ServiceOnly            an event only a service may send, sent by a
+     |                          client (the command API, an unsigned webhook) -> 403
      +-- Refused                an action refused the event (e.g. no such
      |   |                      pizza to remove); nothing changed           -> 409
      |   +-- ChartLoop          the chart's transitions did not settle in
@@ -79,6 +81,18 @@ class EventNotAllowed(OrchestratorError):
         self.state = state
         self.allowed = allowed
         self.version = version
+
+
+class ServiceOnly(OrchestratorError):
+    """The chart takes this event only from a service (a broker message or a signed
+    webhook), and it came from a client."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(
+            f"{event_type} is sent only by a service: over the broker, or as a signed "
+            "webhook (POST /events with the webhook secret)"
+        )
+        self.event_type = event_type
 
 
 class Refused(OrchestratorError):

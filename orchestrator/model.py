@@ -75,6 +75,17 @@ TIMER_EVENT_PREFIX = "after."
 PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
 
 
+# Where an event came from (``Event.origin``). The events a chart keeps for its services
+# (``serviceEvents``) are taken only from a service's own channels: a broker message, or a
+# webhook signed with the webhook secret. A client's command or an unsigned webhook is not one.
+CLIENT_ORIGIN = "http"
+BROKER_ORIGIN = "broker"
+SIGNED_WEBHOOK_ORIGIN = "webhook"
+SERVICE_ORIGINS = frozenset({BROKER_ORIGIN, SIGNED_WEBHOOK_ORIGIN})
+# The key of a chart document (YAML or XState) that lists those events.
+SERVICE_EVENTS = "serviceEvents"
+
+
 # The data of an invoke's outcome names the message it is about under this key.
 OUTCOME_MESSAGE_ID = "messageId"
 
@@ -226,16 +237,22 @@ class Snapshot:
         context: JsonObject = json.loads(self.context_json)
         return context
 
-    def view_json(self, context: JsonObject | None = None) -> bytes:
+    def view_json(
+        self, context: JsonObject | None = None, private: frozenset[str] = frozenset()
+    ) -> bytes:
         """The order view as JSON: the reply of every turn. It is built around the context
         as stored instead of serializing it again. ``context``, when given, is the data
-        ``context_json`` was made from, so that it need not be parsed back."""
+        ``context_json`` was made from, so that it need not be parsed back. The fields
+        named in ``private`` (the chart's ``private_fields``) are left out."""
         if context is None:
             context = self.context
+        context_json = self.context_json
+        if private and not private.isdisjoint(context):
+            context_json = to_json({k: v for k, v in context.items() if k not in private})
         return (
             f'{{"id":{to_json(self.order_id)},"chart":{to_json(self.chart)},'
             f'"state":{to_json(self.state)},"status":{to_json(context.get("status"))},'
-            f'"items":{to_json(context.get("items", []))},"context":{self.context_json},'
+            f'"items":{to_json(context.get("items", []))},"context":{context_json},'
             f'"nextEvents":{names_json(self.next_events)},"version":{self.version},'
             f'"createdAt":"{iso(self.created_at)}","updatedAt":"{iso(self.updated_at)}"}}'
         ).encode()

@@ -167,7 +167,8 @@ class Registry:
         if existing is None:
             return await self._create(chart, event)
         # Committed with the order in one transaction, so it is there.
-        recorded = await self.store.reply_for(existing, event.id)
+        private = chart.context_class.private_fields
+        recorded = await self.store.reply_for(existing, event.id, private=private)
         if recorded is None:
             raise Unavailable(f"order {existing} has no journal entry for its create")
         return recorded
@@ -175,6 +176,11 @@ class Registry:
     async def _create(self, chart: Chart, event: Event) -> Reply:
         order_id = new_order_id()
         return await self.actor(order_id).submit(Request(event, create=chart))
+
+    def private_fields(self, chart: str) -> frozenset[str]:
+        """The context fields of ``chart`` that no view shows (none for a chart not loaded)."""
+        found = self.charts.get(chart)
+        return found.context_class.private_fields if found is not None else frozenset()
 
     async def view(self, order_id: str) -> Snapshot | None:
         """The committed snapshot, from memory when the actor is live, else from the store."""

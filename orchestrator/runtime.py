@@ -91,7 +91,7 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
             ws_send_timeout=settings.ws_send_timeout,
             api_token=settings.api_token,
-            webhook_secret=settings.webhook_secret,
+            webhook_keys=settings.webhook_keys(),
             webhook_window=settings.webhook_window,
         )
 

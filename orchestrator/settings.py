@@ -15,6 +15,7 @@ from typing import Any
 from yarl import URL
 
 from orchestrator.errors import InvalidInput
+from orchestrator.signatures import parse_keys
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 # The default of --broker-connect-timeout, for the orchestrator and the stub services alike.
@@ -69,7 +70,8 @@ class Settings:
     # json: one object per line, with order_id, event_id, chart and trace_id when known.
     log_format: str = "text"
     # Auth: with a token, commands and reads need "Authorization: Bearer <token>"; with a
-    # secret, POST /events needs an HMAC signature no older than the window.
+    # secret, POST /events needs a Standard Webhooks signature no older than the window.
+    # Several whsec_ secrets (space- or comma-separated) are accepted at once, to rotate one.
     api_token: str | None = None
     webhook_secret: str | None = None
     webhook_window: float = 300.0
@@ -113,6 +115,11 @@ class Settings:
             if problem is not None:
                 raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
         self.options_by_chart()  # refuse a malformed one now
+        self.webhook_keys()
+
+    def webhook_keys(self) -> tuple[bytes, ...] | None:
+        """The keys of ``webhook_secret``, or None when webhooks are not signed."""
+        return None if self.webhook_secret is None else parse_keys(self.webhook_secret)
 
     def options_by_chart(self) -> dict[str, dict[str, Any]]:
         """``chart_options`` parsed: {"pizza": {"kitchenTimeout": 30}}."""

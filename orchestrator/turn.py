@@ -36,12 +36,14 @@ from orchestrator.errors import (
     OrchestratorError,
     OrderTooLarge,
     Refused,
+    ServiceOnly,
     StaleOutcome,
     UnknownEvent,
 )
 from orchestrator.messages import Message, command_key, encode
 from orchestrator.model import (
     OUTCOME_MESSAGE_ID,
+    SERVICE_ORIGINS,
     ContextChange,
     Event,
     JournalEntry,
@@ -77,9 +79,12 @@ class Limits:
 
 
 def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
-    """Refuse an event the chart does not know, or one not allowed in the current state."""
+    """Refuse an event the chart does not know, one only a service may send that came from
+    elsewhere, or one not allowed in the current state."""
     if event.type not in chart.events:
         raise UnknownEvent(event.type, chart.name, sorted(chart.events))
+    if event.type in chart.service_events and event.origin not in SERVICE_ORIGINS:
+        raise ServiceOnly(event.type)
     if event.type not in machine.allowed_events():
         raise EventNotAllowed(
             event.type, machine.state_path(), list(machine.next_events()), version
@@ -204,7 +209,7 @@ def _record(
         context_patched=patched,
     )
     # Now, while ``data`` (the live context, not a copy) still matches ``context_json``.
-    body = snapshot.view_json(data)
+    body = snapshot.view_json(data, machine.chart.context_class.private_fields)
     journal = JournalEntry(
         order_id=order_id,
         version=version,

@@ -16,6 +16,8 @@ How XState maps onto our runtime:
   become transitions on ``done.invoke.<id>``/``error.invoke.<id>``, which the runtime
   raises when the broker durably took the command or could not deliver it.
 - ``meta.message`` sets the order's ``status`` on entry, before the entry actions.
+- ``serviceEvents`` on the machine, our addition as in a YAML document: the events only a
+  service may send (XState ignores a key it does not know).
 - ``context`` is refused: the Context class's ``fields`` declare the order's data and its
   snapshot, and a reader of documents cannot see that class to check a second declaration
   against it, so there is exactly one.
@@ -44,10 +46,11 @@ from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from orchestrator.errors import ChartError
-from orchestrator.model import JsonObject, invoke_outcome, is_number
+from orchestrator.model import SERVICE_EVENTS, JsonObject, invoke_outcome, is_number
 
 _DESCRIPTIVE = frozenset({"description", "tags", "meta"})
-_MACHINE_KEYS = frozenset({"id", "initial", "states", "version"}) | _DESCRIPTIVE
+# serviceEvents is ours (the events only a service may send), read as in a YAML document.
+_MACHINE_KEYS = frozenset({"id", "initial", "states", "version", SERVICE_EVENTS}) | _DESCRIPTIVE
 # Keys that change nothing at run time for a JSON config with named actions.
 _MACHINE_IGNORED = frozenset({"predictableActionArguments", "preserveActionOrder", "schema"})
 _STATE_KEYS = _DESCRIPTIVE | {
@@ -149,10 +152,13 @@ class _Converter:
         self.check_keys(self.root, config, _MACHINE_KEYS | _MACHINE_IGNORED)
         if not self.root.children:
             self.fail(self.root, "the machine has no states")
-        return {
+        native: JsonObject = {
             "name": PurePath(self.source).stem,
             "states": self.children(self.root, parallel=False),
         }
+        if SERVICE_EVENTS in config:
+            native[SERVICE_EVENTS] = config[SERVICE_EVENTS]
+        return native
 
     def children(self, node: _Node, *, parallel: bool) -> JsonObject:
         states = {key: self.state(child) for key, child in node.children.items()}

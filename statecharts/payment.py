@@ -2,8 +2,11 @@
 
 The task token identifies the step that waits for a callback, as the workflow's
 ``$context.task.token`` does; it is derived from the order id and the step's count, so the
-turn stays deterministic. It is not a credential: who may call back is decided by the API
-token or the webhook signature.
+turn stays deterministic. Each waiting step sends it to the payment provider in a command
+(REQUEST_PAYMENT, then SETTLE_PAYMENT), and the provider's callback carries it back, so a
+late callback for an earlier step is refused. It is a private field: on no view of the
+order. It is not a credential: the callbacks are service events (payment.yaml's
+``serviceEvents``), taken only from the broker or a signed webhook.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class PaymentOrder(Context):
         "steps": 0,
         "reason": None,
     }
+    private_fields: ClassVar[frozenset[str]] = frozenset({"taskToken"})
     options: ClassVar[JsonObject] = {
         # Seconds each waitForCallback step waits before the order is cancelled.
         "paymentTimeout": 300.0,
@@ -75,6 +79,19 @@ class PaymentOrder(Context):
         self.steps += 1
         digest = hashlib.sha256(f"{self.order_id}/{self.steps}".encode()).hexdigest()
         self.taskToken = digest[:32]
+
+    def requestPayment(self) -> None:
+        """Ask the payment provider for the payment; its callback brings the token back."""
+        self.send_command(
+            "REQUEST_PAYMENT",
+            {"taskToken": self.taskToken, "orderNum": self.orderNum, "price": self.price},
+        )
+
+    def requestSettlement(self) -> None:
+        self.send_command(
+            "SETTLE_PAYMENT",
+            {"taskToken": self.taskToken, "orderNum": self.orderNum, "method": self.paymentMethod},
+        )
 
     def tokenMatches(self, data: JsonObject) -> bool:
         token = data.get("taskToken")

@@ -12,6 +12,7 @@ stuck product gives a readable failure instead of a hung test.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -25,6 +26,8 @@ from typing import Any, NoReturn
 import aio_pika
 import httpx
 import pytest
+
+from orchestrator.signatures import parse_keys, sign
 
 JsonObject = dict[str, Any]
 
@@ -95,6 +98,56 @@ async def send_ok(http: httpx.AsyncClient, order_id: str, event: JsonObject) -> 
     assert response.status_code == 200, response.text
     body: JsonObject = response.json()
     return body
+
+
+# A Standard Webhooks secret for servers started with --webhook-secret WEBHOOK_SECRET.
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwKZmtKXX6Cxw="
+
+
+def signed_headers(
+    body: bytes, event_id: str, *, secret: str = WEBHOOK_SECRET, at: float | None = None
+) -> dict[str, str]:
+    """The headers of a structured CloudEvent ``body`` signed with ``secret`` (its first
+    key), as a service sends it to POST /events."""
+    timestamp = str(int(time.time() if at is None else at))
+    return {
+        "content-type": "application/cloudevents+json",
+        "webhook-id": event_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": sign(parse_keys(secret)[0], event_id, timestamp, body),
+    }
+
+
+def cloudevent(
+    order_id: str, event_type: str, data: JsonObject | None = None, *, event_id: str = ""
+) -> tuple[bytes, str]:
+    """A structured CloudEvent for the order, and its id (a new one unless given)."""
+    event_id = event_id or f"{event_type}-{time.time_ns()}"
+    body = {
+        "specversion": "1.0",
+        "id": event_id,
+        "type": event_type,
+        "source": "/tests",
+        "subject": order_id,
+        "datacontenttype": "application/json",
+        "data": data or {},
+    }
+    return json.dumps(body).encode(), event_id
+
+
+async def send_service_event(
+    http: httpx.AsyncClient,
+    order_id: str,
+    event_type: str,
+    data: JsonObject | None = None,
+    *,
+    event_id: str = "",
+) -> httpx.Response:
+    """Send an event as a service does, over the signed webhook: the server must run with
+    ``--webhook-secret WEBHOOK_SECRET``. Service events (PIZZA_READY...) are refused over
+    ``POST /orders/{id}/events``."""
+    body, event_id = cloudevent(order_id, event_type, data, event_id=event_id)
+    return await http.post("/events", content=body, headers=signed_headers(body, event_id))
 
 
 async def view(http: httpx.AsyncClient, order_id: str) -> JsonObject:

@@ -1035,3 +1035,52 @@ def test_numbers_in_a_guard_expression_are_not_names(tmp_path: Path, guard: str)
     machine = chart.start("o-1")
     machine.send("GO", {})
     assert machine.state_path() == "only"
+
+
+def with_service_events(listed: str) -> str:
+    return GO.replace("name: bad\n", f"name: bad\nserviceEvents: {listed}\n") + (
+        "      - event: READY\n"
+    )
+
+
+def test_the_service_events_of_the_bundled_charts(charts_dir: Path) -> None:
+    """The answers of the services (and the payment provider's callbacks) are marked in
+    both formats, YAML and XState."""
+    charts = load_charts(charts_dir)
+    assert charts["pizza"].service_events == {"PIZZA_READY", "PIZZA_DELIVERED", "PIZZA_CANCELLED"}
+    assert charts["xstate_pizza"].service_events == {"PIZZA_READY", "PIZZA_DELIVERED"}
+    assert charts["payment"].service_events == {"PAYMENT_COMPLETED", "PAYMENT_SETTLED"}
+    assert charts["payment"].context_class.private_fields == {"taskToken"}
+
+
+@pytest.mark.parametrize(
+    ("listed", "what"),
+    [
+        ("READY", "serviceEvents must be a list of event names"),
+        ("[READY, 3]", "serviceEvents must be a list of event names"),
+        ("[BURN]", "serviceEvents: the chart has no event 'BURN'"),
+        ("[done.invoke.x]", "'done.invoke.x' is the platform's own"),
+        ("[GO]", "serviceEvents: 'GO' creates orders"),
+    ],
+)
+def test_service_events_that_cannot_be_are_refused_at_load(
+    tmp_path: Path, listed: str, what: str
+) -> None:
+    write_chart(tmp_path, with_service_events(listed), context_module())
+    with pytest.raises(ChartError, match=re.escape(what)) as info:
+        load_charts(tmp_path)
+    assert "bad.yaml" in info.value.detail
+
+
+def test_service_events_load(tmp_path: Path) -> None:
+    write_chart(tmp_path, with_service_events("[READY]"), context_module())
+    assert load_charts(tmp_path)["bad"].service_events == {"READY"}
+
+
+def test_a_private_field_must_be_a_field(tmp_path: Path) -> None:
+    module = context_module('{"token": None}').replace(
+        "    create_event", '    private_fields = frozenset({"tokn"})\n    create_event'
+    )
+    write_chart(tmp_path, GO, module)
+    with pytest.raises(ChartError, match=re.escape("private_fields ['tokn'] are not among")):
+        load_charts(tmp_path)

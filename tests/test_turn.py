@@ -17,6 +17,7 @@ from orchestrator.errors import (
     EventNotAllowed,
     InvalidInput,
     Refused,
+    ServiceOnly,
     StaleOutcome,
     UnknownEvent,
 )
@@ -133,7 +134,7 @@ def test_outbox_ids_are_unique_per_turn(chart: Chart) -> None:
         Event("done.invoke.sendOrderToKitchen", {}, "e-3", origin="broker"),
         T0 + 2,
     )
-    ready = step(chart, kitchen.snapshot, Event("PIZZA_READY", {}, "e-4"), T0 + 3)
+    ready = step(chart, kitchen.snapshot, Event("PIZZA_READY", {}, "e-4", origin="broker"), T0 + 3)
     assert [m.type for m in ready.outbox] == ["DELIVER_PIZZA"]
     assert ready.outbox[0].routing_key == "command.DELIVER_PIZZA"
     assert ready.outbox[0].id != confirmed.outbox[0].id
@@ -172,10 +173,49 @@ def test_event_not_allowed_lists_the_allowed_events(chart: Chart) -> None:
     the order's current version."""
     first = create(chart)
     with pytest.raises(EventNotAllowed) as info:
-        step(chart, first.snapshot, Event("PIZZA_READY", {}, "e-2"), T0 + 1)
+        step(chart, first.snapshot, Event("PIZZA_READY", {}, "e-2", origin="broker"), T0 + 1)
     assert info.value.allowed == ["ADD_PIZZA", "REMOVE_PIZZA", "CONFIRM_PIZZA", "CANCEL"]
     assert info.value.state == "orderPizza"
     assert info.value.version == 1
+
+
+@pytest.mark.parametrize("origin", ["http", "timer", "relay", ""])
+def test_a_service_event_from_elsewhere_than_a_service_is_refused(
+    chart: Chart, origin: str
+) -> None:
+    """The pizza chart's serviceEvents come only from the broker or a signed webhook, and
+    the refusal comes before the state's: a client learns nothing of the order from it."""
+    *_, waiting = walk(chart, ["CONFIRM_PIZZA", "done.invoke.sendOrderToKitchen"])
+    for event_type in ("PIZZA_READY", "PIZZA_DELIVERED", "PIZZA_CANCELLED"):
+        with pytest.raises(ServiceOnly) as info:
+            step(chart, waiting.snapshot, Event(event_type, {}, "e-9", origin=origin), T0 + 9)
+        assert info.value.event_type == event_type
+    for origin in ("broker", "webhook"):
+        ready = step(chart, waiting.snapshot, Event("PIZZA_READY", {}, "e-9", origin=origin), T0)
+        assert ready.snapshot.state == "deliverPizza.sendingOrderToDelivery"
+
+
+def test_a_payment_step_sends_its_token_and_no_view_shows_it(charts_dir: Path) -> None:
+    """The task token is a private field: in the command to the payment system and the
+    stored context, never in the reply (the view the WebSockets and lists show)."""
+    payment = load_charts(charts_dir)["payment"]
+    data = {"products": [{"name": "tea", "price": 2}], "supplier": "s", "address": "a"}
+    placed = apply(payment.start("o-1"), None, Event("PLACE_ORDER", data, "e-1"), T0)
+    token = placed.snapshot.context["taskToken"]
+    assert isinstance(token, str) and token
+    [command] = placed.outbox
+    assert decode(command.body).data == {"taskToken": token, "orderNum": "ORD-o-1", "price": 2}
+    assert token.encode() not in placed.reply.body
+    assert "taskToken" not in json.loads(placed.reply.body)["context"]
+    callback = {"taskToken": token, "paymentMethod": "weixin"}
+    paid = step(
+        payment, placed.snapshot, Event("PAYMENT_COMPLETED", callback, "e-2", origin="broker"), T0
+    )
+    settle = paid.snapshot.context["taskToken"]
+    assert [decode(m.body).data for m in paid.outbox] == [
+        {"taskToken": settle, "orderNum": "ORD-o-1", "method": "weixin"}
+    ]
+    assert settle.encode() not in paid.reply.body
 
 
 def test_platform_event_out_of_place_is_not_allowed(chart: Chart) -> None:
@@ -265,7 +305,8 @@ def test_durations_partition_the_timeline(chart: Chart) -> None:
     events = ["ADD_PIZZA", "CONFIRM_PIZZA", "PIZZA_READY"]
     for n, (event_type, now) in enumerate(zip(events, times[1:], strict=True), start=2):
         data = {"pizza": {"name": "b"}} if event_type == "ADD_PIZZA" else {}
-        record = step(chart, record.snapshot, Event(event_type, data, f"e-{n}"), now)
+        event = Event(event_type, data, f"e-{n}", origin="broker")
+        record = step(chart, record.snapshot, event, now)
         entries.append(record.journal)
     assert [e.duration_ms for e in entries] == [0.0, 1250.0, 2750.0, 500.0]
     assert sum(e.duration_ms for e in entries) == (times[-1] - times[0]) * 1000
@@ -276,10 +317,12 @@ def test_durations_partition_the_timeline(chart: Chart) -> None:
 
 
 def walk(chart: Chart, types: list[str]) -> list[TurnRecord]:
-    """Create an order, then apply ``types`` one per turn, a second apart."""
+    """Create an order, then apply ``types`` one per turn, a second apart, as the broker
+    would bring them (so that service events are taken too)."""
     records = [create(chart)]
     for n, event_type in enumerate(types, start=2):
-        records.append(step(chart, records[-1].snapshot, Event(event_type, {}, f"e-{n}"), T0 + n))
+        event = Event(event_type, {}, f"e-{n}", origin="broker")
+        records.append(step(chart, records[-1].snapshot, event, T0 + n))
     return records
 
 

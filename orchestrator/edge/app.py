@@ -19,7 +19,7 @@ Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> Starlette:
     """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, ws_send_timeout,
-    webhook_secret, webhook_window) goes to ``app.state``, where the endpoints find it."""
+    webhook_keys, webhook_window) goes to ``app.state``, where the endpoints find it."""
     # Matched in this order, one pattern after another: the most requested come first.
     routes: list[BaseRoute] = [
         Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
@@ -40,7 +40,7 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
     # Without a token there is nothing to check: no layer on every request.
     middleware = []
     if api_token is not None:
-        signed = state.get("webhook_secret") is not None
+        signed = state.get("webhook_keys") is not None
         middleware.append(Middleware(BearerAuth, token=api_token, webhook_signed=signed))
     app = Starlette(
         routes=routes,

@@ -60,8 +60,12 @@ class BearerAuth:
         assert self.token is not None
         expected = self.token.encode()
         for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer "):
-                return hmac.compare_digest(value[7:], expected)
+            if name == b"authorization":
+                # RFC 9110 11.1: the scheme is case-insensitive (bearer, BEARER), and one or
+                # more spaces separate it from the credentials.
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    return hmac.compare_digest(credentials.lstrip(b" "), expected)
         if scope["type"] == "websocket":
             query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
             for candidate in query.get("access_token", []):

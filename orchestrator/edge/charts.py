@@ -31,6 +31,8 @@ async def get_chart(request: Request) -> Response:
         # What POST /orders takes for this chart besides "chart": field -> JSON type.
         "createFields": {f: _json_type(kind) for f, kind in context_class.create_fields.items()},
         "creatable": context_class.create_event is not None,
+        # Events only a service may send: the dashboard does not offer them.
+        "serviceEvents": sorted(chart.service_events),
         **chart_graph(chart.machine_class),
     }
     return JSONResponse(body)

@@ -59,6 +59,13 @@ RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying", "^[0-9]
 NOT_FOUND = _problem(404, "No such order")
 TOO_LARGE = _problem(413, "Body larger than the server's --max-body-bytes", "field")
 UNAVAILABLE = _problem(503, "The store or broker failed; retry later", headers=RETRY_AFTER)
+SERVICE_ONLY = _problem(
+    403,
+    "An event the chart takes only from a service (its serviceEvents): over the broker or "
+    "a signed webhook; `event` names it",
+    "field",
+    "event",
+)
 UNAUTHORIZED = _problem(
     401,
     "Missing or wrong bearer token (only when the server has ORCHESTRATOR_API_TOKEN set)",
@@ -116,22 +123,21 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-# The webhook's own headers: the signature, and the binary binding's ce-* attributes.
+# The webhook's own headers: the Standard Webhooks signature, and the binary binding's
+# ce-* attributes (read only when no webhook secret is set).
 SIGNATURE_HEADERS = [
     {
-        "name": "X-Orchestrator-Timestamp",
+        "name": name,
         "in": "header",
         "required": False,
-        "description": "Unix seconds; required when the server has a webhook secret",
+        "description": f"{description}; required when the server has a webhook secret",
         "schema": {"type": "string"},
-    },
-    {
-        "name": "X-Orchestrator-Signature",
-        "in": "header",
-        "required": False,
-        "description": "`sha256=<hex>`; required when the server has a webhook secret",
-        "schema": {"type": "string"},
-    },
+    }
+    for name, description in (
+        ("webhook-id", "The CloudEvent's id"),
+        ("webhook-timestamp", "Unix seconds"),
+        ("webhook-signature", "`v1,<base64>`, space-separated when there are several"),
+    )
 ]
 BINARY_HEADERS = [
     {
@@ -205,6 +211,7 @@ PATHS: dict[str, Any] = {
             "responses": _guarded(
                 {
                     "200": _with_links(_json(VIEW, "The order after the event")),
+                    "403": SERVICE_ONLY,
                     "404": NOT_FOUND,
                     "409": _problem(
                         409,
@@ -280,11 +287,12 @@ PATHS: dict[str, Any] = {
             "description": (
                 "Structured: the whole CloudEvent as the JSON body. Binary: the attributes as "
                 "ce-* headers and the event's data as the body. With a webhook secret set, "
-                "X-Orchestrator-Timestamp (Unix seconds) and X-Orchestrator-Signature: "
-                "sha256=HMAC-SHA256(secret, timestamp + '.' + body) are required, and stand "
-                "in for the bearer token; without one, the bearer token is required when the "
-                "server has one. A repeated CloudEvent id gets the first answer and applies "
-                "nothing."
+                "only the structured binding, signed with Standard Webhooks: webhook-id (the "
+                "CloudEvent's id), webhook-timestamp (Unix seconds) and webhook-signature: "
+                "v1,base64(HMAC-SHA256(key, id + '.' + timestamp + '.' + body)); the signature "
+                "stands in for the bearer token. Without one, the bearer token is required "
+                "when the server has one, and the chart's service events are refused (403). "
+                "A repeated CloudEvent id gets the first answer and applies nothing."
             ),
             # The token only when no webhook secret is set, which a document cannot say.
             "security": [{}, {"bearer": []}],
@@ -298,12 +306,16 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": _json(VIEW, "The order after the event"),
+                "400": _problem(400, "A signed event with ce-* headers, which it does not sign"),
                 "401": _problem(
                     401,
                     "Missing, bad or stale signature; without a webhook secret, a missing or "
                     "wrong bearer token",
-                    headers={"WWW-Authenticate": _header("The scheme", "^(HMAC-SHA256|Bearer)$")},
+                    headers={
+                        "WWW-Authenticate": _header("The scheme", "^(Standard-Webhooks|Bearer)$")
+                    },
                 ),
+                "403": SERVICE_ONLY,
                 "404": NOT_FOUND,
                 "409": _problem(
                     409,
@@ -311,7 +323,12 @@ PATHS: dict[str, Any] = {
                     "a size limit (`OrderTooLarge`)",
                 ),
                 "413": TOO_LARGE,
-                "422": _problem(422, "Not a usable CloudEvent, or an unknown type", "field"),
+                "415": _problem(415, "A signed event that is not a structured CloudEvent"),
+                "422": _problem(
+                    422,
+                    "Not a usable CloudEvent, an unknown type, or webhook-id is not its id",
+                    "field",
+                ),
                 "503": UNAVAILABLE,
             },
         }
@@ -590,7 +607,14 @@ OPENAPI["components"]["schemas"].update(
         "ChartState": STATE_NODE,
         "Chart": {
             "type": "object",
-            "required": ["name", "createFields", "creatable", "states", "transitions"],
+            "required": [
+                "name",
+                "createFields",
+                "creatable",
+                "serviceEvents",
+                "states",
+                "transitions",
+            ],
             "properties": {
                 "name": {"type": "string"},
                 "createFields": {
@@ -600,6 +624,12 @@ OPENAPI["components"]["schemas"].update(
                     "examples": [{"pizza": "object"}],
                 },
                 "creatable": {"type": "boolean"},
+                "serviceEvents": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Events only a service may send (the broker, a signed "
+                    "webhook); refused with 403 over POST /orders/{id}/events",
+                },
                 "states": {"type": "array", "items": {"$ref": "#/components/schemas/ChartState"}},
                 "transitions": {
                     "type": "array",

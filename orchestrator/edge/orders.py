@@ -27,6 +27,7 @@ from orchestrator.model import (
     Event,
     JsonObject,
     Reply,
+    Snapshot,
     is_platform_event,
     is_platform_id,
     nested_deeper,
@@ -45,6 +46,11 @@ MAX_PAGE = 500
 def _registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
+
+
+def view_json(registry: Registry, snapshot: Snapshot) -> bytes:
+    """The order's view, without its chart's private fields."""
+    return snapshot.view_json(private=registry.private_fields(snapshot.chart))
 
 
 def _store(request: Request) -> Store:
@@ -158,10 +164,11 @@ def _json_type(kind: type) -> str:
 
 async def get_order(request: Request) -> Response:
     order_id = request.path_params["order_id"]
-    snapshot = await _registry(request).view(order_id)
+    registry = _registry(request)
+    snapshot = await registry.view(order_id)
     if snapshot is None:
         raise OrderNotFound(order_id)
-    return Response(snapshot.view_json(), media_type=JSON)
+    return Response(view_json(registry, snapshot), media_type=JSON)
 
 
 async def send_event(request: Request) -> Response:
@@ -220,7 +227,8 @@ async def list_orders(request: Request) -> Response:
         cursor=request.query_params.get("cursor") or None,
         limit=limit,
     )
-    orders = b",".join(snapshot.view_json() for snapshot in page.orders)
+    registry = _registry(request)
+    orders = b",".join(view_json(registry, snapshot) for snapshot in page.orders)
     cursor = to_json(page.cursor).encode()
     return Response(b'{"orders":[%s],"nextCursor":%s}' % (orders, cursor), media_type=JSON)
 

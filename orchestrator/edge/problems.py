@@ -27,6 +27,7 @@ _STATUS: dict[type[errors.OrchestratorError], int] = {
     errors.InvalidInput: 422,
     errors.UnknownEvent: 422,
     errors.EventNotAllowed: 409,
+    errors.ServiceOnly: 403,
     errors.Refused: 409,
     errors.VersionMismatch: 412,
     errors.IdempotencyConflict: 422,
@@ -36,6 +37,7 @@ _STATUS: dict[type[errors.OrchestratorError], int] = {
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
@@ -70,6 +72,8 @@ def from_error(exc: errors.OrchestratorError) -> Response:
         extra.update(allowed=exc.allowed, state=exc.state, version=exc.version)
     elif isinstance(exc, errors.OrderTooLarge):
         extra.update(limit=exc.limit, maximum=exc.maximum)
+    elif isinstance(exc, errors.ServiceOnly):
+        extra.update(field="type", event=exc.event_type)
     elif isinstance(exc, errors.VersionMismatch):
         extra.update(version=exc.actual)
     elif isinstance(exc, errors.IdempotencyConflict):

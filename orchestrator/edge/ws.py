@@ -36,6 +36,7 @@ from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from orchestrator.edge.orders import view_json
 from orchestrator.hub import LAGGING_CLOSE_CODE, Hub, Subscriber, ws_message
 from orchestrator.model import to_json
 from orchestrator.numbers import whole_number
@@ -69,14 +70,19 @@ async def order_socket(websocket: WebSocket) -> None:
             await websocket.close(4404, "no such order")
             return
         if after is None:
-            event = snapshot.view_json()
+            event = view_json(registry, snapshot)
             await _send(websocket, ws_message(snapshot.version, b"null", event))
             last = snapshot.version
         else:
             last = after
             # Up to the version read after subscribing: what follows is in the subscriber's
             # buffer. Closed at once when left early, so its page is let go.
-            replay = store.replay(order_id, after=after, until=snapshot.version)
+            replay = store.replay(
+                order_id,
+                after=after,
+                until=snapshot.version,
+                private=registry.private_fields(snapshot.chart),
+            )
             async with contextlib.aclosing(replay):
                 async for recorded in replay:
                     if subscriber.lagging:

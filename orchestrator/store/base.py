@@ -52,8 +52,12 @@ class Store(Protocol):
 
     async def load(self, order_id: str) -> Snapshot | None: ...
 
-    async def reply_for(self, order_id: str, event_id: str) -> Reply | None:
-        """The recorded answer to an event id already applied to this order."""
+    async def reply_for(
+        self, order_id: str, event_id: str, *, private: frozenset[str] = frozenset()
+    ) -> Reply | None:
+        """The recorded answer to an event id already applied to this order; a view rebuilt
+        from the journal leaves out the context fields named in ``private`` (the chart's
+        ``private_fields``), as the turn's own answer did."""
 
     async def order_created_by(self, event_id: str) -> str | None:
         """The order whose creating event had this id, if any."""
@@ -62,11 +66,16 @@ class Store(Protocol):
         """Journal entries with version > ``after``, oldest first."""
 
     def replay(
-        self, order_id: str, after: int = 0, until: int | None = None
+        self,
+        order_id: str,
+        after: int = 0,
+        until: int | None = None,
+        *,
+        private: frozenset[str] = frozenset(),
     ) -> AsyncGenerator[Recorded, None]:
         """Journal entries with version > ``after`` (up to ``until``), each with the view
-        its turn produced, oldest first; read a page at a time, so a replay of any length
-        holds about one page in memory."""
+        its turn produced (without the context fields in ``private``), oldest first; read a
+        page at a time, so a replay of any length holds about one page in memory."""
 
     async def list_orders(
         self, *, state: str | None, chart: str | None, cursor: str | None, limit: int

@@ -404,7 +404,9 @@ class SqliteStore:
         )
         return _snapshot(rows[0]) if rows else None
 
-    async def reply_for(self, order_id: str, event_id: str) -> Reply | None:
+    async def reply_for(
+        self, order_id: str, event_id: str, *, private: frozenset[str] = frozenset()
+    ) -> Reply | None:
         rows = await self._fetchall(
             "SELECT version, view, fingerprint FROM journal WHERE order_id = ? AND event_id = ?",
             (order_id, event_id),
@@ -413,7 +415,8 @@ class SqliteStore:
             return None
         version, view, fingerprint = rows[0]
         if not view:  # a row that keeps a change: the view is rebuilt
-            async for recorded in self.replay(order_id, after=version - 1, until=version):
+            replay = self.replay(order_id, after=version - 1, until=version, private=private)
+            async for recorded in replay:
                 view = recorded.view
         return Reply(
             status=201 if version == 1 else 200,
@@ -435,7 +438,12 @@ class SqliteStore:
         return [_entry(order_id, row) for row in rows]
 
     async def replay(
-        self, order_id: str, after: int = 0, until: int | None = None
+        self,
+        order_id: str,
+        after: int = 0,
+        until: int | None = None,
+        *,
+        private: frozenset[str] = frozenset(),
     ) -> AsyncGenerator[Recorded, None]:
         order = await self.load(order_id)
         if order is None:
@@ -477,7 +485,7 @@ class SqliteStore:
                         context[:] = change or b""
                         legacy_view = b""
                     if version > after:
-                        view = _rebuilt_view(order, row, context)
+                        view = _rebuilt_view(order, row, context, private)
                 if version > after:
                     yield Recorded(_entry(order_id, row), view)
                 read_to = version
@@ -600,9 +608,10 @@ def _entry(order_id: str, row: Any) -> JournalEntry:
     )
 
 
-def _rebuilt_view(order: Snapshot, row: Any, context: bytearray) -> bytes:
+def _rebuilt_view(order: Snapshot, row: Any, context: bytearray, private: frozenset[str]) -> bytes:
     """The view a turn answered with, from its journal row (``REPLAY_COLUMNS``) and the
-    context after it: the same bytes, since ``view_json`` builds a view from these alone."""
+    context after it: the same bytes, since ``view_json`` builds a view from these alone
+    (and the chart's private fields, which it leaves out)."""
     version, at, state_after, next_events = row[0], row[4], row[6], row[9]
     return Snapshot(
         order_id=order.order_id,
@@ -614,7 +623,7 @@ def _rebuilt_view(order: Snapshot, row: Any, context: bytearray) -> bytes:
         version=version,
         created_at=order.created_at,
         updated_at=at,
-    ).view_json()
+    ).view_json(private=private)
 
 
 def _context_of(view: bytes) -> bytes:

@@ -23,6 +23,7 @@ from tests.helpers import (
     HAWAII,
     MARGHERITA,
     WAITING_FOR_KITCHEN,
+    WEBHOOK_SECRET,
     JsonObject,
     add,
     assert_flow_histories,
@@ -35,6 +36,7 @@ from tests.helpers import (
     metric,
     remove,
     send,
+    send_service_event,
     types_of,
     view,
     wait_all_in_state,
@@ -456,7 +458,9 @@ async def test_rule6_reactivation_does_not_rerun_entry_actions(
     """Rule 6 (passivation): an order waiting for the kitchen is passivated and
     reactivated; restoring it does not send MAKE_PIZZA again, neither on the refused event
     that reactivates it nor on the next applied turn."""
-    server = server_factory("--kitchen-mode", "ignore", "--idle-seconds", "0.2")
+    server = server_factory(
+        "--kitchen-mode", "ignore", "--idle-seconds", "0.2", "--webhook-secret", WEBHOOK_SECRET
+    )
     async with http_client(server.url) as http:
         order_id = (await create_order(http, HAWAII))["id"]
         assert (await send(http, order_id, CONFIRM)).status_code == 200
@@ -477,8 +481,9 @@ async def test_rule6_reactivation_does_not_rerun_entry_actions(
         await wait_quiet(http, server.db)
         assert [r[1:] for r in ledger_rows(server.db, "kitchen")] == [(order_id, "MAKE_PIZZA")]
 
-        # The kitchen never answers; stand in for it, so the restored actor applies a turn.
-        ready = await send(http, order_id, {"type": "PIZZA_READY", "data": {}})
+        # The kitchen never answers; stand in for it (over the signed webhook, as a service
+        # does), so the restored actor applies a turn.
+        ready = await send_service_event(http, order_id, "PIZZA_READY")
         assert ready.status_code == 200, ready.text
         await wait_for_state(http, order_id, DONE)
         await wait_quiet(http, server.db)

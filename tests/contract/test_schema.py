@@ -31,7 +31,7 @@ from schemathesis.engine import Status, events
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from tests.conftest import ServerFactory
-from tests.helpers import HAWAII
+from tests.helpers import HAWAII, WEBHOOK_SECRET
 
 TOKEN = "contract-token"
 SEED = 20240601
@@ -123,7 +123,7 @@ def linked_api(server_factory: ServerFactory) -> OpenApiSchema:
 @pytest.fixture
 def guarded_api(server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch) -> OpenApiSchema:
     monkeypatch.setitem(os.environ, "ORCHESTRATOR_API_TOKEN", TOKEN)
-    monkeypatch.setitem(os.environ, "ORCHESTRATOR_WEBHOOK_SECRET", "contract-secret")
+    monkeypatch.setitem(os.environ, "ORCHESTRATOR_WEBHOOK_SECRET", WEBHOOK_SECRET)
     return load(server_factory().url, token=TOKEN)
 
 

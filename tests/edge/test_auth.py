@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from orchestrator.edge.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import ServerFactory, ServerProcess
+from tests.helpers import WEBHOOK_SECRET, signed_headers
 
 TOKEN = "let-me-in"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
@@ -53,6 +52,18 @@ async def test_commands_and_reads_need_the_token(
         assert after.json()["version"] == 1  # the refused CONFIRM changed nothing
         listed = await http.get("/orders", headers=GOOD)
         assert len(listed.json()["orders"]) == 1  # the refused create made nothing
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer  ", "bEaReR"])
+async def test_the_scheme_is_case_insensitive(guarded: ServerProcess, scheme: str) -> None:
+    """RFC 9110 11.1: "It uses a case-insensitive token to identify the authentication
+    scheme"; one or more spaces separate it from the token."""
+    async with httpx.AsyncClient(base_url=guarded.url) as http:
+        response = await http.get("/orders", headers={"Authorization": f"{scheme} {TOKEN}"})
+        assert response.status_code == 200, response.text
+        for wrong in (f"{scheme.strip()}{TOKEN}", f"Basic {TOKEN}", f"{scheme} {TOKEN}x"):
+            refused = await http.get("/orders", headers={"Authorization": wrong})
+            assert refused.status_code == 401, wrong
 
 
 async def test_operational_endpoints_stay_open(guarded: ServerProcess) -> None:
@@ -101,16 +112,12 @@ async def test_the_webhook_needs_the_token_unless_it_is_signed(
         accepted = await http.post("/events", content=cancel, headers=GOOD)
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["state"] == "cancelled"
-    monkeypatch.setenv("ORCHESTRATOR_WEBHOOK_SECRET", "s3cret")
+    monkeypatch.setenv("ORCHESTRATOR_WEBHOOK_SECRET", WEBHOOK_SECRET)
     signed = server_factory()
     async with httpx.AsyncClient(base_url=signed.url) as http:
         created = await http.post("/orders", json={"pizza": {"n": 1}}, headers=GOOD)
         cancel = cancel.replace(order_id.encode(), created.json()["id"].encode())
-        timestamp = str(int(time.time()))
-        headers = {
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign("s3cret", timestamp, cancel),
-        }
+        headers = signed_headers(cancel, "c-1")
         accepted = await http.post("/events", content=cancel, headers=headers)
         assert accepted.status_code == 200, accepted.text
 

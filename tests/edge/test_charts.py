@@ -22,8 +22,12 @@ async def test_chart_structure(client: httpx.AsyncClient) -> None:
     response = await client.get("/charts/pizza")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"name", "createFields", "creatable", "states", "transitions"}
+    assert set(body) == {
+        "name", "createFields", "creatable", "serviceEvents", "states", "transitions",
+    }  # fmt: skip
     assert body["name"] == "pizza"
+    # What the dashboard does not offer: only a service may send them.
+    assert body["serviceEvents"] == ["PIZZA_CANCELLED", "PIZZA_DELIVERED", "PIZZA_READY"]
     assert body["createFields"] == {"pizza": "object"}
     assert body["creatable"] is True
     bake = next(s for s in body["states"] if s["id"] == "bakePizza")

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import (
+    CONFIRM,
     HAWAII,
     MARGHERITA,
     UNKNOWN_ID,
@@ -233,10 +234,28 @@ async def test_event_after_done_is_409_with_nothing_allowed(
     confirmed = await client.post(f"/orders/{order['id']}/events", json={"type": "CONFIRM_PIZZA"})
     assert confirmed.status_code == 200
     done = await wait_for_state(client, order["id"], "done")
-    for event in (add(MARGHERITA), {"type": "CONFIRM_PIZZA"}, {"type": "PIZZA_READY"}):
+    for event in (add(MARGHERITA), {"type": "CONFIRM_PIZZA"}, {"type": "CANCEL"}):
         response = await client.post(f"/orders/{order['id']}/events", json=event)
         assert assert_problem(response, 409)["allowed"] == []
     await assert_unchanged(client, done)
+
+
+async def test_a_service_event_from_a_client_is_403(server_factory: ServerFactory) -> None:
+    """Issue 16, item 6: the kitchen's and the delivery's answers (the pizza chart's
+    serviceEvents) are refused over the command API, with a problem naming the event, in
+    the state that waits for them (PIZZA_READY) as in any other; nothing changes."""
+    server = server_factory("--kitchen-mode", "ignore")
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        created = (await client.post("/orders", json={"pizza": HAWAII})).json()
+        path = f"/orders/{created['id']}"
+        assert (await client.post(f"{path}/events", json=CONFIRM)).status_code == 200
+        before = await wait_for_state(client, created["id"], WAITING_FOR_KITCHEN)
+        for event in ("PIZZA_READY", "PIZZA_DELIVERED", "PIZZA_CANCELLED"):
+            response = await client.post(f"{path}/events", json={"type": event})
+            problem = assert_problem(response, 403, "type")
+            assert (problem["event"], problem["error"]) == (event, "ServiceOnly")
+            assert event in problem["detail"]
+        await assert_unchanged(client, before)
 
 
 async def test_unknown_order_is_404_everywhere(client: httpx.AsyncClient) -> None:

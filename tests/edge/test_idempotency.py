@@ -12,21 +12,19 @@ those had a namespace.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from orchestrator.edge.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import (
     CONFIRM,
     HAWAII,
     MARGHERITA,
     WAITING_FOR_KITCHEN,
+    WEBHOOK_SECRET,
     add,
     create_order,
     eventually,
@@ -34,6 +32,7 @@ from tests.helpers import (
     http_client,
     list_orders,
     send,
+    send_service_event,
     view,
     wait_for_state,
 )
@@ -449,8 +448,7 @@ async def test_a_cloudevent_with_the_id_of_an_event_the_server_made_is_422(
     """CloudEvent ids share the namespace of keys: a webhook event whose id is that of an
     event sent without a key (read in the history) used to be answered with that event's
     reply and never applied. It is refused (422) and the order stays where it was."""
-    secret = "s3cret"
-    server = server_factory("--webhook-secret", secret, "--kitchen-mode", "ignore")
+    server = server_factory("--webhook-secret", WEBHOOK_SECRET, "--kitchen-mode", "ignore")
     async with http_client(server.url) as http:
         order = await create_order(http)
         assert (await send(http, order["id"], CONFIRM)).status_code == 200
@@ -458,23 +456,7 @@ async def test_a_cloudevent_with_the_id_of_an_event_the_server_made_is_422(
         made = next(
             e["eventId"] for e in await history(http, order["id"]) if e["type"] == "CONFIRM_PIZZA"
         )
-        body = json.dumps(
-            {
-                "specversion": "1.0",
-                "id": made,
-                "type": "PIZZA_READY",
-                "source": "/kitchen",
-                "subject": order["id"],
-                "data": {},
-            }
-        ).encode()
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/cloudevents+json",
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(secret, timestamp, body),
-        }
-        refused = await http.post("/events", content=body, headers=headers)
+        refused = await send_service_event(http, order["id"], "PIZZA_READY", event_id=made)
         assert refused.status_code == 422, refused.text
         assert refused.json()["field"] == "id"
         assert (await view(http, order["id"]))["state"] == WAITING_FOR_KITCHEN

@@ -25,8 +25,10 @@ from tests.helpers import (
     CONFIRM,
     DONE,
     WAITING_FOR_KITCHEN,
+    WEBHOOK_SECRET,
     add,
     ledger_path,
+    signed_headers,
     wait_for_state,
     wait_quiet,
 )
@@ -146,7 +148,9 @@ async def test_a_webhook_event_continues_the_requests_trace(
 ) -> None:
     """POST /events: the ``traceparent`` header wins over the event's own extension, and
     the delivery hears of the trace through the command the event's turn sent."""
-    server = server_factory(*JSON_LOGS, "--kitchen-mode", "ignore")
+    server = server_factory(
+        *JSON_LOGS, "--kitchen-mode", "ignore", "--webhook-secret", WEBHOOK_SECRET
+    )
     extension = f"00-{CREATE_TRACE}-{CALLER_SPAN}-01"
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
         created = await http.post("/orders", json={"pizza": {"name": "x"}})
@@ -154,10 +158,11 @@ async def test_a_webhook_event_continues_the_requests_trace(
         await http.post(f"/orders/{order_id}/events", json=CONFIRM)
         await wait_for_state(http, order_id, WAITING_FOR_KITCHEN)
         event = Message("ready-1", "PIZZA_READY", "/kitchen", order_id, {}, traceparent=extension)
+        body = encode(event, time.time())
         response = await http.post(
             "/events",
-            content=encode(event, time.time()),
-            headers={"content-type": "application/cloudevents+json", **traceparent(FLOW_TRACE)},
+            content=body,
+            headers=signed_headers(body, event.id) | traceparent(FLOW_TRACE),
         )
         assert response.status_code == 200, response.text
         await wait_for_state(http, order_id, DONE)

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerFactory, ServerProcess
-from tests.helpers import RABBITMQ_URL, delete_flow_queues, ledger_path, spawn_service
+from tests.helpers import (
+    RABBITMQ_URL,
+    WEBHOOK_SECRET,
+    delete_flow_queues,
+    ledger_path,
+    spawn_service,
+)
 
 
 @dataclass
@@ -31,6 +37,8 @@ class Deployment:
     ) -> ServerProcess:
         """Start the services in the given modes, then the server with chart options."""
         args = [arg for option in options for arg in ("--chart-option", option)]
+        # Services may answer over the signed webhook too (PIZZA_READY, payment callbacks).
+        args += ["--webhook-secret", WEBHOOK_SECRET]
         if self.broker == "memory":
             args += ["--kitchen-mode", kitchen, "--delivery-mode", delivery]
         else:

@@ -1,19 +1,27 @@
 """The payment chart (statecharts/payment.yaml) end to end, on both brokers.
 
-The test plays the payment system of the Alibaba workflow: it reads the task token of the
-waiting step from the order's view and calls back with it. On ``memory`` the callbacks
-are HTTP events; on ``rabbitmq`` they are CloudEvents published to the orchestrator's
+The test plays the payment system of the Alibaba workflow: it takes the task token of the
+waiting step and calls back with it. The token is a private field, on no view of the
+order; the command each step sends (REQUEST_PAYMENT, SETTLE_PAYMENT) carries it to the
+payment system, and ``tests/test_turn.py`` checks that it does. No payment service runs on
+the in-process broker to receive that command, so the test reads the same token from the
+order's stored snapshot. The callbacks are service events: on ``memory`` they come over
+the signed webhook; on ``rabbitmq`` they are CloudEvents published to the orchestrator's
 exchange, as a payment service on the broker would send them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
 import time
 import uuid
 
 import aio_pika
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from orchestrator.messages import Message, encode, event_key
 from tests.helpers import (
@@ -22,6 +30,7 @@ from tests.helpers import (
     eventually,
     history,
     http_client,
+    send_service_event,
     view,
     wait_for_state,
 )
@@ -36,7 +45,19 @@ async def place(http: httpx.AsyncClient) -> JsonObject:
     assert response.status_code == 201, response.text
     order: JsonObject = response.json()
     assert (order["chart"], order["state"]) == ("payment", "payment")
+    assert "taskToken" not in order["context"]
     return order
+
+
+def task_token(deployment: Deployment, order_id: str) -> str:
+    """The waiting step's token, as its command carries it: read from the stored order."""
+    conn = sqlite3.connect(deployment.db, timeout=10.0)
+    try:
+        (context,) = conn.execute("SELECT context FROM orders WHERE id = ?", (order_id,)).fetchone()
+    finally:
+        conn.close()
+    token: str = json.loads(context)["taskToken"]
+    return token
 
 
 async def call_back(
@@ -44,7 +65,7 @@ async def call_back(
 ) -> None:
     """Deliver a payment callback the way the deployment's payment system would."""
     if deployment.broker == "memory":
-        response = await http.post(f"/orders/{order_id}/events", json=event)
+        response = await send_service_event(http, order_id, event["type"], event["data"])
         assert response.status_code == 200, response.text
         return
     message = Message(str(uuid.uuid4()), event["type"], "/payments", order_id, event["data"])
@@ -60,8 +81,7 @@ async def call_back(
 async def pay(
     deployment: Deployment, http: httpx.AsyncClient, order_id: str, method: str
 ) -> JsonObject:
-    token = (await view(http, order_id))["context"]["taskToken"]
-    data = {"taskToken": token, "paymentMethod": method}
+    data = {"taskToken": task_token(deployment, order_id), "paymentMethod": method}
     await call_back(deployment, http, order_id, {"type": "PAYMENT_COMPLETED", "data": data})
 
     async def moved() -> bool:
@@ -90,10 +110,10 @@ async def test_each_payment_method_completes_the_order(
         order = await place(http)
         order_id = order["id"]
         assert order["context"]["price"] == 20.0
-        paying_token = order["context"]["taskToken"]
+        paying_token = task_token(deployment, order_id)
         step = await pay(deployment, http, order_id, method)
         assert (step["state"], step["status"]) == (method, waiting)
-        settle_token = step["context"]["taskToken"]
+        settle_token = task_token(deployment, order_id)
         assert settle_token not in (None, paying_token)
         data = {"taskToken": settle_token}
         await call_back(deployment, http, order_id, {"type": "PAYMENT_SETTLED", "data": data})
@@ -146,22 +166,26 @@ async def test_a_callback_with_another_token_is_refused_and_changes_nothing(
 ) -> None:
     """A callback for another step (or a forged one) gets 409 and the order stays; a
     callback without a token gets 422 naming the field, as do prices that add up beyond
-    any number."""
+    any number; a callback from a client, even with the right token, gets 403."""
     server = await deployment.start()
     async with http_client(server.url) as http:
         order = await place(http)
         order_id = order["id"]
         wrong = {"taskToken": "not-the-token", "paymentMethod": "weixin"}
-        refused = await http.post(
-            f"/orders/{order_id}/events", json={"type": "PAYMENT_COMPLETED", "data": wrong}
-        )
+        refused = await send_service_event(http, order_id, "PAYMENT_COMPLETED", wrong)
         assert refused.status_code == 409, refused.text
-        missing = await http.post(
-            f"/orders/{order_id}/events",
-            json={"type": "PAYMENT_COMPLETED", "data": {"paymentMethod": "weixin"}},
+        missing = await send_service_event(
+            http, order_id, "PAYMENT_COMPLETED", {"paymentMethod": "weixin"}
         )
         assert missing.status_code == 422, missing.text
         assert missing.json()["field"] == "data.taskToken"
+        right = {"taskToken": task_token(deployment, order_id), "paymentMethod": "weixin"}
+        for event in ("PAYMENT_COMPLETED", "PAYMENT_SETTLED"):
+            client = await http.post(
+                f"/orders/{order_id}/events", json={"type": event, "data": right}
+            )
+            assert client.status_code == 403, client.text
+            assert client.json()["event"] == event
         huge = {**ORDER, "products": [{"name": "gold", "price": 1e308}] * 2}
         overflow = await http.post("/orders", json=huge)
         assert overflow.status_code == 422, overflow.text
@@ -169,3 +193,39 @@ async def test_a_callback_with_another_token_is_refused_and_changes_nothing(
         after = await view(http, order_id)
     assert (after["version"], after["state"]) == (order["version"], "payment")
     assert after["context"] == order["context"]
+
+
+@pytest.mark.parametrize("deployment", ["memory"], indirect=True)
+async def test_no_view_shows_the_task_token(deployment: Deployment) -> None:
+    """Issue 16, item 6: the token was on every view and the firehose, so any API client
+    could settle a payment. Now no reply, read, list, history replay or WebSocket message
+    carries it, while the stored order (and the command) has it."""
+    server = await deployment.start()
+    async with (
+        http_client(server.url) as http,
+        connect(f"{server.ws_url}/ws") as firehose,
+    ):
+        placed = await http.post("/orders", json=ORDER)
+        order_id = placed.json()["id"]
+        assert "taskToken" not in placed.json()["context"]
+        seen = [placed.content]
+        step = await pay(deployment, http, order_id, "unionpay")
+        waiting_token = task_token(deployment, order_id)
+        seen += [(await http.get(f"/orders/{order_id}")).content]
+        listed = await http.get("/orders", params={"chart": "payment"})
+        seen += [json.dumps(view).encode() for view in listed.json()["orders"]]
+        async with connect(f"{server.ws_url}/orders/{order_id}/ws") as live:
+            seen.append(str(await live.recv()).encode())
+        async with connect(f"{server.ws_url}/orders/{order_id}/ws?after=0") as replay:
+            for _ in range(step["version"]):
+                seen.append(str(await replay.recv()).encode())
+        for _ in range(step["version"]):
+            seen.append(str(await asyncio.wait_for(firehose.recv(), 10)).encode())
+    assert waiting_token
+    # (The history shows each callback's data, with the token it spent: that step is over.)
+    for message in seen:
+        parsed = json.loads(message)
+        view = parsed.get("view", parsed)
+        assert view["context"]["orderNum"].startswith("ORD-")
+        assert "taskToken" not in view["context"]
+        assert waiting_token.encode() not in message

@@ -5,6 +5,8 @@
 // ?after=<last version read>, so the server replays whatever happened in between; each
 // message is a journal entry (a new timeline row) and the view after it. A dropped socket
 // reconnects from the last version seen, so the page never misses or repeats an event.
+// The send form offers the events allowed now except the chart's service events (the
+// kitchen's PIZZA_READY...), which only a service may send: the server refuses them here.
 
 import { age, api, h, openSocket, setUpTokenForm, showProblem } from "./api.js";
 import { drawChart } from "./chart.js";
@@ -22,6 +24,7 @@ const timeline = document.querySelector("#history tbody");
 let current = null; // the latest view
 let seen = 0; // the last version in the timeline, where a (re)connected socket resumes
 let light = () => {}; // lights up the chart's active states, once it is drawn
+let serviceEvents = new Set(); // the chart's events only a service may send
 
 function text(selector, value) {
   document.querySelector(selector).textContent = value;
@@ -47,12 +50,13 @@ function show(view) {
   text("#updated-at", `${new Date(view.updatedAt).toLocaleString()} (${age(view.updatedAt)} ago)`);
   text("#items", itemsText(view.items));
   text("#context", JSON.stringify(view.context ?? {}, null, 2));
+  const offered = view.nextEvents.filter((event) => !serviceEvents.has(event));
   const select = sendForm.elements.type;
   const chosen = select.value;
-  select.replaceChildren(...view.nextEvents.map((event) => h("option", { value: event }, event)));
-  if (view.nextEvents.includes(chosen)) select.value = chosen;
-  sendForm.hidden = view.nextEvents.length === 0;
-  document.querySelector("#no-events").hidden = view.nextEvents.length > 0;
+  select.replaceChildren(...offered.map((event) => h("option", { value: event }, event)));
+  if (offered.includes(chosen)) select.value = chosen;
+  sendForm.hidden = offered.length === 0;
+  document.querySelector("#no-events").hidden = offered.length > 0;
   document.body.dataset.state = view.state;
   light(view);
 }
@@ -129,10 +133,15 @@ text("#order-id", orderId);
 document.title = `Order ${orderId} · orchestrator`;
 try {
   if (!orderId) throw new Error("no order id: open this page as order.html?id=<order id>");
-  show(await api(path));
+  const view = await api(path);
+  // An id such as "." or ".." is a path segment the URL resolves away: the answer is then
+  // another resource's (the list of orders), not this order's.
+  if (view?.id !== orderId) throw new Error(`no such order: ${orderId}`);
+  const chart = await api(`/charts/${encodeURIComponent(view.chart)}`);
+  serviceEvents = new Set(chart.serviceEvents ?? []);
+  show(view);
   await readHistory();
   follow();
-  const chart = await api(`/charts/${encodeURIComponent(current.chart)}`);
   light = await drawChart(document.querySelector("#chart"), chart);
   light(current);
 } catch (error) {
