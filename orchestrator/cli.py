@@ -144,6 +144,14 @@ def main() -> None:
     show_default=True,
     help="Seconds a webhook signature's timestamp may be off.",
 )
+@click.option(
+    "--allowed-hosts",
+    callback=lambda _ctx, _param, value: tuple(n.strip() for n in value.split(",") if n.strip()),
+    default="",
+    metavar="NAME,...",
+    help="Host names requests may use besides localhost, loopback and --host (any IP address"
+    " too when --host is 0.0.0.0 or ::); '*' allows any.",
+)
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
 @click.option(
     "--log-format",

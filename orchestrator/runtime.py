@@ -18,6 +18,7 @@ from orchestrator.broker.memory import MemoryBroker
 from orchestrator.broker.rabbitmq import RabbitBroker
 from orchestrator.charts import load_charts
 from orchestrator.edge.app import create_app
+from orchestrator.edge.sameorigin import AllowedHosts
 from orchestrator.hub import Hub
 from orchestrator.inbox import Inbox
 from orchestrator.metrics import Metrics
@@ -88,6 +89,7 @@ class Runtime:
             metrics=self.metrics,
             max_body_bytes=settings.max_body_bytes,
             api_token=settings.api_token,
+            allowed_hosts=AllowedHosts(settings.host, settings.allowed_hosts),
             webhook_secret=settings.webhook_secret,
             webhook_window=settings.webhook_window,
         )

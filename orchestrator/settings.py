@@ -7,7 +7,9 @@ environment themselves.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,9 @@ class Settings:
     api_token: str | None = None
     webhook_secret: str | None = None
     webhook_window: float = 300.0
+    # Names a request's Host may give besides localhost, the loopback addresses and --host
+    # (and any IP address when --host listens on all); "*" allows any (see edge.sameorigin).
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:
@@ -94,6 +99,11 @@ class Settings:
             problem = amqp_url_problem(self.broker)
             if problem is not None:
                 raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
+        for name in self.allowed_hosts:
+            if name != "*" and not valid_hostname(name):
+                raise InvalidInput(
+                    "allowed_hosts", f"allowed_hosts: {name!r} is not a host name or address"
+                )
         self.options_by_chart()  # refuse a malformed one now
 
     def options_by_chart(self) -> dict[str, dict[str, Any]]:
@@ -129,3 +139,15 @@ def amqp_url_problem(url: str) -> str | None:
     if not host:
         return "an amqp:// URL with a host, e.g. amqp://guest:guest@127.0.0.1:5672/"
     return None
+
+
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$", re.I)
+
+
+def valid_hostname(name: str) -> bool:
+    """Whether ``name`` is a DNS name or an IP address (IPv6 with or without brackets)."""
+    try:
+        ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return len(name) <= 253 and _HOST_NAME.match(name) is not None
+    return True

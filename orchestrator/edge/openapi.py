@@ -58,6 +58,7 @@ VIEW = _ref("OrderView")
 RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying", "^[0-9]+$")}
 NOT_FOUND = _problem(404, "No such order")
 TOO_LARGE = _problem(413, "Body larger than the server's --max-body-bytes", "field")
+NOT_JSON = _problem(415, "The body is not declared JSON (content-type)", "field")
 UNAVAILABLE = _problem(503, "The store or broker failed; retry later", headers=RETRY_AFTER)
 UNAUTHORIZED = _problem(
     401,
@@ -166,6 +167,7 @@ PATHS: dict[str, Any] = {
                         "states failed, or the turn's transitions did not settle (`ChartLoop`)",
                     ),
                     "413": TOO_LARGE,
+                    "415": NOT_JSON,
                     "422": _problem(422, "Malformed body or reused key; `field` names it", "field"),
                 }
             ),
@@ -213,6 +215,7 @@ PATHS: dict[str, Any] = {
                     ),
                     "412": _problem(412, "The order moved past If-Match", "version"),
                     "413": TOO_LARGE,
+                    "415": NOT_JSON,
                     "422": _problem(
                         422, "Malformed body or header, unknown event type, reused key", "field"
                     ),
@@ -304,6 +307,7 @@ PATHS: dict[str, Any] = {
                 "404": NOT_FOUND,
                 "409": _problem(409, "Not allowed in this state, or refused by the chart"),
                 "413": TOO_LARGE,
+                "415": NOT_JSON,
                 "422": _problem(422, "Not a usable CloudEvent, or an unknown type", "field"),
                 "503": UNAVAILABLE,
             },
@@ -477,7 +481,11 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "Order orchestrator",
         "version": orchestrator.__version__,
-        "description": "One durable statechart actor per order. Errors are RFC 9457 problems.",
+        "description": (
+            "One durable statechart actor per order. Errors are RFC 9457 problems. Any "
+            "request whose Host is not one of the server's names gets 400, and a POST or a "
+            "WebSocket handshake from another site's page (its Origin) gets 403."
+        ),
     },
     "paths": PATHS,
     "security": [{"bearer": []}],

@@ -20,6 +20,7 @@ from tests.conftest import ServerFactory, ServerProcess
 
 TOKEN = "let-me-in"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
+CLOUDEVENT = {"content-type": "application/cloudevents+json"}
 
 
 @pytest.fixture
@@ -95,10 +96,10 @@ async def test_the_webhook_needs_the_token_unless_it_is_signed(
             {"specversion": "1.0", "id": "c-1", "type": "CANCEL", "source": "/anyone"}
             | {"subject": order_id}
         ).encode()
-        refused = await http.post("/events", content=cancel)
+        refused = await http.post("/events", content=cancel, headers=CLOUDEVENT)
         assert refused.status_code == 401, refused.text
         assert (await http.get(f"/orders/{order_id}", headers=GOOD)).json()["version"] == 1
-        accepted = await http.post("/events", content=cancel, headers=GOOD)
+        accepted = await http.post("/events", content=cancel, headers=GOOD | CLOUDEVENT)
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["state"] == "cancelled"
     monkeypatch.setenv("ORCHESTRATOR_WEBHOOK_SECRET", "s3cret")
@@ -108,6 +109,7 @@ async def test_the_webhook_needs_the_token_unless_it_is_signed(
         cancel = cancel.replace(order_id.encode(), created.json()["id"].encode())
         timestamp = str(int(time.time()))
         headers = {
+            **CLOUDEVENT,
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign("s3cret", timestamp, cancel),
         }
