@@ -19,6 +19,7 @@ import uvicorn
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
 from orchestrator.errors import OrchestratorError
+from orchestrator.lockfile import ExclusiveLock, InUse
 from orchestrator.runtime import Runtime
 from orchestrator.settings import LOG_FORMATS, SERVICE_MODES, SYNCHRONOUS_MODES, Settings
 
@@ -171,6 +172,8 @@ def serve(access_log: bool, **options: object) -> None:
     except OrchestratorError as exc:
         raise click.UsageError(exc.detail) from exc
     logs.configure(settings.log_level, settings.log_format, access_log=access_log)
+    # Held until the process exits; taken before anything reads or writes the files.
+    locks = hold(runtime.exclusive_files())
     if settings.broker != "memory":
         # Here, not in the lifespan, so that an unreachable broker is one line, not a
         # traceback from inside uvicorn's start-up.
@@ -198,6 +201,29 @@ def serve(access_log: bool, **options: object) -> None:
         proxy_headers=False,
     )
     _Server(config).run()
+    for lock in locks:
+        lock.release()
+
+
+class FileInUse(click.ClickException):
+    """Another process owns one of our files: exit 2, as for a usage error, in one line."""
+
+    exit_code = 2
+
+
+def hold(paths: list[Path]) -> list[ExclusiveLock]:
+    """Each file's exclusive lock, or a one-line error naming the process that holds it."""
+    locks = []
+    for path in paths:
+        lock = ExclusiveLock(path)
+        try:
+            lock.acquire()
+        except InUse as exc:
+            raise FileInUse(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(f"cannot lock {path}: {exc.strerror}") from exc
+        locks.append(lock)
+    return locks
 
 
 # Collect young objects every 10,000 allocations instead of 700, and the whole heap 10

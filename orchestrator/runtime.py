@@ -112,6 +112,11 @@ class Runtime:
             )
         ]
 
+    def exclusive_files(self) -> list[Path]:
+        """The files only this process may write: the database, and in embedded mode the
+        services' ledgers (a ``python -m services.kitchen`` on one would bake twice)."""
+        return [self.settings.db, *(service.ledger.path for service in self.services)]
+
     def _dead_lettered(self, queue: str) -> None:
         self.metrics.dead_letters.labels(queue).inc()
 
