@@ -108,6 +108,13 @@ def main() -> None:
     help="Messages a WebSocket subscriber may fall behind before it is closed (4008).",
 )
 @click.option(
+    "--max-subscribers",
+    type=int,
+    default=DEFAULTS.max_subscribers,
+    show_default=True,
+    help="WebSockets open at once (order sockets and the firehose); more are closed (1013).",
+)
+@click.option(
     "--kitchen-delay",
     type=float,
     default=DEFAULTS.kitchen_delay,
@@ -196,6 +203,11 @@ def serve(access_log: bool, **options: object) -> None:
         # proxy) reusing a pooled connection the server is just closing gets a reset, and
         # few HTTP clients retry a POST on their own.
         timeout_keep_alive=75,
+        # A firehose message is sent as it is to every subscriber: compressed, each socket
+        # would compress it again (permessage-deflate keeps a context per connection).
+        ws_per_message_deflate=False,
+        # Clients send nothing but a close; a larger message is refused (1009).
+        ws_max_size=settings.max_body_bytes,
         # Nothing here reads the client's address, so X-Forwarded-* headers are not
         # rewritten into it: uvicorn's middleware for that ran on every request.
         proxy_headers=False,

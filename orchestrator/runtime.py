@@ -69,7 +69,7 @@ class Runtime:
                 on_dead_letter=self._dead_lettered,
             )
             self.services = self._embedded_services(settings)
-        self.hub = Hub(self.metrics, settings.ws_queue)
+        self.hub = Hub(self.metrics, settings.ws_queue, settings.max_subscribers)
         self.registry = Registry(
             store=self.store,
             charts=self.charts,

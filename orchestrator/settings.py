@@ -53,6 +53,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # A WebSocket subscriber that falls this many messages behind is closed (code 4008).
     ws_queue: int = 256
+    # WebSockets open at once (order sockets and the firehose); beyond it, closed with 1013.
+    # Each firehose subscriber sends every event itself, about 15 us of the event loop per
+    # event: 1,000 of them take 15 ms of it per event (see hub).
+    max_subscribers: int = 1000
     # The in-process kitchen and delivery (embedded mode only).
     kitchen_delay: float = 0.0
     delivery_delay: float = 0.0
@@ -78,7 +82,7 @@ class Settings:
                 raise InvalidInput(name, f"{name} must be one of {SERVICE_MODES}")
         if self.log_format not in LOG_FORMATS:
             raise InvalidInput("log_format", f"log_format must be one of {LOG_FORMATS}")
-        for name in ("max_actors", "max_batch", "max_body_bytes", "ws_queue"):
+        for name in ("max_actors", "max_batch", "max_body_bytes", "ws_queue", "max_subscribers"):
             if getattr(self, name) < 1:
                 raise InvalidInput(name, f"{name} must be at least 1")
         for name in ("api_token", "webhook_secret"):

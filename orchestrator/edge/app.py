@@ -34,14 +34,14 @@ def create_app(
         Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
         Route("/orders/{order_id}/history", orders.history, methods=["GET"]),
         Route("/events", webhooks.receive_event, methods=["POST"]),
-        WebSocketRoute("/orders/{order_id}/ws", ws.order_socket),
+        WebSocketRoute("/orders/{order_id}/ws", ws.capped(ws.order_socket)),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
         Route("/charts", charts.list_charts, methods=["GET"]),
         Route("/charts/{name}", charts.get_chart, methods=["GET"]),
-        WebSocketRoute("/ws", ws.all_orders_socket),
+        WebSocketRoute("/ws", ws.capped(ws.all_orders_socket)),
         *dashboard.routes(),
     ]
     # Outermost first: a request from a foreign host or page is refused before anything.
