@@ -18,6 +18,7 @@ import uvicorn
 
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
+from orchestrator.deadlines import with_deadlines
 from orchestrator.errors import OrchestratorError
 from orchestrator.lockfile import ExclusiveLock, InUse
 from orchestrator.runtime import Runtime
@@ -100,6 +101,20 @@ def main() -> None:
     help="Most turns in one group commit.",
 )
 @click.option("--max-body-bytes", type=int, default=DEFAULTS.max_body_bytes, show_default=True)
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=DEFAULTS.header_timeout,
+    show_default=True,
+    help="Seconds a client may take to send a request's headers; then 408 and closed.",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=DEFAULTS.body_timeout,
+    show_default=True,
+    help="Seconds a client may take to send a request's body; then 408 and closed.",
+)
 @click.option(
     "--ws-queue",
     type=int,
@@ -190,6 +205,8 @@ def serve(access_log: bool, **options: object) -> None:
             raise click.ClickException(str(exc)) from exc
     config = uvicorn.Config(
         runtime.app,
+        # A slow client's request is cut off (408) instead of holding its connection.
+        http=with_deadlines(settings.header_timeout, settings.body_timeout),
         host=settings.host,
         port=settings.port,
         # uvicorn's loggers propagate to the root handler, so every line has one format.

@@ -51,6 +51,10 @@ class Settings:
     # Group commit: turns waiting together share one transaction, up to this many.
     max_batch: int = 256
     max_body_bytes: int = 64 * 1024
+    # Seconds a client may take to send a request's headers (from the connection's start or
+    # the request's first byte), then its body; beyond them, 408 and the connection closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     # A WebSocket subscriber that falls this many messages behind is closed (code 4008).
     ws_queue: int = 256
     # WebSockets open at once (order sockets and the firehose); beyond it, closed with 1013.
@@ -97,6 +101,9 @@ class Settings:
         ):
             if not getattr(self, name) >= 0:  # NaN too
                 raise InvalidInput(name, f"{name} must be a number, not negative")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:  # NaN too
+                raise InvalidInput(name, f"{name} must be a number of seconds above 0")
         if not (0 <= self.port < 65536):
             raise InvalidInput("port", "port must be between 0 and 65535")
         if self.broker != "memory":
