@@ -56,11 +56,12 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._waiting_for = IDLE
+        self._body_due = 0.0  # the loop's time by which the body must be in
         self._began = False  # a byte of the current request has arrived
 
-    def _arm(self, waiting_for: str, seconds: float) -> None:
+    def _arm(self, seconds: float) -> None:
         self._disarm()
-        self._waiting_for = waiting_for
+        self._waiting_for = HEAD
         self._deadline = self.loop.call_later(seconds, self._expired)
 
     def _disarm(self) -> None:
@@ -73,20 +74,25 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._waiting_for == BODY and not self.cycle.response_started:
-            seconds = self.body_timeout
-            self.transport.write(_timeout_response(f"the body did not arrive within {seconds:g} s"))
+        if self._waiting_for == BODY:
+            # The head's timer, kept for the body (one timer per request, not two): the
+            # body may still have time left.
+            left = self._body_due - self.loop.time()
+            if left > 0:
+                self._deadline = self.loop.call_later(left, self._expired)
+                return
+            if not self.cycle.response_started:
+                detail = f"the body did not arrive within {self.body_timeout:g} s"
+                self.transport.write(_timeout_response(detail))
         elif self._waiting_for == HEAD and self._began:
-            seconds = self.header_timeout
-            detail = f"the request's headers did not arrive within {seconds:g} s"
+            detail = f"the request's headers did not arrive within {self.header_timeout:g} s"
             self.transport.write(_timeout_response(detail))
         self.transport.close()
 
     # The connection's life: a deadline from its start; none once it is a WebSocket's.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._began = False
-        self._arm(HEAD, self.header_timeout)
+        self._arm(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -99,11 +105,17 @@ class DeadlineProtocol(HttpToolsProtocol):
     # A request's life, as the parser reports it.
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if not self._began and self._waiting_for == HEAD:
+            self._began = True  # the connection's first request: its timer is running
+            return
         self._began = True
-        self._arm(HEAD, self.header_timeout)
+        self._arm(self.header_timeout)
 
     def on_headers_complete(self) -> None:
-        self._arm(BODY, self.body_timeout)
+        if self.body_timeout < self.header_timeout:  # the head's timer would fire too late
+            self._arm(self.body_timeout)
+        self._waiting_for = BODY
+        self._body_due = self.loop.time() + self.body_timeout
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
