@@ -18,7 +18,9 @@ import uvicorn
 
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
+from orchestrator.deadlines import with_deadlines
 from orchestrator.errors import OrchestratorError
+from orchestrator.lockfile import ExclusiveLock, InUse
 from orchestrator.runtime import Runtime
 from orchestrator.settings import LOG_FORMATS, SERVICE_MODES, SYNCHRONOUS_MODES, Settings
 
@@ -114,6 +116,20 @@ def main() -> None:
     help="Most events one order may take; the next one gets 409.",
 )
 @click.option(
+    "--header-timeout",
+    type=float,
+    default=DEFAULTS.header_timeout,
+    show_default=True,
+    help="Seconds a client may take to send a request's headers; then 408 and closed.",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=DEFAULTS.body_timeout,
+    show_default=True,
+    help="Seconds a client may take to send a request's body; then 408 and closed.",
+)
+@click.option(
     "--ws-queue",
     type=int,
     default=DEFAULTS.ws_queue,
@@ -126,6 +142,13 @@ def main() -> None:
     default=DEFAULTS.ws_send_timeout,
     show_default=True,
     help="Seconds a WebSocket send may wait for the client to read before it is closed (4008).",
+)
+@click.option(
+    "--max-subscribers",
+    type=int,
+    default=DEFAULTS.max_subscribers,
+    show_default=True,
+    help="WebSockets open at once (order sockets and the firehose); more are closed (1013).",
 )
 @click.option(
     "--kitchen-delay",
@@ -166,6 +189,14 @@ def main() -> None:
     show_default=True,
     help="Seconds a webhook signature's timestamp may be off.",
 )
+@click.option(
+    "--allowed-hosts",
+    callback=lambda _ctx, _param, value: tuple(n.strip() for n in value.split(",") if n.strip()),
+    default="",
+    metavar="NAME,...",
+    help="Host names requests may use besides localhost, loopback and --host (any IP address"
+    " too when --host is 0.0.0.0 or ::); '*' allows any.",
+)
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
 @click.option(
     "--log-format",
@@ -185,6 +216,8 @@ def serve(access_log: bool, **options: object) -> None:
     except OrchestratorError as exc:
         raise click.UsageError(exc.detail) from exc
     logs.configure(settings.log_level, settings.log_format, access_log=access_log)
+    # Held until the process exits; taken before anything reads or writes the files.
+    locks = hold(runtime.exclusive_files())
     if settings.broker != "memory":
         # Here, not in the lifespan, so that an unreachable broker is one line, not a
         # traceback from inside uvicorn's start-up.
@@ -194,6 +227,8 @@ def serve(access_log: bool, **options: object) -> None:
             raise click.ClickException(str(exc)) from exc
     config = uvicorn.Config(
         runtime.app,
+        # A slow client's request is cut off (408) instead of holding its connection.
+        http=with_deadlines(settings.header_timeout, settings.body_timeout),
         host=settings.host,
         port=settings.port,
         # uvicorn's loggers propagate to the root handler, so every line has one format.
@@ -207,11 +242,39 @@ def serve(access_log: bool, **options: object) -> None:
         # proxy) reusing a pooled connection the server is just closing gets a reset, and
         # few HTTP clients retry a POST on their own.
         timeout_keep_alive=75,
+        # A firehose message is sent as it is to every subscriber: compressed, each socket
+        # would compress it again (permessage-deflate keeps a context per connection).
+        ws_per_message_deflate=False,
+        # Clients send nothing but a close; a larger message is refused (1009).
+        ws_max_size=settings.max_body_bytes,
         # Nothing here reads the client's address, so X-Forwarded-* headers are not
         # rewritten into it: uvicorn's middleware for that ran on every request.
         proxy_headers=False,
     )
     _Server(config).run()
+    for lock in locks:
+        lock.release()
+
+
+class FileInUse(click.ClickException):
+    """Another process owns one of our files: exit 2, as for a usage error, in one line."""
+
+    exit_code = 2
+
+
+def hold(paths: list[Path]) -> list[ExclusiveLock]:
+    """Each file's exclusive lock, or a one-line error naming the process that holds it."""
+    locks = []
+    for path in paths:
+        lock = ExclusiveLock(path)
+        try:
+            lock.acquire()
+        except InUse as exc:
+            raise FileInUse(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(f"cannot lock {path}: {exc.strerror}") from exc
+        locks.append(lock)
+    return locks
 
 
 # Collect young objects every 10,000 allocations instead of 700, and the whole heap 10

@@ -7,17 +7,34 @@ therefore costs its own connection, never an actor's time.
 
 The firehose (``subscribe_all``) gets every order's messages under the same rule; the
 dashboard's list page uses it. It has no replay: a client closed with 4008 reloads the list.
+Every event goes to every firehose subscriber, so it is built to cost the turn nothing per
+subscriber and to keep the event loop open to requests however many there are:
+
+- A message is encoded once and appended to one shared log of the last ``limit`` messages;
+  each firehose subscriber is only a cursor into it (publishing is O(1), not a push per
+  subscriber), and one that the log has left behind is lagging.
+- Subscribers are woken by a walk over them, at most ``SENDS_PER_TURN`` messages' worth
+  per turn of the event loop (a callback that re-arms itself), never all at once: 2,000
+  woken pumps, each sending its batch, had kept requests and ``/healthz`` waiting for
+  seconds. A subscriber woken later in a walk finds more messages and sends them in one
+  batch; one still sending is not woken (it reads the log again when done), so a client
+  that does not read costs a walk nothing.
+- Their number is capped (``--max-subscribers``), since each sends every event itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 
 from orchestrator.metrics import Metrics
 from orchestrator.model import TurnRecord, to_json
 
 LAGGING_CLOSE_CODE = 4008
+# Firehose messages the subscribers woken in one turn of the event loop may have to send:
+# at about 15 us a send, a few milliseconds, which is what a request may wait per turn.
+SENDS_PER_TURN = 256
 
 
 def ws_message(version: int, event_json: bytes, view: bytes) -> bytes:
@@ -55,12 +72,79 @@ class Subscriber:
         return batch
 
 
+class FirehoseLog:
+    """The last ``limit`` firehose messages, numbered; subscribers read it by position."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: deque[tuple[int, bytes]] = deque(maxlen=limit)
+        self.end = 0  # the position after the newest message
+
+    def append(self, version: int, message: bytes) -> None:
+        self._entries.append((version, message))
+        self.end += 1
+
+    def since(self, position: int) -> list[tuple[int, bytes]] | None:
+        """The messages from ``position`` on, or None when some were already dropped."""
+        missing = self.end - position
+        if missing > len(self._entries):
+            return None
+        return list(itertools.islice(self._entries, len(self._entries) - missing, None))
+
+
+class FirehoseSubscriber:
+    """A subscriber to every order: a position in the shared log, not a buffer of its own."""
+
+    order_id = ""
+
+    def __init__(self, log: FirehoseLog) -> None:
+        self.lagging = False
+        self._log = log
+        self.position = log.end
+        self._ready = asyncio.Event()
+        self._waiting = False
+
+    def wake(self) -> int:
+        """Wake the subscriber's pump if it waits and has messages: how many it will send.
+        One busy sending is left alone: it reads the log again when it is done."""
+        pending = self._log.end - self.position
+        if not self._waiting or not pending:
+            return 0
+        self._ready.set()
+        self._waiting = False  # woken once is enough
+        return pending if pending <= self._log.limit else 1  # a lagging one only closes
+
+    async def next_batch(self) -> list[tuple[int, bytes]]:
+        """Wait for messages; an empty list means the subscriber is lagging."""
+        while self.position == self._log.end:
+            self._ready.clear()
+            self._waiting = True
+            try:
+                await self._ready.wait()
+            finally:
+                self._waiting = False
+        batch = self._log.since(self.position)
+        if batch is None:
+            self.lagging = True
+            return []
+        self.position = self._log.end
+        return batch
+
+
 class Hub:
-    def __init__(self, metrics: Metrics, limit: int = 256) -> None:
+    def __init__(self, metrics: Metrics, limit: int = 256, max_subscribers: int = 1000) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
-        self._firehose: set[Subscriber] = set()
+        # A dict keeps the order they came in, so each walk wakes them in the same order.
+        self._firehose: dict[FirehoseSubscriber, None] = {}
+        self._log = FirehoseLog(limit)
+        self._walk: deque[FirehoseSubscriber] = deque()
+        self._walk_again = False
+        self._armed = False
         self._metrics = metrics
         self.limit = limit
+        self.max_subscribers = max_subscribers
+        # WebSockets admitted (``admit``), counted from the handshake, before they subscribe.
+        self.connections = 0
         metrics.watch(metrics.ws_subscribers, self.count)
 
     def count(self) -> int:
@@ -71,14 +155,28 @@ class Hub:
         self._subscribers.setdefault(order_id, set()).add(subscriber)
         return subscriber
 
-    def subscribe_all(self) -> Subscriber:
-        """A subscriber to every order (its ``order_id`` is empty)."""
-        subscriber = Subscriber("", self.limit)
-        self._firehose.add(subscriber)
+    def subscribe_all(self) -> FirehoseSubscriber:
+        """A subscriber to every order (its ``order_id`` is empty), from now on."""
+        subscriber = FirehoseSubscriber(self._log)
+        self._firehose[subscriber] = None
         return subscriber
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._firehose.discard(subscriber)
+    def admit(self) -> bool:
+        """Count in one more WebSocket, unless ``max_subscribers`` are open (then False)."""
+        if self.connections >= self.max_subscribers:
+            return False
+        self.connections += 1
+        return True
+
+    def leave(self) -> None:
+        self.connections -= 1
+
+    def unsubscribe(self, subscriber: Subscriber | FirehoseSubscriber) -> None:
+        if isinstance(subscriber, FirehoseSubscriber):
+            self._firehose.pop(subscriber, None)
+            if subscriber.lagging:
+                self._metrics.ws_dropped.inc()
+            return
         subs = self._subscribers.get(subscriber.order_id)
         if subs is not None:
             subs.discard(subscriber)
@@ -93,5 +191,34 @@ class Hub:
             return
         event = to_json(record.journal.as_json()).encode()
         message = ws_message(record.snapshot.version, event, record.reply.body)
-        for subscriber in (*(subs or ()), *self._firehose):
+        for subscriber in subs or ():
             subscriber.push(record.snapshot.version, message)
+        if self._firehose:
+            self._log.append(record.snapshot.version, message)
+            self._wake_firehose()
+
+    def _wake_firehose(self) -> None:
+        if self._walk:
+            self._walk_again = True  # those already woken may be sending; wake them again
+            return
+        self._walk.extend(self._firehose)
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._armed:
+            self._armed = True
+            asyncio.get_running_loop().call_soon(self._wake_some)
+
+    def _wake_some(self) -> None:
+        """One step of the walk: wake subscribers until they have ``SENDS_PER_TURN``
+        messages to send between them, then let the loop run everything else first."""
+        self._armed = False
+        budget = SENDS_PER_TURN
+        while budget > 0:
+            if not self._walk:
+                if not self._walk_again:
+                    return
+                self._walk_again = False
+                self._walk.extend(self._firehose)
+            budget -= self._walk.popleft().wake()
+        self._arm()

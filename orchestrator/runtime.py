@@ -18,6 +18,7 @@ from orchestrator.broker.memory import MemoryBroker
 from orchestrator.broker.rabbitmq import RabbitBroker
 from orchestrator.charts import load_charts
 from orchestrator.edge.app import create_app
+from orchestrator.edge.sameorigin import AllowedHosts
 from orchestrator.hub import Hub
 from orchestrator.inbox import Inbox
 from orchestrator.metrics import Metrics
@@ -69,7 +70,7 @@ class Runtime:
                 on_dead_letter=self._dead_lettered,
             )
             self.services = self._embedded_services(settings)
-        self.hub = Hub(self.metrics, settings.ws_queue)
+        self.hub = Hub(self.metrics, settings.ws_queue, settings.max_subscribers)
         self.registry = Registry(
             store=self.store,
             charts=self.charts,
@@ -91,6 +92,7 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
             ws_send_timeout=settings.ws_send_timeout,
             api_token=settings.api_token,
+            allowed_hosts=AllowedHosts(settings.host, settings.allowed_hosts),
             webhook_keys=settings.webhook_keys(),
             webhook_window=settings.webhook_window,
         )
@@ -112,6 +114,11 @@ class Runtime:
                 (delivery, settings.delivery_delay, settings.delivery_mode),
             )
         ]
+
+    def exclusive_files(self) -> list[Path]:
+        """The files only this process may write: the database, and in embedded mode the
+        services' ledgers (a ``python -m services.kitchen`` on one would bake twice)."""
+        return [self.settings.db, *(service.ledger.path for service in self.services)]
 
     def _dead_lettered(self, queue: str) -> None:
         self.metrics.dead_letters.labels(queue).inc()

@@ -7,7 +7,9 @@ environment themselves.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,14 @@ class Settings:
     # subscriber closed (code 4008): a client that stops reading holds no more than the
     # socket's buffers, never the rest of a replay.
     ws_send_timeout: float = 10.0
+    # Seconds a client may take to send a request's headers (from the connection's start or
+    # the request's first byte), then its body; beyond them, 408 and the connection closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    # WebSockets open at once (order sockets and the firehose); beyond it, closed with 1013.
+    # Each firehose subscriber sends every event itself, about 15 us of the event loop per
+    # event: 1,000 of them take 15 ms of it per event (see hub).
+    max_subscribers: int = 1000
     # The in-process kitchen and delivery (embedded mode only).
     kitchen_delay: float = 0.0
     delivery_delay: float = 0.0
@@ -75,6 +85,9 @@ class Settings:
     api_token: str | None = None
     webhook_secret: str | None = None
     webhook_window: float = 300.0
+    # Names a request's Host may give besides localhost, the loopback addresses and --host
+    # (and any IP address when --host listens on all); "*" allows any (see edge.sameorigin).
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:
@@ -91,6 +104,7 @@ class Settings:
             "max_order_bytes",
             "max_order_events",
             "ws_queue",
+            "max_subscribers",
         ):
             if getattr(self, name) < 1:
                 raise InvalidInput(name, f"{name} must be at least 1")
@@ -106,14 +120,20 @@ class Settings:
         ):
             if not getattr(self, name) >= 0:  # NaN too
                 raise InvalidInput(name, f"{name} must be a number, not negative")
-        if not self.ws_send_timeout > 0:  # NaN too
-            raise InvalidInput("ws_send_timeout", "ws_send_timeout must be a number above 0")
+        for name in ("ws_send_timeout", "header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:  # NaN too
+                raise InvalidInput(name, f"{name} must be a number of seconds above 0")
         if not (0 <= self.port < 65536):
             raise InvalidInput("port", "port must be between 0 and 65535")
         if self.broker != "memory":
             problem = amqp_url_problem(self.broker)
             if problem is not None:
                 raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
+        for name in self.allowed_hosts:
+            if name != "*" and not valid_hostname(name):
+                raise InvalidInput(
+                    "allowed_hosts", f"allowed_hosts: {name!r} is not a host name or address"
+                )
         self.options_by_chart()  # refuse a malformed one now
         self.webhook_keys()
 
@@ -154,3 +174,15 @@ def amqp_url_problem(url: str) -> str | None:
     if not host:
         return "an amqp:// URL with a host, e.g. amqp://guest:guest@127.0.0.1:5672/"
     return None
+
+
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$", re.I)
+
+
+def valid_hostname(name: str) -> bool:
+    """Whether ``name`` is a DNS name or an IP address (IPv6 with or without brackets)."""
+    try:
+        ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return len(name) <= 253 and _HOST_NAME.match(name) is not None
+    return True

@@ -16,11 +16,18 @@ import click
 
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, RabbitBroker
+from orchestrator.lockfile import ExclusiveLock, InUse
 from orchestrator.settings import BROKER_CONNECT_TIMEOUT, LOG_FORMATS, amqp_url_problem
 from services.ledger import Ledger
 from services.stub import StubService
 
 MODES = ("ok", "reject", "ignore")
+
+
+class LedgerInUse(click.ClickException):
+    """Another process owns the ledger: exit 2, in one line, like ``orchestrator serve``."""
+
+    exit_code = 2
 
 
 def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> None:
@@ -70,6 +77,14 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
             if not seconds >= 0:  # NaN too
                 raise click.UsageError(f"{flag} must be a number, not negative")
         logs.configure(log_level, log_format)
+        # One process per ledger, held until exit; before waiting for RabbitMQ.
+        lock = ExclusiveLock(ledger)
+        try:
+            lock.acquire()
+        except InUse as exc:
+            raise LedgerInUse(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(f"cannot lock {ledger}: {exc.strerror}") from exc
         rabbit = RabbitBroker(broker, connect_within=broker_connect_timeout)
         try:
             asyncio.run(_serve(name, answers, compensations, rabbit, ledger, delay, mode))

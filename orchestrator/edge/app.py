@@ -13,11 +13,18 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from orchestrator.edge import charts, dashboard, ops, orders, webhooks, ws
 from orchestrator.edge.auth import BearerAuth
 from orchestrator.edge.problems import HANDLERS
+from orchestrator.edge.sameorigin import AllowedHosts, SameOriginGuard
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> Starlette:
+def create_app(
+    lifespan: Lifespan,
+    *,
+    api_token: str | None,
+    allowed_hosts: AllowedHosts,
+    **state: Any,
+) -> Starlette:
     """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, ws_send_timeout,
     webhook_keys, webhook_window) goes to ``app.state``, where the endpoints find it."""
     # Matched in this order, one pattern after another: the most requested come first.
@@ -27,18 +34,19 @@ def create_app(lifespan: Lifespan, *, api_token: str | None, **state: Any) -> St
         Route("/orders/{order_id}", orders.get_order, methods=["GET"]),
         Route("/orders/{order_id}/history", orders.history, methods=["GET"]),
         Route("/events", webhooks.receive_event, methods=["POST"]),
-        WebSocketRoute("/orders/{order_id}/ws", ws.order_socket),
+        WebSocketRoute("/orders/{order_id}/ws", ws.capped(ws.order_socket)),
         Route("/healthz", ops.healthz, methods=["GET"]),
         Route("/readyz", ops.readyz, methods=["GET"]),
         Route("/metrics", ops.metrics, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
         Route("/charts", charts.list_charts, methods=["GET"]),
         Route("/charts/{name}", charts.get_chart, methods=["GET"]),
-        WebSocketRoute("/ws", ws.all_orders_socket),
+        WebSocketRoute("/ws", ws.capped(ws.all_orders_socket)),
         *dashboard.routes(),
     ]
+    # Outermost first: a request from a foreign host or page is refused before anything.
+    middleware = [Middleware(SameOriginGuard, allowed_hosts=allowed_hosts)]
     # Without a token there is nothing to check: no layer on every request.
-    middleware = []
     if api_token is not None:
         signed = state.get("webhook_keys") is not None
         middleware.append(Middleware(BearerAuth, token=api_token, webhook_signed=signed))

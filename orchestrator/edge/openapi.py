@@ -58,6 +58,7 @@ VIEW = _ref("OrderView")
 RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying", "^[0-9]+$")}
 NOT_FOUND = _problem(404, "No such order")
 TOO_LARGE = _problem(413, "Body larger than the server's --max-body-bytes", "field")
+NOT_JSON = _problem(415, "The body is not declared JSON (content-type)", "field")
 UNAVAILABLE = _problem(503, "The store or broker failed; retry later", headers=RETRY_AFTER)
 SERVICE_ONLY = _problem(
     403,
@@ -173,6 +174,7 @@ PATHS: dict[str, Any] = {
                         " or the order would pass --max-order-bytes (`OrderTooLarge`)",
                     ),
                     "413": TOO_LARGE,
+                    "415": NOT_JSON,
                     "422": _problem(422, "Malformed body or reused key; `field` names it", "field"),
                 }
             ),
@@ -223,6 +225,7 @@ PATHS: dict[str, Any] = {
                     ),
                     "412": _problem(412, "The order moved past If-Match", "version"),
                     "413": TOO_LARGE,
+                    "415": NOT_JSON,
                     "422": _problem(
                         422, "Malformed body or header, unknown event type, reused key", "field"
                     ),
@@ -323,7 +326,9 @@ PATHS: dict[str, Any] = {
                     "a size limit (`OrderTooLarge`)",
                 ),
                 "413": TOO_LARGE,
-                "415": _problem(415, "A signed event that is not a structured CloudEvent"),
+                "415": _problem(
+                    415, "Not JSON, or a signed event that is not a structured CloudEvent", "field"
+                ),
                 "422": _problem(
                     422,
                     "Not a usable CloudEvent, an unknown type, or webhook-id is not its id",
@@ -506,7 +511,11 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "Order orchestrator",
         "version": orchestrator.__version__,
-        "description": "One durable statechart actor per order. Errors are RFC 9457 problems.",
+        "description": (
+            "One durable statechart actor per order. Errors are RFC 9457 problems. Any "
+            "request whose Host is not one of the server's names gets 400, and a POST or a "
+            "WebSocket handshake from another site's page (its Origin) gets 403."
+        ),
     },
     "paths": PATHS,
     "security": [{"bearer": []}],

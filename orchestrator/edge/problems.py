@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from orchestrator import errors
-from orchestrator.edge.bodies import BodyTooLarge
+from orchestrator.edge.bodies import BodyTooLarge, NotJson
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     412: "Precondition failed",
     413: "Content too large",
@@ -96,6 +97,10 @@ async def on_too_large(request: Request, exc: Exception) -> Response:
     return problem(413, str(exc), field="body")
 
 
+async def on_not_json(request: Request, exc: Exception) -> Response:
+    return problem(415, str(exc), field="content-type")
+
+
 async def on_client_gone(request: Request, exc: Exception) -> Response:
     """The client closed the connection before its body arrived: nothing was applied, and
     the answer reaches no one. Not a server error, so nothing is logged."""
@@ -111,6 +116,7 @@ HANDLERS = {
     errors.OrchestratorError: on_orchestrator_error,
     HTTPException: on_http_error,
     BodyTooLarge: on_too_large,
+    NotJson: on_not_json,
     ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }

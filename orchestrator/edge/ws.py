@@ -8,7 +8,8 @@ subscription starts before the journal is read and live messages at or below the
 version sent are skipped.
 
 Close codes: 4404 unknown order, 4422 bad ``after``, 4008 the subscriber fell behind
-(resume with ``?after=<last version seen>``).
+(resume with ``?after=<last version seen>``), 1013 the server has ``--max-subscribers``
+WebSockets open (either kind; try again later).
 
 A replay reads the journal a page at a time and sends one message at a time, so it holds
 about a page of the journal whatever the order's length. A send waits while the socket's
@@ -32,12 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from orchestrator.edge.orders import view_json
-from orchestrator.hub import LAGGING_CLOSE_CODE, Hub, Subscriber, ws_message
+from orchestrator.hub import LAGGING_CLOSE_CODE, FirehoseSubscriber, Hub, Subscriber, ws_message
 from orchestrator.model import to_json
 from orchestrator.numbers import whole_number
 from orchestrator.registry import Registry
@@ -48,6 +49,31 @@ STALLED_REASON = "stopped reading; reconnect with ?after=<the last version you s
 
 class SendStalled(WebSocketDisconnect):
     """A send waited ``--ws-send-timeout`` for the client to read: it is treated as gone."""
+
+
+# RFC 6455 "Try Again Later": the server has --max-subscribers WebSockets open.
+FULL_CLOSE_CODE = 1013
+
+
+def capped(
+    endpoint: Callable[[WebSocket], Awaitable[None]],
+) -> Callable[[WebSocket], Awaitable[None]]:
+    """``endpoint``, counted against ``--max-subscribers``: beyond it, a WebSocket is
+    accepted and closed at once with 1013, which a browser's script can see (an HTTP
+    refusal of the handshake reaches it only as 1006)."""
+
+    async def counted(websocket: WebSocket) -> None:
+        hub: Hub = websocket.app.state.hub
+        if not hub.admit():
+            await websocket.accept()
+            await websocket.close(FULL_CLOSE_CODE, "too many subscribers; try again later")
+            return
+        try:
+            await endpoint(websocket)
+        finally:
+            hub.leave()
+
+    return counted
 
 
 async def order_socket(websocket: WebSocket) -> None:
@@ -143,7 +169,7 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber, last: int) -> None
                 last = version
 
 
-async def _pump_all(websocket: WebSocket, subscriber: Subscriber) -> None:
+async def _pump_all(websocket: WebSocket, subscriber: FirehoseSubscriber) -> None:
     while True:
         batch = await subscriber.next_batch()
         if not batch:

@@ -19,6 +19,7 @@ from tests.helpers import WEBHOOK_SECRET, signed_headers
 
 TOKEN = "let-me-in"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
+CLOUDEVENT = {"content-type": "application/cloudevents+json"}
 
 
 @pytest.fixture
@@ -106,10 +107,10 @@ async def test_the_webhook_needs_the_token_unless_it_is_signed(
             {"specversion": "1.0", "id": "c-1", "type": "CANCEL", "source": "/anyone"}
             | {"subject": order_id}
         ).encode()
-        refused = await http.post("/events", content=cancel)
+        refused = await http.post("/events", content=cancel, headers=CLOUDEVENT)
         assert refused.status_code == 401, refused.text
         assert (await http.get(f"/orders/{order_id}", headers=GOOD)).json()["version"] == 1
-        accepted = await http.post("/events", content=cancel, headers=GOOD)
+        accepted = await http.post("/events", content=cancel, headers=GOOD | CLOUDEVENT)
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["state"] == "cancelled"
     monkeypatch.setenv("ORCHESTRATOR_WEBHOOK_SECRET", WEBHOOK_SECRET)

@@ -346,7 +346,7 @@ async def raw_post(server: ServerProcess, path: str, head: str, body: bytes) -> 
     server closes without one. Lets a test send what an HTTP client will not."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
-        writer.write(f"POST {path} HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + body)
+        writer.write(f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{head}\r\n".encode() + body)
         await writer.drain()
         return await asyncio.wait_for(reader.read(65536), timeout=10)
     finally:
@@ -359,7 +359,8 @@ async def test_a_declared_length_over_the_limit_is_refused_at_once(
 ) -> None:
     """A Content-Length over --max-body-bytes gets 413 before any of the body is read, on
     every endpoint that takes one (the webhook read the whole body first)."""
-    response = await raw_post(server, path, "content-length: 100000000\r\n", b"")
+    head = "content-type: application/json\r\ncontent-length: 100000000\r\n"
+    response = await raw_post(server, path, head, b"")
     assert response.startswith(b"HTTP/1.1 413 "), response[:200]
     assert b"application/problem+json" in response
 
