@@ -8,13 +8,20 @@ the last bit, and a view rebuilt from the journal is the turn's own answer byte 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.model import JournalEntry, Snapshot, Timer
 
 # Columns of a journal entry, in the order ``entry_of`` reads them.
 ENTRY_COLUMNS = "version, event_id, type, data, at, state_before, state_after, duration_ms"
+
+
+class Row(Protocol):
+    """A row as a driver returns it (a tuple, an asyncpg Record): columns by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
 TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
 SNAPSHOT_COLUMNS = (
     "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
@@ -22,7 +29,7 @@ SNAPSHOT_COLUMNS = (
 )
 
 
-def snapshot_of(row: Sequence[Any]) -> Snapshot:
+def snapshot_of(row: Row) -> Snapshot:
     """A snapshot from the ``SNAPSHOT_COLUMNS`` at the start of ``row``."""
     return Snapshot(
         order_id=row[0],
@@ -39,7 +46,7 @@ def snapshot_of(row: Sequence[Any]) -> Snapshot:
     )
 
 
-def entry_of(order_id: str, row: Sequence[Any]) -> JournalEntry:
+def entry_of(order_id: str, row: Row) -> JournalEntry:
     """A journal entry from the ``ENTRY_COLUMNS`` at the start of ``row``."""
     return JournalEntry(
         order_id=order_id,
@@ -54,7 +61,7 @@ def entry_of(order_id: str, row: Sequence[Any]) -> JournalEntry:
     )
 
 
-def timer_of(row: Sequence[Any]) -> Timer:
+def timer_of(row: Row) -> Timer:
     """A timer from the ``TIMER_COLUMNS`` of ``row``."""
     return Timer(
         id=row[0],
