@@ -28,7 +28,6 @@ so two nodes starting at once do not race; a newer schema is refused (``SchemaTo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from collections.abc import AsyncGenerator, Callable, Sequence

@@ -14,19 +14,17 @@ from orchestrator.model import JournalEntry, Snapshot, Timer
 
 # Columns of a journal entry, in the order ``entry_of`` reads them.
 ENTRY_COLUMNS = "version, event_id, type, data, at, state_before, state_after, duration_ms"
+TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
+SNAPSHOT_COLUMNS = (
+    "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
+    " invocations, context_patched"
+)
 
 
 class Row(Protocol):
     """A row as a driver returns it (a tuple, an asyncpg Record): columns by position."""
 
     def __getitem__(self, index: int, /) -> Any: ...
-
-
-TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
-SNAPSHOT_COLUMNS = (
-    "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
-    " invocations, context_patched"
-)
 
 
 def snapshot_of(row: Row) -> Snapshot:
