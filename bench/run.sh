@@ -7,10 +7,13 @@
 #   bash bench/run.sh --workload commands --orders 5000 --concurrency 32
 #   PORT=9000 bash bench/run.sh --workload flow --json
 #   BROKER=amqp://guest:guest@127.0.0.1:5672/ bash bench/run.sh --workload flow
+#   STORE=postgresql://postgres@127.0.0.1/bench bash bench/run.sh --workload commands
 #
 # With BROKER set to an amqp:// URL, the kitchen and delivery run as their own processes
 # (`python -m services.kitchen ...`), unpinned, beside RabbitMQ. Their queues are deleted
 # first, so run it against a RabbitMQ that nothing else is using.
+# With STORE set to a postgresql:// URL, the orders go to that database (--store) instead of
+# the temporary SQLite file; give it an empty database, unpinned beside the load generator.
 # With --workload ceiling, the server is bench/ceiling.py's hello-world app on uvicorn instead
 # (same pinning, same uvicorn defaults): the machine's ceiling, to measure beside the others.
 # Uses the `orchestrator` and `python` found on PATH.
@@ -24,6 +27,8 @@ server_pid=""
 loadgen_pid=""
 service_pids=()
 broker=${BROKER:-memory}
+store_args=()
+[[ -n ${STORE:-} ]] && store_args=(--store "$STORE")
 workload=commands # loadgen.py's default
 previous=""
 for arg in "$@"; do
@@ -117,7 +122,7 @@ if [[ $workload == ceiling ]]; then
         >"$tmp/server.log" 2>&1 &
 else
     taskset -c 0 orchestrator serve --db "$tmp/bench.db" --host 127.0.0.1 --port "$port" \
-        --broker "$broker" >"$tmp/server.log" 2>&1 &
+        --broker "$broker" ${store_args[@]+"${store_args[@]}"} >"$tmp/server.log" 2>&1 &
 fi
 server_pid=$!
 

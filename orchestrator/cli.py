@@ -19,9 +19,9 @@ import uvicorn
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
 from orchestrator.deadlines import with_deadlines
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, SchemaTooNew
 from orchestrator.lockfile import ExclusiveLock, InUse
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, prepare_store
 from orchestrator.settings import LOG_FORMATS, SERVICE_MODES, SYNCHRONOUS_MODES, Settings
 
 DEFAULTS = Settings()
@@ -40,6 +40,11 @@ def main() -> None:
     default=DEFAULTS.db,
     show_default=True,
     help="SQLite file of orders (beside it: .broker, .kitchen, .delivery files).",
+)
+@click.option(
+    "--store",
+    default=None,
+    help="A postgresql:// URL to keep orders in PostgreSQL [default: the SQLite file --db].",
 )
 @click.option("--host", default=DEFAULTS.host, show_default=True)
 @click.option("--port", type=int, default=DEFAULTS.port, show_default=True)
@@ -218,6 +223,7 @@ def serve(access_log: bool, **options: object) -> None:
     logs.configure(settings.log_level, settings.log_format, access_log=access_log)
     # Held until the process exits; taken before anything reads or writes the files.
     locks = hold(runtime.exclusive_files())
+    _prepare_store(settings)
     if settings.broker != "memory":
         # Here, not in the lifespan, so that an unreachable broker is one line, not a
         # traceback from inside uvicorn's start-up.
@@ -275,6 +281,18 @@ def hold(paths: list[Path]) -> list[ExclusiveLock]:
             raise click.ClickException(f"cannot lock {path}: {exc.strerror}") from exc
         locks.append(lock)
     return locks
+
+
+def _prepare_store(settings: Settings) -> None:
+    """Make or migrate the store's schema before the server starts; a schema newer than
+    this release exits 2, an unreachable store 1, each with one line."""
+    try:
+        asyncio.run(prepare_store(settings))
+    except SchemaTooNew as exc:
+        click.echo(f"Error: {exc.detail}", err=True)
+        raise SystemExit(2) from exc
+    except (OrchestratorError, OSError) as exc:
+        raise click.ClickException(f"cannot open the store: {exc}") from exc
 
 
 # Collect young objects every 10,000 allocations instead of 700, and the whole heap 10

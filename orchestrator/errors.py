@@ -20,6 +20,7 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- VersionMismatch        If-Match names an older version             -> 412
      +-- IdempotencyConflict    an Idempotency-Key reused for another body  -> 422
      +-- ChartError             a chart document or its actions are broken  (at start)
+     +-- SchemaTooNew           the database was made by a newer release    (at start)
      +-- TimerGone              a timer fired after its turn cancelled it   (internal)
      +-- StaleOutcome           an invoke's outcome for a message a later
      |                          turn replaced (a retry); ignored            (internal)
@@ -136,6 +137,19 @@ class IdempotencyConflict(OrchestratorError):
 
 class ChartError(OrchestratorError):
     """A chart document or its actions module cannot be used; found at start-up."""
+
+
+class SchemaTooNew(OrchestratorError):
+    """The database's schema is newer than this code knows: a newer release wrote it, and
+    this one would misread it. Nothing was changed; run the newer release."""
+
+    def __init__(self, where: str, found: int, known: int) -> None:
+        super().__init__(
+            f"{where} has schema version {found}, newer than {known}, the newest this release"
+            " knows; run a newer release of the orchestrator"
+        )
+        self.found = found
+        self.known = known
 
 
 class TimerGone(OrchestratorError):

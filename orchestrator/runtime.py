@@ -7,7 +7,7 @@ written sequences, one step per line, so their order can be read and argued abou
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from orchestrator.model import Event, TurnRecord
 from orchestrator.outbox import OutboxRelay
 from orchestrator.registry import Registry
 from orchestrator.settings import Settings
+from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.sqlite import SqliteStore
 from orchestrator.timers import Scheduler
 from orchestrator.turn import Limits
@@ -42,17 +43,36 @@ def sibling(db: Path, role: str) -> Path:
     return db.with_name(f"{db.stem}.{role}.db")
 
 
+def open_store(
+    settings: Settings, on_batch: Callable[[int], None] | None = None
+) -> SqliteStore | PostgresStore:
+    """The store ``settings`` name (not yet opened): PostgreSQL for a ``--store`` URL, else
+    the SQLite file ``--db``."""
+    if settings.store is not None:
+        return PostgresStore(settings.store, max_batch=settings.max_batch, on_batch=on_batch)
+    return SqliteStore(
+        settings.db,
+        synchronous=settings.synchronous,
+        max_batch=settings.max_batch,
+        on_batch=on_batch,
+    )
+
+
+async def prepare_store(settings: Settings) -> None:
+    """Open the store once and close it: its schema is made or migrated, and a schema
+    newer than this release (``SchemaTooNew``) or a store out of reach fails here, before
+    the server starts, as one line rather than a traceback from uvicorn's start-up."""
+    store = open_store(settings)
+    await store.open()
+    await store.close()
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.charts = load_charts(settings.charts, settings.options_by_chart())
-        self.store = SqliteStore(
-            settings.db,
-            synchronous=settings.synchronous,
-            max_batch=settings.max_batch,
-            on_batch=self.metrics.commit_batch.observe,
-        )
+        self.store = open_store(settings, on_batch=self.metrics.commit_batch.observe)
         self.broker: Broker
         self.services: list[StubService] = []
         if settings.broker.startswith(("amqp://", "amqps://")):
@@ -167,7 +187,8 @@ class Runtime:
         self.registry.start()
         # 7. fire timers, first those that fell due while the server was down
         self.scheduler.start()
-        log.info("orchestrator ready: db=%s charts=%s", self.settings.db, sorted(self.charts))
+        store = "PostgreSQL" if self.settings.store is not None else self.settings.db
+        log.info("orchestrator ready: store=%s charts=%s", store, sorted(self.charts))
 
     async def stop(self) -> None:
         # (uvicorn has stopped accepting connections and finished open requests)

@@ -24,6 +24,7 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 BROKER_CONNECT_TIMEOUT = 30.0
 SERVICE_MODES = ("ok", "reject", "ignore")
 LOG_FORMATS = ("text", "json")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def default_charts_dir() -> Path:
@@ -34,6 +35,9 @@ def default_charts_dir() -> Path:
 @dataclass(frozen=True, slots=True)
 class Settings:
     db: Path = Path("orders.db")
+    # Where orders are kept: None for the SQLite file ``db``, or a postgresql:// URL (then
+    # ``db`` still names the files of the in-process broker and services).
+    store: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     broker: str = "memory"
@@ -129,6 +133,8 @@ class Settings:
             problem = amqp_url_problem(self.broker)
             if problem is not None:
                 raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
+        if self.store is not None and not self.store.startswith(POSTGRES_SCHEMES):
+            raise InvalidInput("store", "store must be a postgresql:// URL")
         for name in self.allowed_hosts:
             if name != "*" and not valid_hostname(name):
                 raise InvalidInput(

@@ -16,7 +16,7 @@ from orchestrator.model import Timer
 from orchestrator.store.sqlite import SqliteStore
 from orchestrator.timers import Scheduler
 from tests.helpers import eventually
-from tests.store.test_sqlite import record
+from tests.store.test_store import record
 
 T0 = 1_700_000_000.0
 WAIT = 10.0  # a safety net for a hung test, never a timing assertion

@@ -4,13 +4,14 @@ Two connections: the writer commits turns, the reader (aiosqlite) serves queries
 reader never sees a transaction that is still open (WAL lets both run at once).
 ``synchronous=FULL`` by default: a commit is on disk before any turn in it is answered.
 
-Group commit: turns that arrive while a commit is running wait in ``_pending`` and go into
-the next transaction together, one ``executemany`` per table. A commit per turn tops out
-near 2,600 turns/s here; batches get past that. If a batch fails, each of its turns is
-retried alone, so one bad turn never sinks the others. A batch that fails because the disk
-is full or failing (``OUTAGE_ERRORS``) is not retried turn by turn, since each would fail the
-same way: its turns fail at once with ``StoreUnavailable``, and the outage is logged once,
-with SQLite's own error, and its end once.
+Group commit (``group_commit.py``): turns that arrive while a commit is running go into
+the next transaction together, a few multi-row INSERTs per table. A batch that fails
+because the disk is full or failing (``OUTAGE_ERRORS``) fails its turns at once with
+``StoreUnavailable``; any other failure is retried turn by turn.
+
+The schema is versioned (``meta``'s ``schema_version`` row, ``SCHEMA_VERSION``): opening a
+database brings an older one up to date (``_migrate``) and refuses one that a newer
+release wrote (``SchemaTooNew``). A database from before the version row is version 0.
 
 The writer runs a whole batch as one call on its own thread, in the way aiosqlite runs a
 connection, but with one hop per batch. Rejected: the writer on aiosqlite, which costs one
@@ -59,7 +60,7 @@ from typing import Any
 
 import aiosqlite
 
-from orchestrator.errors import InvalidInput, StoreUnavailable, Unavailable
+from orchestrator.errors import InvalidInput, SchemaTooNew, Unavailable
 from orchestrator.model import (
     ContextChange,
     JournalEntry,
@@ -73,10 +74,23 @@ from orchestrator.model import (
 )
 from orchestrator.numbers import whole_number
 from orchestrator.store.base import Page, Recorded, Stats
+from orchestrator.store.group_commit import GroupCommit
+from orchestrator.store.rows import (
+    ENTRY_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    TIMER_COLUMNS,
+    entry_of,
+    rebuilt_view,
+    snapshot_of,
+    timer_of,
+)
 
 log = logging.getLogger(__name__)
 
+# The schema this code writes; ``_migrate`` brings any older one up to it.
+SCHEMA_VERSION = 1
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -147,7 +161,6 @@ UPSERT_ORDER = (
     " version = excluded.version, updated_at = excluded.updated_at,"
     " invocations = excluded.invocations, context_patched = excluded.context_patched"
 )
-ENTRY_COLUMNS = "version, event_id, type, data, at, state_before, state_after, duration_ms"
 INSERT_JOURNAL = (
     f"INSERT INTO journal (order_id, {ENTRY_COLUMNS}, fingerprint, view, next_events,"
     " context_head, context_tail, context_change) VALUES {values}"
@@ -160,7 +173,6 @@ WHOLE_ROW = "(length(view) > 0 OR (context_head = 0 AND context_tail = 0))"
 REPLAY_PAGE_ROWS = 256
 REPLAY_PAGE_BYTES = 1024 * 1024
 INSERT_OUTBOX = "INSERT INTO outbox (id, order_id, type, routing_key, body, invoke) VALUES {values}"
-TIMER_COLUMNS = "id, order_id, due_at, event_type, data, traceparent"
 INSERT_TIMER = f"INSERT OR REPLACE INTO timers ({TIMER_COLUMNS}) VALUES {{values}}"
 DELETE_TIMER = "DELETE FROM timers WHERE id = ?"
 # A timer whose event was refused, dropped only if it was not set again meanwhile.
@@ -181,10 +193,6 @@ OUTAGE_ERRORS = frozenset(
 )
 # Rows per multi-row INSERT: well under SQLite's limit of 32,766 bound parameters.
 ROWS_PER_STATEMENT = 500
-SNAPSHOT_COLUMNS = (
-    "id, chart, configuration, state, context, next_events, version, created_at, updated_at,"
-    " invocations, context_patched"
-)
 # Columns added after the first release, with their definitions: a database made before
 # gets them when it is opened (ALTER TABLE ... ADD COLUMN keeps every row).
 ADDED_COLUMNS = {
@@ -202,22 +210,6 @@ ADDED_COLUMNS = {
 }
 
 
-def _snapshot(row: Any) -> Snapshot:
-    return Snapshot(
-        order_id=row[0],
-        chart=row[1],
-        configuration=tuple(json.loads(row[2])),
-        state=row[3],
-        context_json=row[4],
-        next_events=tuple(json.loads(row[5])),
-        version=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        invocations=tuple((invoke, message) for invoke, message in json.loads(row[9])),
-        context_patched=row[10],
-    )
-
-
 class SqliteStore:
     def __init__(
         self,
@@ -228,26 +220,29 @@ class SqliteStore:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.path = path
-        self._on_batch = on_batch
         self.synchronous = synchronous
-        self.max_batch = max_batch
         self._writer: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._reader: aiosqlite.Connection | None = None
-        self._pending: list[tuple[TurnRecord, asyncio.Future[None]]] = []
-        self._sent: list[str] = []
-        self._dropped: list[tuple[str, float]] = []
-        self._wake = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
-        self._closing = False
-        self._failed_in_outage = 0  # turns refused since the storage failed; 0 when it works
+        self._group = GroupCommit(
+            self._write_batch,
+            is_outage=is_outage,
+            max_batch=max_batch,
+            on_batch=on_batch,
+            log=log,
+            name="sqlite-group-commit",
+        )
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await self._on_writer(self._open_writer)
+        try:
+            await self._on_writer(self._open_writer)
+        except BaseException:
+            self._thread.shutdown(wait=True)
+            raise
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=10000")
-        self._committer = asyncio.create_task(self._commit_loop(), name="sqlite-group-commit")
+        self._group.start()
 
     async def _on_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -256,21 +251,21 @@ class SqliteStore:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is
         # taken up front and a transaction never upgrades halfway (no SQLITE_BUSY mid-turn).
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=10000")
-        # Statement journals in memory: a multi-row statement in a batch's transaction
-        # otherwise creates, writes and deletes a temporary file (one per two commits).
-        conn.execute("PRAGMA temp_store=MEMORY")
-        conn.executescript(SCHEMA)
-        _add_missing_columns(conn)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=10000")
+            # Statement journals in memory: a multi-row statement in a batch's transaction
+            # otherwise creates, writes and deletes a temporary file (one per two commits).
+            conn.execute("PRAGMA temp_store=MEMORY")
+            _migrate(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
         self._writer = conn
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._committer is not None:
-            await self._committer
+        await self._group.close()
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -282,79 +277,23 @@ class SqliteStore:
     # -- writes ------------------------------------------------------------------------
 
     async def commit(self, record: TurnRecord) -> None:
-        if self._closing:
-            raise StoreUnavailable("the store is closing")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, future))
-        self._wake.set()
-        await future
+        await self._group.commit(record)
 
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending or self._sent or self._dropped:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                sent, self._sent = self._sent, []
-                dropped, self._dropped = self._dropped, []
-                await self._commit_batch(batch, sent, dropped)
-            if self._closing and not self._pending:
-                return
-
-    async def _commit_batch(
-        self,
-        batch: list[tuple[TurnRecord, asyncio.Future[None]]],
-        sent: list[str],
-        dropped: list[tuple[str, float]],
+    async def _write_batch(
+        self, records: list[TurnRecord], sent: list[str], dropped: list[tuple[str, float]]
     ) -> None:
-        try:
-            # Inside the try: a record that cannot be written (say, data that is not JSON)
-            # fails its own turn, not the commit loop.
-            rows = _Rows.of([record for record, _ in batch], sent, dropped)
-            await self._on_writer(self._write, rows)
-        except Exception as exc:
-            if not batch:
-                # Harmless: those messages are published again after a restart, and deduped;
-                # those timers fire again and are refused again.
-                log.warning("could not forget sent messages or refused timers: %r", exc)
-                return
-            # A turn's fault, most likely: the confirmed messages and refused timers it
-            # carried ride the next transaction instead.
-            self._sent.extend(sent)
-            self._dropped.extend(dropped)
-            if is_outage(exc):
-                if not self._failed_in_outage:
-                    log.error("the store cannot write: %s", exc)
-                self._failed_in_outage += len(batch)
-                for _, future in batch:
-                    _settle(future, StoreUnavailable(f"the turn could not be stored: {exc}"))
-                return
-            if len(batch) == 1:
-                record, future = batch[0]
-                log.error("commit failed: %r", exc, extra=_about(record))
-                _settle(future, Unavailable(f"the turn could not be stored: {exc}"))
-                return
-            log.warning(
-                "group commit of %d turns failed (%r); retrying one by one", len(batch), exc
-            )
-            for item in batch:
-                await self._commit_batch([item], [], [])
-            return
-        if self._failed_in_outage:
-            log.warning("the store writes again; %d turns were refused", self._failed_in_outage)
-            self._failed_in_outage = 0
-        if batch and self._on_batch is not None:
-            self._on_batch(len(batch))
-        for _, future in batch:
-            _settle(future, None)
+        # The rows are built on the event loop, so the writer thread only writes.
+        await self._on_writer(self._write, _Rows.of(records, sent, dropped))
 
     def _write(self, rows: _Rows) -> None:
         """One transaction for the whole batch; runs on the writer thread.
 
         Multi-row INSERTs, not executemany: sqlite3 releases the GIL around every step,
         and each time this thread takes it back it may wait for the busy event loop, so
-        the fewer statements the batch runs, the sooner it commits.
+        the fewer statements the batch runs, the sooner it commits. Rejected: the writer on
+        aiosqlite, which costs one event-loop round trip per statement (BEGIN, each
+        executemany, COMMIT); under load each round trip waits behind every request the
+        loop is serving, and a commit took ~17 ms at 32 concurrent clients.
         """
         conn = self._writer
         assert conn is not None, "store is not open"
@@ -374,18 +313,10 @@ class SqliteStore:
             raise
 
     def mark_sent(self, message_ids: list[str]) -> None:
-        """Forget messages the broker confirmed, in the next transaction.
-
-        Not awaited and not part of any turn: a crash before the delete only means the
-        message is published again after the restart, and its consumer dedupes it.
-        """
-        self._sent.extend(message_ids)
-        self._wake.set()
+        self._group.mark_sent(message_ids)
 
     def drop_timer(self, timer: Timer) -> None:
-        """Forget a timer whose event was refused, in the next transaction, unless reset."""
-        self._dropped.append((timer.id, timer.due_at))
-        self._wake.set()
+        self._group.drop_timer(timer)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -402,7 +333,7 @@ class SqliteStore:
         rows = await self._fetchall(
             f"SELECT {SNAPSHOT_COLUMNS} FROM orders WHERE id = ?", (order_id,)
         )
-        return _snapshot(rows[0]) if rows else None
+        return snapshot_of(rows[0]) if rows else None
 
     async def reply_for(
         self, order_id: str, event_id: str, *, private: frozenset[str] = frozenset()
@@ -435,7 +366,7 @@ class SqliteStore:
             " WHERE order_id = ? AND version > ? ORDER BY version LIMIT ?",
             (order_id, after, limit),
         )
-        return [_entry(order_id, row) for row in rows]
+        return [entry_of(order_id, row) for row in rows]
 
     async def replay(
         self,
@@ -484,10 +415,11 @@ class SqliteStore:
                     else:
                         context[:] = change or b""
                         legacy_view = b""
-                    if version > after:
-                        view = _rebuilt_view(order, row, context, private)
                 if version > after:
-                    yield Recorded(_entry(order_id, row), view)
+                    entry = entry_of(order_id, row)
+                    if not view:
+                        view = rebuilt_view(order, entry, row[9], context, private)
+                    yield Recorded(entry, view)
                 read_to = version
 
     async def _replay_page(self, order_id: str, after: int, last: int) -> list[Any]:
@@ -538,7 +470,7 @@ class SqliteStore:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = str(rows[-1][-1]) if more else None  # seq, after the snapshot's columns
-        return Page([_snapshot(row) for row in rows], next_cursor)
+        return Page([snapshot_of(row) for row in rows], next_cursor)
 
     async def unsent(self) -> list[OutboxMessage]:
         rows = await self._fetchall(
@@ -559,11 +491,11 @@ class SqliteStore:
             f"SELECT {TIMER_COLUMNS} FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
             (now, limit),
         )
-        return [_timer(row) for row in rows]
+        return [timer_of(row) for row in rows]
 
     async def timer(self, timer_id: str) -> Timer | None:
         rows = await self._fetchall(f"SELECT {TIMER_COLUMNS} FROM timers WHERE id = ?", (timer_id,))
-        return _timer(rows[0]) if rows else None
+        return timer_of(rows[0]) if rows else None
 
     async def stats(self, now: float) -> Stats:
         orders = await self._fetchall(
@@ -585,6 +517,51 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in OUTAGE_ERRORS
 
 
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the database to ``SCHEMA_VERSION`` in one transaction: make what is missing
+    (everything, for a new file) and add the columns added since version 0. A database
+    written by a newer release is refused untouched."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = _schema_version(conn)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(f"the database {path}", found, SCHEMA_VERSION)
+        # Idempotent, so run on every open: a table or column that is missing is made.
+        for statement in _statements(SCHEMA):
+            conn.execute(statement)
+        _add_missing_columns(conn)
+        if found < SCHEMA_VERSION:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script``, one by one: ``executescript`` would commit the open
+    transaction first."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    return statements
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """The database's schema version: 0 for one made before the version was kept."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     for table, columns in ADDED_COLUMNS.items():
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -593,72 +570,10 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
-def _entry(order_id: str, row: Any) -> JournalEntry:
-    """A journal entry from the ``ENTRY_COLUMNS`` at the start of ``row``."""
-    return JournalEntry(
-        order_id=order_id,
-        version=row[0],
-        event_id=row[1],
-        type=row[2],
-        data=json.loads(row[3]),
-        at=row[4],
-        state_before=row[5],
-        state_after=row[6],
-        duration_ms=row[7],
-    )
-
-
-def _rebuilt_view(order: Snapshot, row: Any, context: bytearray, private: frozenset[str]) -> bytes:
-    """The view a turn answered with, from its journal row (``REPLAY_COLUMNS``) and the
-    context after it: the same bytes, since ``view_json`` builds a view from these alone
-    (and the chart's private fields, which it leaves out)."""
-    version, at, state_after, next_events = row[0], row[4], row[6], row[9]
-    return Snapshot(
-        order_id=order.order_id,
-        chart=order.chart,
-        configuration=(),
-        state=state_after,
-        context_json=context.decode(),
-        next_events=tuple(json.loads(next_events)),
-        version=version,
-        created_at=order.created_at,
-        updated_at=at,
-    ).view_json(private=private)
-
-
 def _context_of(view: bytes) -> bytes:
     """The context in a view a row kept whole (written before changes were kept), as the
     turn serialized it: ``to_json`` gives back the text it parses."""
     return to_json(json.loads(view)["context"]).encode()
-
-
-def _timer(row: Any) -> Timer:
-    return Timer(
-        id=row[0],
-        order_id=row[1],
-        due_at=row[2],
-        event_type=row[3],
-        data=json.loads(row[4]),
-        traceparent=row[5],
-    )
-
-
-def _about(record: TurnRecord) -> dict[str, str]:
-    """Log fields of a turn; the commit loop runs outside the actor that bound them."""
-    return {
-        "order_id": record.journal.order_id,
-        "event_id": record.journal.event_id,
-        "chart": record.snapshot.chart,
-    }
-
-
-def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 def _delete(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -4,16 +4,19 @@ A real ``orchestrator serve`` subprocess is killed with SIGKILL (no shutdown cod
 and restarted on the same files. Afterwards every acknowledged event is still in its
 order's journal, unsent outbox messages are sent, and in-flight orders run to done with
 each pizza made and delivered exactly once (the stub services' ledgers beside the
-database say so). SIGTERM, by contrast, must drain and exit 0.
+database say so). SIGTERM, by contrast, must drain and exit 0. Each test runs with the
+orders in SQLite and again in a fresh PostgreSQL database (``--store``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from tests.conftest import ServerFactory, ServerProcess
 from tests.helpers import (
@@ -33,8 +36,20 @@ from tests.helpers import (
     wait_all_in_state,
     wait_quiet,
 )
+from tests.postgres import fresh_database
 
 FLOW_DEADLINE = 60.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_args(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, ...]]:
+    """The server's flags for each store: none for SQLite (the --db file), --store for a
+    fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield ()
+    else:
+        async with fresh_database() as url:
+            yield ("--store", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +98,12 @@ async def kitchen_started(server: ServerProcess) -> None:
 
 
 async def test_sigkill_mid_flow_loses_nothing_and_orders_finish(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 8 (restart): SIGKILL while 30 confirmed orders are in the kitchen and out for
     delivery; after the restart every acknowledged event is there, every order reaches
     done, and each pizza was made once and delivered once."""
-    server = server_factory("--kitchen-delay", "0.3", "--delivery-delay", "0.3")
+    server = server_factory(*store_args, "--kitchen-delay", "0.3", "--delivery-delay", "0.3")
     acks: list[Ack] = []
     async with http_client(server.url) as http:
         ids = await asyncio.gather(*(run_order(http, acks) for _ in range(30)))
@@ -105,12 +120,12 @@ async def test_sigkill_mid_flow_loses_nothing_and_orders_finish(
 
 
 async def test_sigkill_under_concurrent_load_keeps_every_acknowledged_event(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 8 (restart): SIGKILL while ADD_PIZZA events pour into 20 orders; every event
     answered 200 before the kill is in the journal at the version it was given, versions
     run from 1 with no gap, and nothing was stored that no client sent."""
-    server = server_factory()
+    server = server_factory(*store_args)
     acks: list[Ack] = []
     sent: set[str] = set()
     async with http_client(server.url) as http:
@@ -161,11 +176,13 @@ async def test_sigkill_under_concurrent_load_keeps_every_acknowledged_event(
             assert len(current["items"]) == len(entries)
 
 
-async def test_outbox_is_resent_after_repeated_sigkills(server_factory: ServerFactory) -> None:
+async def test_outbox_is_resent_after_repeated_sigkills(
+    server_factory: ServerFactory, store_args: tuple[str, ...]
+) -> None:
     """Rule 8 (restart: unsent outbox messages are sent): three rounds of confirming a
     batch of orders and killing the server at once; all orders still reach done, each
     with exactly one MAKE_PIZZA in the kitchen's ledger and one DELIVER_PIZZA."""
-    server = server_factory()
+    server = server_factory(*store_args)
     acks: list[Ack] = []
     ids: list[str] = []
     for _ in range(3):
@@ -183,12 +200,12 @@ async def test_outbox_is_resent_after_repeated_sigkills(server_factory: ServerFa
 
 
 async def test_sigterm_drains_and_orders_finish_after_restart(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 8 and "SIGTERM drains in-flight turns and exits cleanly": SIGTERM with orders
     in the kitchen exits 0; after a restart every acknowledged event is there and every
     order reaches done, each pizza made and delivered once."""
-    server = server_factory("--kitchen-delay", "0.3", "--delivery-delay", "0.3")
+    server = server_factory(*store_args, "--kitchen-delay", "0.3", "--delivery-delay", "0.3")
     acks: list[Ack] = []
     async with http_client(server.url) as http:
         ids = await asyncio.gather(*(run_order(http, acks) for _ in range(20)))

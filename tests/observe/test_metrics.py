@@ -24,7 +24,7 @@ from tests.helpers import (
     wait_for_state,
     wait_quiet,
 )
-from tests.store.test_sqlite import T0, record
+from tests.store.test_store import T0, record
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 KITCHEN_WAIT = "bakePizza.waitingForPizzaToBeBaked"

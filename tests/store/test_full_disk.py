@@ -10,7 +10,7 @@ import pytest
 from orchestrator.errors import StoreUnavailable
 from orchestrator.store.sqlite import SqliteStore
 from tests.disk import SmallDisk
-from tests.store.test_sqlite import record
+from tests.store.test_store import record
 
 WAIT = 10.0  # a safety net for a hung test, never a timing assertion
 
