@@ -164,6 +164,7 @@ class Actor:
                 raise VersionMismatch(request.if_match, previous.version)
         if request.timer is not None:
             await self._check_pending(request.timer)
+        committing = False
         try:
             if request.create is not None:
                 machine = turn.start(request.create, self.order_id, event)
@@ -173,11 +174,17 @@ class Actor:
             if request.timer is not None:
                 fired = (*record.timers_cancelled, request.timer.id)
                 record = dataclasses.replace(record, timers_cancelled=fired)
+            committing = True
             await self._store.commit(record)
         except BaseException:
             self._machine = None  # rebuilt from the committed snapshot on the next turn
             if previous is None:
                 self.missing = True  # a create that failed leaves no order behind
+            elif committing:
+                # A commit that failed may still have landed (PostgreSQL's connection lost
+                # during COMMIT): the next turn reads the snapshot again rather than build
+                # on one that may be a version behind, which every later turn would fail on.
+                self._loaded = False
             raise
         self._machine = machine
         self.snapshot = record.snapshot

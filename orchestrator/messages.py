@@ -161,14 +161,26 @@ def from_cloudevent(event: Any) -> Message:
     )
 
 
+# The longest attribute taken (an id, a type, a subject...): the id and the subject are keys
+# of every journal row.
+MAX_ATTRIBUTE_LENGTH = 1024
+
+
 def _text(name: str, value: object) -> str:
     """An attribute as text that can be stored: JSON's ``\\ud800`` escapes parse to a lone
-    surrogate, which no UTF-8 column (nor the broker) can hold."""
+    surrogate, which no UTF-8 column (nor the broker) can hold, and PostgreSQL's text holds
+    no NUL; control characters have no place in an id, a type or a name either."""
     text = str(value)
     try:
         text.encode()
     except UnicodeEncodeError as exc:
         raise MalformedMessage(f"the CloudEvent's {name} is not valid Unicode text") from exc
+    if not text.isprintable():
+        raise MalformedMessage(f"the CloudEvent's {name} holds control characters")
+    if len(text) > MAX_ATTRIBUTE_LENGTH:
+        raise MalformedMessage(
+            f"the CloudEvent's {name} is longer than {MAX_ATTRIBUTE_LENGTH} characters"
+        )
     return text
 
 

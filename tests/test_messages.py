@@ -149,6 +149,17 @@ def test_an_attribute_that_is_not_unicode_text_is_malformed(attribute: str) -> N
         decode(body_with(**{attribute: "\ud800"}))
 
 
+@pytest.mark.parametrize("attribute", ["id", "source", "type", "subject", "invokeid"])
+@pytest.mark.parametrize("text", ["a\u0000b", "line\nbreak", "x" * 1025])
+def test_an_attribute_with_control_characters_or_too_long_is_malformed(
+    attribute: str, text: str
+) -> None:
+    """A NUL fits no PostgreSQL text column (the turn would fail with 503, retried in vain),
+    and an id or a type has no use for control characters or a thousand characters."""
+    with pytest.raises(MalformedMessage, match=f"{attribute} (holds control|is longer)"):
+        decode(body_with(**{attribute: text}))
+
+
 def test_data_nested_too_deep_is_malformed() -> None:
     """Data nests no deeper than an event's in an HTTP body (31 levels)."""
     data: dict[str, Any] = {"oven": 3}

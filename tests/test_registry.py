@@ -7,6 +7,7 @@ of time, so these drive ``Registry`` directly.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.charts import load_charts
-from orchestrator.errors import Unavailable
+from orchestrator.errors import StoreUnavailable, Unavailable
 from orchestrator.metrics import Metrics
-from orchestrator.model import Event
+from orchestrator.model import Event, TurnRecord
 from orchestrator.registry import Registry
 from orchestrator.store.sqlite import SqliteStore
 
@@ -73,3 +74,48 @@ async def test_an_order_in_a_state_its_chart_no_longer_has_is_named(
         == "the order is in state 'orderPizza', which chart 'pizza' no longer has"
     )
     assert (await store.load(created.order_id)).version == 1  # type: ignore[union-attr]
+
+
+class _LostCommitStore(SqliteStore):
+    """A real SQLite store whose next commit lands and then reports a failure: what a
+    PostgreSQL connection lost during COMMIT looks like from the actor (the outcome unknown,
+    the turn in fact stored). The stand-in is only the raised error."""
+
+    lose_next = False
+
+    async def commit(self, record: TurnRecord) -> None:
+        await super().commit(record)
+        if self.lose_next:
+            self.lose_next = False
+            raise StoreUnavailable("the connection was lost during COMMIT")
+
+
+async def test_a_turn_whose_commit_failed_but_landed_does_not_wedge_the_order(
+    tmp_path: Path, charts_dir: Path
+) -> None:
+    """The actor kept the snapshot from before such a turn, so every later turn of the order
+    was built on a version already taken and failed on the journal's key, until the actor
+    left memory. The actor now reads the order again after a failed commit."""
+    store = _LostCommitStore(tmp_path / "orders.db")
+    await store.open()
+    try:
+        registry = Registry(
+            store=store, charts=load_charts(charts_dir), metrics=Metrics(), on_commit=lambda r: None
+        )
+        created = await registry.create(keyed_create("lost-commit"), chart=None)
+        store.lose_next = True
+        with pytest.raises(StoreUnavailable):
+            await registry.send(created.order_id, Event("ADD_PIZZA", {"pizza": {"n": 2}}, "e-2"))
+        after = await registry.send(
+            created.order_id, Event("ADD_PIZZA", {"pizza": {"n": 3}}, "e-3")
+        )
+        assert json.loads(after.body)["version"] == 3
+        entries = await store.journal(created.order_id)
+        assert [(e.version, e.event_id) for e in entries] == [
+            (1, "lost-commit"),
+            (2, "e-2"),
+            (3, "e-3"),
+        ]
+        await registry.drain()
+    finally:
+        await store.close()
