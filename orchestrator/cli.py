@@ -21,8 +21,15 @@ from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
 from orchestrator.deadlines import with_deadlines
 from orchestrator.errors import OrchestratorError, SchemaTooNew
 from orchestrator.lockfile import ExclusiveLock, InUse
+from orchestrator.migrate import MigrationFailed, TargetNotEmpty, describe_url, migrate
 from orchestrator.runtime import Runtime, prepare_store
-from orchestrator.settings import LOG_FORMATS, SERVICE_MODES, SYNCHRONOUS_MODES, Settings
+from orchestrator.settings import (
+    LOG_FORMATS,
+    POSTGRES_SCHEMES,
+    SERVICE_MODES,
+    SYNCHRONOUS_MODES,
+    Settings,
+)
 
 DEFAULTS = Settings()
 
@@ -260,6 +267,43 @@ def serve(access_log: bool, **options: object) -> None:
     _Server(config).run()
     for lock in locks:
         lock.release()
+
+
+@main.command(name="migrate")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The SQLite file of orders to copy (a server's --db; stop the server first).",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="The postgresql:// URL of an empty database to copy into.",
+)
+def migrate_command(source: Path, target: str) -> None:
+    """Copy an embedded SQLite database of orders into an empty PostgreSQL database."""
+    if not target.startswith(POSTGRES_SCHEMES):
+        raise click.UsageError("--to must be a postgresql:// URL")
+    # The lock a server on this file takes: none may write it while it is copied.
+    locks = hold([source])
+    try:
+        counts = asyncio.run(migrate(source, target))
+    except (TargetNotEmpty, SchemaTooNew) as exc:
+        click.echo(f"Error: {exc.detail}", err=True)
+        raise SystemExit(2) from exc
+    except MigrationFailed as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        for lock in locks:
+            lock.release()
+    click.echo(
+        f"Copied {counts.describe()} from {source} to {describe_url(target)}"
+        f" (schema version {counts.schema}); verified: the same counts, and every order's"
+        " version and journal."
+    )
 
 
 class FileInUse(click.ClickException):

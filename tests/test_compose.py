@@ -1,4 +1,4 @@
-"""``compose.yaml``: the RabbitMQ way to run it, checked against the package it runs.
+"""``compose.yaml``: the RabbitMQ way to run it, on PostgreSQL, checked against the package.
 
 Docker cannot run on the machine these tests run on, so the compose file is never started
 here and nothing below proves that the stack comes up. What is checked instead is what a
@@ -10,6 +10,9 @@ here and nothing below proves that the stack comes up. What is checked instead i
   ``sys.executable``), so a misspelt or removed flag fails here;
 * every service that talks to the broker points at the ``rabbitmq`` service and waits for
   it to be healthy, and that service has the healthcheck the condition needs;
+* the orchestrator keeps its orders in the ``postgres`` service (``--store``, a database
+  and user that service creates) and waits for it to be healthy; that service has a
+  healthcheck and keeps its data on a named volume;
 * each stateful service keeps its ``--db`` or ``--ledger`` file on a named volume mounted at
   that file's directory, and every named volume is declared;
 * the orchestrator listens on all interfaces at the port it publishes, and the three Python
@@ -35,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
 BROKER_SERVICE = "rabbitmq"
 BROKER_HEALTHCHECK = ["rabbitmq-diagnostics", "-q", "ping"]
+STORE_SERVICE = "postgres"
+# Where the official image keeps its data.
+STORE_DATA = "/var/lib/postgresql/data"
 # The flags that name a service's SQLite file; its directory must be a volume.
 STATE_FLAGS = ("--db", "--ledger")
 # What ``pip install .`` reads from the build context (pyproject.toml names the readme).
@@ -122,7 +128,7 @@ def container_ports(service: str) -> set[int]:
 
 
 def test_the_services_are_the_broker_and_the_three_entry_points() -> None:
-    assert set(SERVICES) == {BROKER_SERVICE, *EXPECTED_ENTRY_POINTS}
+    assert set(SERVICES) == {BROKER_SERVICE, STORE_SERVICE, *EXPECTED_ENTRY_POINTS}
     assert PYTHON_SERVICES == sorted(EXPECTED_ENTRY_POINTS)
     for service, entry_point in EXPECTED_ENTRY_POINTS.items():
         argv = command_of(service)
@@ -167,19 +173,45 @@ def test_the_broker_is_the_rabbitmq_service_once_healthy(service: str) -> None:
     assert depends_on.get(BROKER_SERVICE, {}).get("condition") == "service_healthy"
 
 
+def healthcheck_of(service: str) -> list[str]:
+    """The argv of ``service``'s healthcheck, which must be enabled."""
+    healthcheck = SERVICES[service].get("healthcheck") or {}
+    assert not healthcheck.get("disable", False), f"{service}: healthcheck disabled"
+    test = healthcheck.get("test")
+    if isinstance(test, str):
+        return shlex.split(test)
+    assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL"), test
+    return [str(arg) for arg in test[1:]] if test[0] == "CMD" else shlex.split(test[1])
+
+
 def test_the_broker_has_the_healthcheck_the_others_wait_for() -> None:
     broker = SERVICES[BROKER_SERVICE]
     assert broker["image"] == "rabbitmq:3-management"
     assert {5672, 15672} <= container_ports(BROKER_SERVICE)
-    healthcheck = broker.get("healthcheck") or {}
-    assert not healthcheck.get("disable", False)
-    test = healthcheck.get("test")
-    if isinstance(test, str):
-        argv = shlex.split(test)
-    else:
-        assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL"), test
-        argv = test[1:] if test[0] == "CMD" else shlex.split(test[1])
-    assert argv == BROKER_HEALTHCHECK
+    assert healthcheck_of(BROKER_SERVICE) == BROKER_HEALTHCHECK
+
+
+def test_the_orders_are_in_the_postgres_service_once_healthy() -> None:
+    """``--store`` names the database and user the postgres service creates, on that
+    service's host and port; the orchestrator waits for its healthcheck, which asks that
+    same database; its data is on a named volume."""
+    url = option(command_of("orchestrator"), "--store")
+    assert url is not None, "the orchestrator keeps its orders in SQLite"
+    parts = urlsplit(url)
+    assert parts.scheme in ("postgresql", "postgres"), url
+    assert parts.hostname == STORE_SERVICE and parts.port in (None, 5432), url
+    store = SERVICES[STORE_SERVICE]
+    assert str(store["image"]).startswith("postgres:")
+    environment = store.get("environment") or {}
+    assert parts.username == environment.get("POSTGRES_USER"), url
+    assert parts.path == f"/{environment.get('POSTGRES_DB')}", url
+    # The password is the service's, as compose interpolates both from one variable.
+    assert parts.password == environment.get("POSTGRES_PASSWORD"), url
+    depends_on = SERVICES["orchestrator"].get("depends_on") or {}
+    assert depends_on.get(STORE_SERVICE, {}).get("condition") == "service_healthy"
+    argv = healthcheck_of(STORE_SERVICE)
+    assert argv[0] == "pg_isready" and option(argv, "-d") == environment.get("POSTGRES_DB")
+    assert STORE_DATA in named_volumes(STORE_SERVICE)
 
 
 @pytest.mark.parametrize("service", PYTHON_SERVICES)
