@@ -31,7 +31,7 @@ from orchestrator.errors import (
 )
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord
-from orchestrator.store.base import Store
+from orchestrator.store.base import TurnStore
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Actor:
         self,
         order_id: str,
         *,
-        store: Store,
+        store: TurnStore,
         charts: dict[str, Chart],
         on_commit: Callable[[TurnRecord], None],
         on_idle: Callable[[Actor], None],

@@ -41,7 +41,7 @@ from orchestrator.model import (
     invoke_outcome,
     outcome_event_id,
 )
-from orchestrator.store.base import Store
+from orchestrator.store.base import OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ Deliver = Callable[[str, Event], Awaitable[None]]
 
 
 class OutboxRelay:
-    def __init__(self, store: Store, broker: Broker, deliver: Deliver, metrics: Metrics) -> None:
+    def __init__(
+        self, store: OutboxStore, broker: Broker, deliver: Deliver, metrics: Metrics
+    ) -> None:
         self._store = store
         self._broker = broker
         self._deliver = deliver

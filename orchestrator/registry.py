@@ -30,7 +30,7 @@ from orchestrator.errors import IdempotencyConflict, InvalidInput, OrchestratorE
 from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord, timer_event_id
-from orchestrator.store.base import Store
+from orchestrator.store.base import TurnStore
 from orchestrator.turn import Limits
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Registry:
     def __init__(
         self,
         *,
-        store: Store,
+        store: TurnStore,
         charts: dict[str, Chart],
         metrics: Metrics,
         on_commit: Callable[[TurnRecord], None],

@@ -26,6 +26,7 @@ from orchestrator.model import Event, TurnRecord
 from orchestrator.outbox import OutboxRelay
 from orchestrator.registry import Registry
 from orchestrator.settings import Settings
+from orchestrator.store.base import Store
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.sqlite import SqliteStore
 from orchestrator.timers import Scheduler
@@ -43,11 +44,10 @@ def sibling(db: Path, role: str) -> Path:
     return db.with_name(f"{db.stem}.{role}.db")
 
 
-def open_store(
-    settings: Settings, on_batch: Callable[[int], None] | None = None
-) -> SqliteStore | PostgresStore:
+def open_store(settings: Settings, on_batch: Callable[[int], None] | None = None) -> Store:
     """The store ``settings`` name (not yet opened): PostgreSQL for a ``--store`` URL, else
-    the SQLite file ``--db``."""
+    the SQLite file ``--db``. The runtime keeps the whole store (it alone opens and closes
+    it) and hands each part only its role: see ``orchestrator.store.base``."""
     if settings.store is not None:
         return PostgresStore(settings.store, max_batch=settings.max_batch, on_batch=on_batch)
     return SqliteStore(

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from orchestrator.errors import OrchestratorError, TimerGone
 from orchestrator.model import Timer
-from orchestrator.store.base import Store
+from orchestrator.store.base import TimerStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Scheduler:
     def __init__(
         self,
-        store: Store,
+        store: TimerStore,
         fire: Callable[[Timer], Awaitable[object]],
         *,
         clock: Callable[[], float] = time.time,

@@ -27,8 +27,9 @@ MAX_BODY = 4096
 
 
 class Rig:
-    def __init__(self, registry: Registry, broker: MemoryBroker) -> None:
+    def __init__(self, registry: Registry, store: SqliteStore, broker: MemoryBroker) -> None:
         self.registry = registry
+        self.store = store
         self.broker = broker
         self.dead: asyncio.Queue[Delivery] = asyncio.Queue()
 
@@ -56,7 +57,7 @@ async def rig(tmp_path: Path, charts_dir: Path, limits: Limits | None) -> AsyncI
         limits=limits,
     )
     await Inbox(broker, registry, max_body_bytes=MAX_BODY).start()
-    rig = Rig(registry, broker)
+    rig = Rig(registry, store, broker)
 
     async def collect(delivery: Delivery) -> None:
         await rig.dead.put(delivery)
@@ -88,7 +89,7 @@ async def test_an_event_is_applied_once_even_when_redelivered(rig: Rig) -> None:
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
-    journal = await rig.registry.store.journal(order_id)
+    journal = await rig.store.journal(order_id)
     assert [e.type for e in journal].count("PIZZA_READY") == 1
     assert rig.dead.empty()
 
@@ -147,7 +148,7 @@ async def test_an_event_past_an_order_limit_is_dead_lettered_not_retried(rig: Ri
     assert await rig.registry.view(order_id) == before
     await asyncio.sleep(0.2)
     assert rig.dead.empty()  # dead-lettered once, not retried and dead-lettered again
-    assert len(await rig.registry.store.journal(order_id)) == 2
+    assert len(await rig.store.journal(order_id)) == 2
 
 
 async def test_a_platform_event_from_outside_is_dead_lettered(rig: Rig) -> None:

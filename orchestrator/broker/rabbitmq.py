@@ -22,7 +22,9 @@ Two things RabbitMQ does not do the way the port promises are done here by hand:
 
 The first connection is tried again, with backoff, while RabbitMQ is not reachable (it may
 be starting beside us), for up to ``connect_within`` seconds; what waiting cannot mend (a
-refused login, a missing virtual host, a failed TLS handshake) fails at once.
+refused login, a missing virtual host, a failed TLS handshake) fails at once. That time is
+a constructor argument with no default here: whoever composes the adapter (the runtime,
+``services.run``) passes its setting, and the adapter imports nothing of theirs.
 ``connect_robust`` reconnects after the broker restarts and replays the exchanges,
 queues, bindings and consumers declared through it; a publish during the outage raises,
 and the outbox relay retries it until it is confirmed. ``on_reconnect`` hears of each
@@ -66,7 +68,6 @@ from orchestrator.broker.base import (
     retry_pause,
 )
 from orchestrator.numbers import whole_number
-from orchestrator.settings import BROKER_CONNECT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class BrokerUnreachable(ConnectionError):
     URL's password."""
 
 
-async def connect(url: str, within: float = BROKER_CONNECT_TIMEOUT) -> AbstractRobustConnection:
+async def connect(url: str, within: float) -> AbstractRobustConnection:
     """A robust connection to RabbitMQ, tried again with backoff while the server cannot be
     reached, for up to ``within`` seconds. Raises ``BrokerUnreachable``.
 
@@ -138,7 +139,7 @@ async def connect(url: str, within: float = BROKER_CONNECT_TIMEOUT) -> AbstractR
         pause = min(pause * 2, MAX_CONNECT_PAUSE)
 
 
-async def wait_until_reachable(url: str, within: float = BROKER_CONNECT_TIMEOUT) -> None:
+async def wait_until_reachable(url: str, within: float) -> None:
     """Return once RabbitMQ takes a connection (closed again); raise ``BrokerUnreachable``
     if it does not within ``within`` seconds. For a command to fail with one clear line
     before it starts serving."""
@@ -164,9 +165,9 @@ class RabbitBroker:
         self,
         url: str,
         *,
+        connect_within: float,
         on_reconnect: Callable[[], None] | None = None,
         on_dead_letter: Callable[[str], None] | None = None,
-        connect_within: float = BROKER_CONNECT_TIMEOUT,
     ) -> None:
         self.url = url
         self.connect_within = connect_within

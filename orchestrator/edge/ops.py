@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from orchestrator.edge.openapi import OPENAPI
 from orchestrator.edge.problems import problem
 from orchestrator.metrics import Metrics
-from orchestrator.store.base import Store
+from orchestrator.store.base import QueryStore
 
 
 async def healthz(request: Request) -> Response:
@@ -26,7 +26,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     registry: Metrics = request.app.state.metrics
-    store: Store = request.app.state.store
+    store: QueryStore = request.app.state.store
     stats = await store.stats(time.time())
     registry.observe_store(stats.orders, stats.timers, stats.timer_overdue_seconds)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -35,7 +35,7 @@ from orchestrator.model import (
 )
 from orchestrator.numbers import MAX_INTEGER, whole_number
 from orchestrator.registry import Registry
-from orchestrator.store.base import Store
+from orchestrator.store.base import QueryStore
 
 JSON = "application/json"
 EVENT_FIELDS = {"type", "data"}
@@ -53,8 +53,8 @@ def view_json(registry: Registry, snapshot: Snapshot) -> bytes:
     return snapshot.view_json(private=registry.private_fields(snapshot.chart))
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+def _store(request: Request) -> QueryStore:
+    store: QueryStore = request.app.state.store
     return store
 
 

@@ -42,7 +42,7 @@ from orchestrator.hub import LAGGING_CLOSE_CODE, FirehoseSubscriber, Hub, Subscr
 from orchestrator.model import to_json
 from orchestrator.numbers import whole_number
 from orchestrator.registry import Registry
-from orchestrator.store.base import Store
+from orchestrator.store.base import QueryStore
 
 STALLED_REASON = "stopped reading; reconnect with ?after=<the last version you saw>"
 
@@ -80,7 +80,7 @@ async def order_socket(websocket: WebSocket) -> None:
     order_id = websocket.path_params["order_id"]
     registry: Registry = websocket.app.state.registry
     hub: Hub = websocket.app.state.hub
-    store: Store = websocket.app.state.store
+    store: QueryStore = websocket.app.state.store
     after_param = websocket.query_params.get("after")
     after = whole_number(after_param) if after_param is not None else None
     await websocket.accept()

@@ -1,1 +1,1 @@
-"""The Store port and its adapters (SQLite now; PostgreSQL is planned)."""
+"""The Store ports, one per role, and their adapters: SQLite and PostgreSQL."""

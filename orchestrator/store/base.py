@@ -1,10 +1,25 @@
-"""The Store port: what the runtime needs from durable storage, and nothing more.
+"""The Store ports: what the runtime needs from durable storage, one Protocol per role.
 
 A store keeps, per order, the latest snapshot, the journal of applied events (which is
 also the dedupe record: an event id answers with the journal entry it produced), the
 outbox of messages not yet handed to the broker, and pending timers. ``commit`` is the
 output gate: when it returns, the turn is durable; it may share one transaction with other
 actors' turns (group commit) but each turn is still all or nothing.
+
+Each caller is typed with the one role it uses, so what a module can do to the orders is
+read from its constructor, and a new adapter (or a fake in a test) knows what each part
+needs:
+
+- ``TurnStore``, held by the registry and each actor: commit a turn, and read back what a
+  turn needs (the snapshot, the answer to an event already applied, a timer's last set).
+- ``QueryStore``, held by the edge: read-only queries for history, the order list, the
+  WebSocket replay and /metrics; it never writes, so a request cannot change an order
+  except through the registry.
+- ``OutboxStore``, held by the outbox relay: the messages committed and not yet confirmed.
+- ``TimerStore``, held by the scheduler: the timers falling due, and forgetting one.
+- ``Store``, all of them plus ``open`` and ``close``, held only by the composition root,
+  which alone opens and closes the store. Each adapter (``sqlite``, ``postgres``)
+  implements ``Store``.
 """
 
 from __future__ import annotations
@@ -41,11 +56,8 @@ class Stats:
     timer_overdue_seconds: float  # how late the most overdue timer is; 0 when none is due
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
-
-    async def close(self) -> None:
-        """Finish the commit in progress, then release the store."""
+class TurnStore(Protocol):
+    """What a turn commits and its actor reads back; the registry and each actor hold it."""
 
     async def commit(self, record: TurnRecord) -> None:
         """Make one turn durable; raises ``Unavailable`` if it could not be stored."""
@@ -61,6 +73,13 @@ class Store(Protocol):
 
     async def order_created_by(self, event_id: str) -> str | None:
         """The order whose creating event had this id, if any."""
+
+    async def timer(self, timer_id: str) -> Timer | None:
+        """The pending timer with this id, as last set."""
+
+
+class QueryStore(Protocol):
+    """The read-only queries the edge answers from; nothing here writes."""
 
     async def journal(self, order_id: str, after: int = 0, limit: int = 1000) -> list[JournalEntry]:
         """Journal entries with version > ``after``, oldest first."""
@@ -82,13 +101,28 @@ class Store(Protocol):
     ) -> Page:
         """Orders, newest first; ``state`` matches as a prefix of the state path."""
 
+    async def stats(self, now: float) -> Stats:
+        """Orders by chart and state, and the timer backlog at time ``now``."""
+
+
+class OutboxStore(Protocol):
+    """The outbox as the relay sees it: messages committed and not yet confirmed."""
+
     async def unsent(self) -> list[OutboxMessage]:
         """Outbox messages committed but not yet confirmed by the broker, oldest first."""
 
     def mark_sent(self, message_ids: list[str]) -> None:
         """Forget messages the broker confirmed (soon, not necessarily durably)."""
 
-    async def outbox_depth(self) -> int: ...
+    async def outbox_depth(self) -> int:
+        """How many messages are stored and not yet forgotten."""
+
+    async def load(self, order_id: str) -> Snapshot | None:
+        """The order's snapshot: its chart goes on the relay's log lines."""
+
+
+class TimerStore(Protocol):
+    """The timers as the scheduler sees them: when the next falls due, which are due."""
 
     async def next_timer_due(self, after: float) -> float | None:
         """When the earliest timer due later than ``after`` falls due; None if there is none."""
@@ -96,11 +130,15 @@ class Store(Protocol):
     async def due_timers(self, now: float, limit: int) -> list[Timer]:
         """Pending timers due at ``now`` or earlier, earliest first."""
 
-    async def timer(self, timer_id: str) -> Timer | None:
-        """The pending timer with this id, as last set."""
-
     def drop_timer(self, timer: Timer) -> None:
         """Forget a timer whose event was refused (soon), unless it was set again."""
 
-    async def stats(self, now: float) -> Stats:
-        """Orders by chart and state, and the timer backlog at time ``now``."""
+
+class Store(TurnStore, QueryStore, OutboxStore, TimerStore, Protocol):
+    """Every role, and the lifecycle; only the composition root holds the whole store."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start the group-commit loop."""
+
+    async def close(self) -> None:
+        """Finish the commit in progress, then release the store."""

@@ -29,6 +29,7 @@ from orchestrator.broker.base import (
 )
 from orchestrator.broker.memory import MemoryBroker
 from orchestrator.broker.rabbitmq import RabbitBroker
+from orchestrator.settings import BROKER_CONNECT_TIMEOUT
 from tests.helpers import RABBITMQ_URL, rabbitmq_unreachable
 
 WAIT = 10.0
@@ -42,7 +43,7 @@ async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         adapter = MemoryBroker(tmp_path / "broker.db")
         await adapter.connect()
     else:
-        adapter = RabbitBroker(RABBITMQ_URL)
+        adapter = RabbitBroker(RABBITMQ_URL, connect_within=BROKER_CONNECT_TIMEOUT)
         try:
             await adapter.connect()
         except Exception as exc:
