@@ -8,8 +8,8 @@ permessage-deflate, as browsers and the ``websockets`` client do) and then only 
 frames they get: a client that costs almost nothing, so the time measured is the server's.
 Bounds are generous, to catch the blow-up, not to benchmark: 100 events with 2,000
 subscribers must take at most 5 times as long as with none (measured in the same test,
-and never less than 2 s), a health check during the fan-out at most 1 s, and every
-subscriber must get every message.
+and never less than 3 s: the code before took 7.7 s), a health check during the fan-out at
+most 1.5 s (it took 2.5 s), and every subscriber must get every message.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from tests.helpers import add, create_order, eventually, http_client
 SUBSCRIBERS = 2_000
 EVENTS = 100
 SLOWER_AT_MOST = 5.0
-FLOOR_SECONDS = 2.0
-HEALTH_SECONDS = 1.0
+FLOOR_SECONDS = 3.0
+HEALTH_SECONDS = 1.5
 
 
 class FrameCounter(asyncio.Protocol):
