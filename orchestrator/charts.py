@@ -37,7 +37,13 @@ from statemachine.io import load
 from statemachine.orderedset import OrderedSet
 
 from orchestrator.context import Context
-from orchestrator.documents import READERS, TimerSpec, check_names, read_document
+from orchestrator.documents import (
+    READERS,
+    TimerSpec,
+    check_names,
+    read_document,
+    with_invoke_ids,
+)
 from orchestrator.errors import ChartError, ChartLoop
 from orchestrator.model import JsonObject, is_number, is_platform_event
 
@@ -411,8 +417,14 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     if not actions.is_file():
         raise ChartError(f"{path.name}: no actions module {actions.name} beside it")
     context_class = _with_options(_load_actions(actions), options or {}, path.stem)
-    _check_context(context_class, actions.name)
     document = read_document(path)
+    if document.context:
+        # The document's initial data wins over the class's defaults, as an XState author
+        # expects of the machine's ``context``; the class declares the rest.
+        fields = {**context_class.fields, **document.context}
+        context_class = type(context_class.__name__, (context_class,), {"fields": fields})
+    _check_context(context_class, path.name if document.context else actions.name)
+    context_class = with_invoke_ids(context_class, document.invoke_ids)
     check_names(document, context_class, path.name)
     try:
         machine_class = load(json.dumps(document.native), format="json", name=path.stem)

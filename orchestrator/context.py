@@ -64,6 +64,9 @@ class Context:
     # data; ``create_fields`` names those fields and the JSON type each must have.
     create_event: ClassVar[str | None] = None
     create_fields: ClassVar[dict[str, type]] = {}
+    # The id of the invoke whose ``src`` is running (set around it by the chart), which
+    # ``send_command`` takes when not told another: an XState invoke without an ``id``.
+    current_invoke: str | None = None
 
     def __init__(self, order_id: str, data: JsonObject | None = None, state: Any = None) -> None:
         self.order_id = order_id
@@ -84,8 +87,14 @@ class Context:
 
         With ``invoke``, the chart hears ``done.invoke.<invoke>`` when the broker has
         durably taken the message, or ``error.invoke.<invoke>`` when it cannot be delivered.
+        Sent from an invoke's ``src``, the command belongs to that invoke unless told.
         """
+        invoke = invoke if invoke is not None else self.current_invoke
         self._commands.append(CommandIntent(type, _copied(data), invoke))
+
+    def end_invoke(self) -> None:
+        """Run after an invoke's ``src``: later commands belong to no invoke."""
+        self.current_invoke = None
 
     def take_commands(self) -> list[CommandIntent]:
         commands, self._commands = self._commands, []

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from statemachine.spec_parser import Functions, names_in_boolean_expr
 
 from orchestrator.errors import ChartError
 from orchestrator.model import (
+    CONTEXT,
+    INVOKE_IDS,
     INVOKE_OUTCOME_PREFIXES,
     SERVICE_EVENTS,
     TIMER_EVENT_PREFIX,
@@ -76,6 +78,8 @@ class Document:
     timers: dict[str, tuple[TimerSpec, ...]]
     where: dict[str, str]
     service_events: frozenset[str] = frozenset()
+    context: JsonObject = field(default_factory=dict)
+    invoke_ids: dict[str, str] = field(default_factory=dict)
 
 
 class _Located(dict[str, Any]):
@@ -141,6 +145,10 @@ def read_document(path: Path) -> Document:
 def prepare(doc: JsonObject, source: str) -> Document:
     """Take the timers and service events out of a native document and check its targets."""
     service_events = _take_service_events(doc, source)
+    context = doc.pop(CONTEXT, {})
+    if not isinstance(context, dict):
+        raise ChartError(f"{source}: {CONTEXT!r} must be a mapping of field names to values")
+    invoke_ids = doc.pop(INVOKE_IDS, {})
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -193,7 +201,22 @@ def prepare(doc: JsonObject, source: str) -> Document:
     # eventless loop spread over turns, which no event could ever interrupt.
     at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
     _refuse_eventless_loops(states, where, source, at_once)
-    return Document(doc, timers, where, service_events)
+    return Document(doc, timers, where, service_events, context, invoke_ids)
+
+
+def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> type[Any]:
+    """``context_class`` with the actions that set ``current_invoke`` before each src."""
+    if not invoke_ids:
+        return context_class
+
+    def begin(invoke_id: str) -> Callable[[Any], None]:
+        def begin_invoke(self: Any) -> None:
+            self.current_invoke = invoke_id
+
+        return begin_invoke
+
+    methods = {name: begin(invoke_id) for name, invoke_id in invoke_ids.items()}
+    return type(context_class.__name__, (context_class,), methods)
 
 
 def _take_service_events(doc: JsonObject, source: str) -> frozenset[str]:

@@ -84,6 +84,15 @@ SIGNED_WEBHOOK_ORIGIN = "webhook"
 SERVICE_ORIGINS = frozenset({BROKER_ORIGIN, SIGNED_WEBHOOK_ORIGIN})
 # The key of a chart document (YAML or XState) that lists those events.
 SERVICE_EVENTS = "serviceEvents"
+# A document's initial data (XState's machine ``context``), merged over the Context
+# class's ``fields``; and the context attribute naming the invoke whose src is running.
+CONTEXT = "context"
+# An invoke's src runs between two actions: one setting the context's ``current_invoke`` to
+# the invoke's id (``<prefix><n>``, added to the Context class by the chart loader from the
+# document's ``INVOKE_IDS``) and ``END_INVOKE``, a Context method clearing it.
+INVOKE_IDS = "invokeIds"
+INVOKE_ACTION_PREFIX = "begin_invoke_"
+END_INVOKE = "end_invoke"
 
 
 # The data of an invoke's outcome names the message it is about under this key.

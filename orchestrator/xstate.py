@@ -18,9 +18,12 @@ How XState maps onto our runtime:
 - ``meta.message`` sets the order's ``status`` on entry, before the entry actions.
 - ``serviceEvents`` on the machine, our addition as in a YAML document: the events only a
   service may send (XState ignores a key it does not know).
-- ``context`` is refused: the Context class's ``fields`` declare the order's data and its
-  snapshot, and a reader of documents cannot see that class to check a second declaration
-  against it, so there is exactly one.
+- ``context`` is the order's initial data: the chart loader merges it over the Context
+  class's ``fields``, the document winning, as an XState author expects.
+- An ``invoke`` without ``id`` gets the id XState gives it (v5 ``<index>.<state id>``, v4
+  ``<state id>:invocation[<index>]``; a config with a v4-only key is v4). Its ``src`` runs
+  between two actions that set and clear the context's ``current_invoke``, so the command
+  it sends belongs to the invoke without the author naming the id.
 - Every state name must be unique in the chart (python-statemachine keys states by name,
   and the order's state path is made of these names); duplicates are refused rather than
   renamed, so that the paths clients see are the names the author wrote.
@@ -46,11 +49,27 @@ from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from orchestrator.errors import ChartError
-from orchestrator.model import SERVICE_EVENTS, JsonObject, invoke_outcome, is_number
+from orchestrator.model import (
+    CONTEXT,
+    END_INVOKE,
+    INVOKE_ACTION_PREFIX,
+    INVOKE_IDS,
+    SERVICE_EVENTS,
+    JsonObject,
+    invoke_outcome,
+    is_number,
+)
 
 _DESCRIPTIVE = frozenset({"description", "tags", "meta"})
 # serviceEvents is ours (the events only a service may send), read as in a YAML document.
-_MACHINE_KEYS = frozenset({"id", "initial", "states", "version", SERVICE_EVENTS}) | _DESCRIPTIVE
+_MACHINE_KEYS = (
+    frozenset({"id", "initial", "states", "version", "context", SERVICE_EVENTS}) | _DESCRIPTIVE
+)
+# Keys only XState v4 reads (v5 ignores or refuses them): a config holding one is read as
+# v4, any other as v5, which decides how an invoke without an ``id`` is named.
+_V4_KEYS = frozenset(
+    {"cond", "internal", "predictableActionArguments", "preserveActionOrder", "schema", ""}
+)
 # Keys that change nothing at run time for a JSON config with named actions.
 _MACHINE_IGNORED = frozenset({"predictableActionArguments", "preserveActionOrder", "schema"})
 _STATE_KEYS = _DESCRIPTIVE | {
@@ -69,7 +88,6 @@ _REFUSED = {
     "reenter": "XState v5's reenter is not supported; use 'internal'",
     "autoForward": "not supported",
     "history": "history states are not supported",
-    "context": "not supported; declare the order's data as the Context class's 'fields'",
 }
 _MILLISECONDS = re.compile(r"\d+(\.\d+)?")
 
@@ -80,6 +98,15 @@ def _has_space(text: str) -> bool:
 
 def _is_name(value: object) -> bool:
     return isinstance(value, str) and value.isidentifier() and not keyword.iskeyword(value)
+
+
+def _uses_keys(value: object, keys: frozenset[str]) -> bool:
+    """Whether any object in the JSON ``value`` has one of ``keys``, or the v4 ``""`` event."""
+    if isinstance(value, Mapping):
+        return any(k in keys for k in value) or any(_uses_keys(v, keys) for v in value.values())
+    if isinstance(value, list):
+        return any(_uses_keys(v, keys) for v in value)
+    return False
 
 
 @dataclass(eq=False)
@@ -109,6 +136,10 @@ class _Converter:
         self.by_id[machine_id] = self.root
         self.machine_id = machine_id
         self.index(self.root)
+        states = {k: v for k, v in config.items() if k != "context"}
+        # The actions that set the context's ``current_invoke`` before a src: name -> id.
+        self.invoke_ids: dict[str, str] = {}
+        self.version = 4 if _uses_keys(states, _V4_KEYS) else 5
 
     def fail(self, node: _Node, message: str) -> NoReturn:
         raise ChartError(f"{self.source}: {node.where}: {message}")
@@ -158,6 +189,10 @@ class _Converter:
         }
         if SERVICE_EVENTS in config:
             native[SERVICE_EVENTS] = config[SERVICE_EVENTS]
+        if "context" in config:
+            native[CONTEXT] = self.mapping(self.root, config["context"], "context")
+        if self.invoke_ids:
+            native[INVOKE_IDS] = self.invoke_ids
         return native
 
     def children(self, node: _Node, *, parallel: bool) -> JsonObject:
@@ -205,11 +240,19 @@ class _Converter:
         for event, spec in self.mapping(node, config.get("on", {}), "on").items():
             transitions += self.transitions(node, self.event(node, event), spec, f"on {event!r}")
         transitions += self.transitions(node, None, config.get("always", []), "always")
-        for invoke in self.invokes(node):
-            enter.append(invoke["src"])
+        for index, invoke in enumerate(self.invokes(node)):
+            invoke_id = invoke.get("id", self.invoke_id(node, index))
+            # src runs with the invoke's id at hand, so that its send_command belongs to
+            # the invoke without naming it (an id-less invoke's id is XState's, not the
+            # author's).
+            # (python-statemachine runs a state's assigns before its named actions, so the
+            # id is set by a named action the chart loader adds to the Context class.)
+            begin = f"{INVOKE_ACTION_PREFIX}{len(self.invoke_ids)}"
+            self.invoke_ids[begin] = invoke_id
+            enter += [begin, invoke["src"], END_INVOKE]
             for key, prefix in (("onDone", "done"), ("onError", "error")):
-                event = invoke_outcome(prefix, invoke["id"])
-                what = f"invoke {invoke['id']!r} {key}"
+                event = invoke_outcome(prefix, invoke_id)
+                what = f"invoke {invoke_id!r} {key}"
                 transitions += self.transitions(node, event, invoke.get(key, []), what)
         if "onDone" in config:
             if not node.children:
@@ -341,19 +384,26 @@ class _Converter:
         for item in items:
             invoke = self.mapping(node, item, "invoke")
             self.check_keys(node, invoke, _INVOKE_KEYS)
-            if (
-                not isinstance(invoke.get("id"), str)
-                or not invoke["id"]
-                or _has_space(invoke["id"])
+            if "id" in invoke and (
+                not isinstance(invoke["id"], str) or not invoke["id"] or _has_space(invoke["id"])
             ):
-                self.fail(node, "an invoke needs an 'id' (its events are done.invoke.<id>)")
+                self.fail(node, "an invoke's 'id' must be a name without spaces")
             if not _is_name(invoke.get("src")):
                 self.fail(
                     node,
-                    f"invoke {invoke['id']!r}: 'src' must name a method of the "
-                    "Context class (src objects and inline services are not supported)",
+                    f"invoke {invoke.get('id', '(without id)')!r}: 'src' must name a method "
+                    "of the Context class (src objects and inline services are not supported)",
                 )
         return items
+
+    def invoke_id(self, node: _Node, index: int) -> str:
+        """The id XState gives the ``index``-th invoke of a state that names none: v5's
+        ``<index>.<state id>``, v4's ``<state id>:invocation[<index>]`` (the state's id is
+        its own ``id`` or the machine's id and its path)."""
+        state_id = node.config.get("id", ".".join((self.machine_id, *node.path)))
+        if self.version == 4:
+            return f"{state_id}:invocation[{index}]"
+        return f"{index}.{state_id}"
 
     def after(self, node: _Node, value: object) -> list[JsonObject]:
         """Delayed transitions as our ``after`` extension: ``delay`` in seconds, or a name."""

@@ -21,12 +21,13 @@ from statemachine.io import load
 
 from orchestrator.charts import load_chart, load_charts
 from orchestrator.context import Context
-from orchestrator.documents import prepare
+from orchestrator.documents import prepare, with_invoke_ids
 from orchestrator.errors import ChartError
 from orchestrator.model import JsonObject
 from orchestrator.xstate import read_xstate, xstate_to_native
 from tests.conftest import ServerFactory
 from tests.helpers import CONFIRM, DONE, HAWAII, MARGHERITA, add, send, wait_for_state
+from tests.xstate_ref import ours, reference
 
 
 class Counter(Context):
@@ -66,10 +67,11 @@ def convert(config: JsonObject) -> JsonObject:
 def run(config: JsonObject) -> tuple[StateChart[Any], Counter]:
     """The converted machine built by statemachine.io (timers left out), bound to a Counter."""
     native = convert(config)
+    invoke_ids = native.pop("invokeIds", {})
     machine_class = load(json.dumps(_without_after(native)), format="json")
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
-    context = Counter("o-1")
+    context = with_invoke_ids(Counter, invoke_ids)("o-1")
     return machine_class(model=context), context
 
 
@@ -291,7 +293,7 @@ def test_invoke_becomes_entry_action_and_done_error_transitions() -> None:
         failed={},
     )
     state = convert(config)["states"]["sending"]
-    assert state["enter"] == ["hello", "send_it"]
+    assert state["enter"] == ["hello", "begin_invoke_0", "send_it", "end_invoke"]
     assert state["transitions"] == [
         {"event": "done.invoke.doing", "target": "waiting", "on": ["note"]},
         {"event": "error.invoke.doing", "target": "failed"},
@@ -389,7 +391,7 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
         "state a",
         "src objects",
     ),
-    "invoke-without-id": (machine(a={"invoke": {"src": "send_it"}}), "state a", "'id'"),
+    "invoke-empty-id": (machine(a={"invoke": {"id": "", "src": "send_it"}}), "state a", "'id'"),
     "invoke-data": (
         machine(a={"invoke": {"id": "i", "src": "send_it", "data": {}}}),
         "state a",
@@ -436,7 +438,6 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
         "state a",
         "guard",
     ),
-    "context": ({**machine(a={}), "context": {"n": 0}}, "machine", "fields"),
     "machine-on": ({**machine(a={}), "on": {"GO": ".a"}}, "machine", "'on'"),
     "unknown-key": (machine(a={"onEnter": "hello"}), "state a", "'onEnter'"),
     "unknown-target": (machine(a={"on": {"GO": "nowhere"}}), "state a", "'nowhere'"),
@@ -718,3 +719,112 @@ def test_always_that_loops_without_a_guard_is_refused() -> None:
     config = machine(idle={"on": {"GO": "a"}}, a={"always": "b"}, b={"always": [{"target": "a"}]})
     with pytest.raises(ChartError, match="loop forever: a -> b -> a"):
         prepare(convert(config), "t.json")
+
+
+# -- differential: the same config on the real xstate package -------------------------------
+
+SHOP = {
+    "id": "shop",
+    "initial": "browsing",
+    "context": {"items": [], "total": 0, "coupon": None},
+    "states": {
+        "browsing": {
+            "entry": "hello",
+            "on": {"CHECKOUT": {"target": "paying", "actions": ["note_checkout"]}},
+        },
+        "paying": {"exit": "bye", "on": {"PAID": "done"}},
+        "done": {"type": "final"},
+    },
+}
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_machine_context_is_the_orders_initial_data(tmp_path: Path, version: int) -> None:
+    """A machine's ``context`` loads (it was refused) and is the order's initial data, as
+    XState's, through every step of an assign-free machine; the document's values win over
+    the class's ``fields``, which add the keys the document does not declare."""
+    events = ["CHECKOUT", "PAID"]
+    theirs, _ = reference(SHOP, events, version=version)
+    mine = ours(tmp_path, SHOP, events, fields={"total": 99, "note": "from the class"})
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    for my_step, their_step in zip(mine.steps, theirs, strict=True):
+        assert my_step.context == {**their_step.context, "note": "from the class"}
+    assert theirs[0].context == {"items": [], "total": 0, "coupon": None}
+
+
+def test_machine_context_must_be_an_object() -> None:
+    with pytest.raises(ChartError, match=r"^t\.json: machine: 'context' must be an object"):
+        convert({**machine(a={}), "context": [1]})
+
+
+def test_machine_context_cannot_hide_an_attribute(tmp_path: Path) -> None:
+    """A context key that would hide a method of the class is refused naming the document."""
+    with pytest.raises(ChartError, match=r"^ref\.json: the field 'take_commands'"):
+        ours(tmp_path, {**machine(a={}), "context": {"take_commands": 1}}, [])
+
+
+FETCHER: JsonObject = {
+    "id": "fetcher",
+    "initial": "loading",
+    "states": {
+        "loading": {
+            "invoke": {
+                "src": "fetchData",
+                "onDone": {"target": "ready", "actions": "store"},
+                "onError": "failure",
+            }
+        },
+        "ready": {
+            "initial": "idle",
+            "states": {
+                "idle": {
+                    "entry": "hello",
+                    "invoke": [
+                        {"src": "watch", "onDone": "#fetcher.loading"},
+                        {
+                            "src": "ping",
+                            "onError": {"target": "#fetcher.failure", "actions": "bye"},
+                        },
+                    ],
+                }
+            },
+        },
+        "failure": {"on": {"RETRY": "loading"}},
+    },
+}
+# The events each version sends when those invokes finish, by XState's own names.
+FETCHER_EVENTS = {
+    5: [
+        "xstate.done.actor.0.fetcher.loading",
+        "xstate.done.actor.0.fetcher.ready.idle",
+        "xstate.done.actor.0.fetcher.loading",
+        "xstate.error.actor.1.fetcher.ready.idle",
+        "RETRY",
+        "xstate.error.actor.0.fetcher.loading",
+    ],
+    4: [
+        "done.invoke.fetcher.loading:invocation[0]",
+        "done.invoke.fetcher.ready.idle:invocation[0]",
+        "done.invoke.fetcher.loading:invocation[0]",
+        "error.platform.fetcher.ready.idle:invocation[1]",
+        "RETRY",
+        "error.platform.fetcher.loading:invocation[0]",
+    ],
+}
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_invoke_without_id_is_named_as_xstate_names_it(tmp_path: Path, version: int) -> None:
+    """Invokes without an ``id`` load (they were refused) under the id the real xstate gives
+    them (v5 ``<index>.<state id>``, v4 ``<state id>:invocation[<index>]``, the version told
+    by v4-only keys such as ``predictableActionArguments``); each src's command belongs to
+    its invoke without naming it, and the outcomes move the order as they move XState's."""
+    config = FETCHER if version == 5 else {**FETCHER, "predictableActionArguments": True}
+    events = FETCHER_EVENTS[version]
+    theirs, running = reference(config, events, version=version)
+    mine = ours(tmp_path, config, events)
+    assert mine.start_invokes == running
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[-1].value == ("failure",)

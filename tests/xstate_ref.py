@@ -1,0 +1,144 @@
+"""The differential harness: a machine config run on the real ``xstate`` package and here.
+
+``reference`` runs ``tests/xstate_reference/run.mjs`` on Node with the xstate package pinned
+in ``tests/xstate_reference/package.json`` (v5 as ``xstate``, v4 as ``xstate4``; installed by
+``scripts/test.sh``). It fails, never skips, when Node or the package is missing: the
+differential tests are the proof that a chart behaves as XState does.
+
+``ours`` loads the same config as a chart (``<name>.json`` beside a generated actions module
+whose every action records its name, whose every invoke ``src`` sends a command) and applies
+the same events to an order. Both give one ``Step`` for the start and one per event.
+
+The one name that differs on purpose: the outcome of an invoke is ``done.invoke.<id>`` /
+``error.invoke.<id>`` here, which ``ours`` maps the reference's names onto (v5's
+``xstate.done.actor.<id>``, ``xstate.error.actor.<id>``, v4's ``error.platform.<id>``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.charts import load_chart
+from orchestrator.model import JsonObject
+
+REFERENCE_DIR = Path(__file__).parent / "xstate_reference"
+# Generous: Node starts in well under a second; this only catches a hang.
+REFERENCE_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Step:
+    """The state after one event: active leaves as dotted paths, context, actions run."""
+
+    value: tuple[str, ...]
+    context: JsonObject
+    actions: tuple[str, ...]
+
+
+def reference(
+    config: JsonObject, events: list[str], *, version: int = 5
+) -> tuple[list[Step], list[str]]:
+    """XState's steps for ``events``, and the ids of the invokes running after the start."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: the XState reference cannot run")
+    if not (REFERENCE_DIR / "node_modules" / "xstate").is_dir():
+        pytest.fail("the xstate package is not installed: npm ci --prefix tests/xstate_reference")
+    request = {"version": version, "config": config, "events": [{"type": e} for e in events]}
+    done = subprocess.run(
+        [node, str(REFERENCE_DIR / "run.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=REFERENCE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    steps = json.loads(done.stdout)["steps"]
+    out = [Step(tuple(s["value"]), s["context"] or {}, tuple(s["actions"])) for s in steps]
+    return out, list(steps[0]["children"])
+
+
+def _our_event(event: str) -> str:
+    for theirs, outcome in (
+        ("xstate.done.actor.", "done.invoke."),
+        ("xstate.error.actor.", "error.invoke."),
+        ("error.platform.", "error.invoke."),
+    ):
+        if event.startswith(theirs):
+            return outcome + event[len(theirs) :]
+    return event
+
+
+def _actions_module(actions: set[str], sources: set[str], fields: JsonObject) -> str:
+    lines = [
+        "from typing import ClassVar",
+        "from orchestrator import Context, JsonObject",
+        "class Recorder(Context):",
+        f"    fields: ClassVar[JsonObject] = {fields!r}",
+    ]
+    for name in sorted(actions):
+        lines += [
+            f"    def {name}(self) -> None:",
+            f"        self.__dict__.setdefault('actions_run', []).append({name!r})",
+        ]
+    for name in sorted(sources - actions):
+        lines += [f"    def {name}(self) -> None:", f"        self.send_command({name!r}, {{}})"]
+    return "\n".join(lines) + "\n"
+
+
+def _names(config: Any, actions: set[str], sources: set[str]) -> None:
+    """Every action name and every invoke src in ``config``."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key in ("entry", "exit", "actions"):
+                for item in value if isinstance(value, list) else [value]:
+                    actions.add(item["type"] if isinstance(item, dict) else item)
+            elif key == "src" and isinstance(value, str):
+                sources.add(value)
+            elif key != "context":
+                _names(value, actions, sources)
+    elif isinstance(config, list):
+        for item in config:
+            _names(item, actions, sources)
+
+
+@dataclass
+class Ours:
+    steps: list[Step]
+    # The invoke each command of the start was sent for.
+    start_invokes: list[str | None]
+
+
+def ours(
+    directory: Path, config: JsonObject, events: list[str], *, fields: JsonObject | None = None
+) -> Ours:
+    """Our steps for ``events``: ``config`` loaded as a chart, applied to a new order."""
+    actions: set[str] = set()
+    sources: set[str] = set()
+    _names(config, actions, sources)
+    (directory / "ref.py").write_text(_actions_module(actions, sources, fields or {}))
+    path = directory / "ref.json"
+    path.write_text(json.dumps(config))
+    chart = load_chart(path)
+    order = chart.start("o-1")
+    start_invokes = [c.invoke for c in order.context.take_commands()]
+
+    def step() -> Step:
+        data = order.context.data()
+        del data["status"]
+        run = order.context.__dict__.pop("actions_run", [])
+        return Step(tuple(sorted(order.state_path().split(","))), data, tuple(run))
+
+    steps = [step()]
+    for event in events:
+        order.send(_our_event(event), {})
+        steps.append(step())
+    return Ours(steps, start_invokes)

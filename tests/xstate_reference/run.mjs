@@ -1,0 +1,109 @@
+// The reference for XState behaviour: run a machine config on the real xstate package.
+//
+// Reads one JSON object on stdin: {"version": 5 | 4, "config": <machine config>,
+// "events": [<event object>, ...], "guards": {<name>: <JS expression over context, event>}}
+// and prints one JSON object: {"steps": [{"event", "value", "context", "actions"}, ...]},
+// the first step being the start (event null), then one per event: the state value as
+// sorted dotted paths of the active leaves, the context, and the action names run, in
+// order. Every action name in the config is implemented as "record my name", every invoke
+// src as a service that never finishes (a test sends its done or error event itself), so
+// the order of actions is XState's own. Test-only: the pytest helper tests/xstate_ref.py
+// runs it.
+import { readFileSync } from "node:fs";
+import * as xstate5 from "xstate";
+import * as xstate4 from "xstate4";
+
+const input = JSON.parse(readFileSync(0, "utf8"));
+const { version, config, events } = input;
+const guardSources = input.guards ?? {};
+
+// Every name used as an action, and every invoke src, anywhere in the config.
+const actionNames = new Set();
+const srcNames = new Set();
+function names(value) {
+  const items = Array.isArray(value) ? value : value == null ? [] : [value];
+  for (const item of items) {
+    if (typeof item === "string") actionNames.add(item);
+    else if (item && typeof item.type === "string") actionNames.add(item.type);
+  }
+}
+function transitions(spec) {
+  const items = Array.isArray(spec) ? spec : spec == null ? [] : [spec];
+  for (const item of items) if (item && typeof item === "object") names(item.actions);
+}
+function walk(node) {
+  names(node.entry);
+  names(node.exit);
+  for (const spec of Object.values(node.on ?? {})) transitions(spec);
+  transitions(node.always);
+  transitions(node.onDone);
+  for (const spec of Object.values(node.after ?? {})) transitions(spec);
+  const invokes = Array.isArray(node.invoke) ? node.invoke : node.invoke ? [node.invoke] : [];
+  for (const invoke of invokes) {
+    if (typeof invoke.src === "string") srcNames.add(invoke.src);
+    transitions(invoke.onDone);
+    transitions(invoke.onError);
+  }
+  for (const child of Object.values(node.states ?? {})) walk(child);
+}
+walk(config);
+
+let log = [];
+const actions = Object.fromEntries([...actionNames].map((name) => [name, () => log.push(name)]));
+const guard = (source) => new Function("context", "event", `return (${source});`);
+
+function paths(value, prefix = "") {
+  if (typeof value === "string") return [prefix + value];
+  const out = [];
+  for (const [key, child] of Object.entries(value ?? {})) {
+    const deeper = paths(child, `${prefix}${key}.`);
+    out.push(...(deeper.length ? deeper : [prefix + key]));
+  }
+  return out.sort();
+}
+
+const steps = [];
+function record(event, snapshot) {
+  steps.push({ event, value: paths(snapshot.value), context: snapshot.context ?? null, actions: log });
+  log = [];
+}
+
+if (version === 5) {
+  const { createMachine, createActor, fromCallback } = xstate5;
+  const guards = Object.fromEntries(
+    Object.entries(guardSources).map(([n, s]) => [n, ({ context, event }) => guard(s)(context, event)]),
+  );
+  const actors = Object.fromEntries([...srcNames].map((n) => [n, fromCallback(() => {})]));
+  const machine = createMachine(config).provide({ actions, guards, actors });
+  const actor = createActor(machine);
+  actor.start();
+  record(null, actor.getSnapshot());
+  input.children = Object.keys(actor.getSnapshot().children ?? {});
+  for (const event of events) {
+    actor.send(event);
+    record(event, actor.getSnapshot());
+  }
+  steps[0].children = input.children;
+} else if (version === 4) {
+  const { createMachine, interpret } = xstate4;
+  const guards = Object.fromEntries(
+    Object.entries(guardSources).map(([n, s]) => [n, (context, event) => guard(s)(context, event)]),
+  );
+  const services = Object.fromEntries([...srcNames].map((n) => [n, () => () => {}]));
+  const machine = createMachine(
+    { predictableActionArguments: true, ...config },
+    { actions, guards, services },
+  );
+  const service = interpret(machine);
+  service.start();
+  record(null, service.getSnapshot());
+  steps[0].children = Object.keys(service.getSnapshot().children ?? {});
+  for (const event of events) {
+    service.send(event);
+    record(event, service.getSnapshot());
+  }
+  service.stop();
+} else {
+  throw new Error(`version must be 4 or 5, not ${version}`);
+}
+process.stdout.write(JSON.stringify({ steps }) + "\n");
