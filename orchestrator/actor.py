@@ -36,8 +36,12 @@ from orchestrator.store.base import TurnStore
 log = logging.getLogger(__name__)
 
 # Replies kept in memory per actor for fast answers to retried event ids; older ones are
-# looked up in the store's journal.
+# looked up in the store's journal. Bounded in bytes too, since every live actor keeps
+# them: 32 views of an order at --max-order-bytes would be 32 MiB per actor. A typical
+# order's replies (about 1 KiB) all fit; a larger one is not kept, and a retry of it
+# reads the store (reply_for), so 10,000 live actors hold at most 160 MiB of replies.
 RECENT_REPLIES = 32
+RECENT_REPLY_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class Actor:
         "_on_commit",
         "_on_idle",
         "_recent",
+        "_recent_bytes",
         "_store",
         "_task",
         "last_used",
@@ -101,6 +106,7 @@ class Actor:
         self._loaded = False
         self._machine: Machine | None = None
         self._recent: OrderedDict[str, tuple[int, bytes, str]] = OrderedDict()
+        self._recent_bytes = 0
         self.snapshot: Snapshot | None = None
         self.missing = False
         self.last_used = time.monotonic()
@@ -265,12 +271,23 @@ class Actor:
         chart = self._charts.get(self.snapshot.chart) if self.snapshot is not None else None
         return chart.context_class.private_fields if chart is not None else frozenset()
 
+    @property
+    def recent_reply_bytes(self) -> int:
+        """Bytes of reply bodies kept for retries: at most ``RECENT_REPLY_BYTES``."""
+        return self._recent_bytes
+
     def _remember(self, event_id: str, reply: Reply) -> None:
+        if len(reply.body) > RECENT_REPLY_BYTES:
+            return  # a retry of it reads the store
         # A plain tuple of a number, bytes and a string: the garbage collector stops
         # tracking such tuples, and every live order keeps up to RECENT_REPLIES of them.
+        previous = self._recent.pop(event_id, None)
+        if previous is not None:
+            self._recent_bytes -= len(previous[1])
         self._recent[event_id] = (reply.status, reply.body, reply.fingerprint)
-        if len(self._recent) > RECENT_REPLIES:
-            self._recent.popitem(last=False)
+        self._recent_bytes += len(reply.body)
+        while len(self._recent) > RECENT_REPLIES or self._recent_bytes > RECENT_REPLY_BYTES:
+            self._recent_bytes -= len(self._recent.popitem(last=False)[1][1])
 
 
 def _settle(

@@ -149,6 +149,13 @@ def main() -> None:
     help="Messages a WebSocket subscriber may fall behind before it is closed (4008).",
 )
 @click.option(
+    "--ws-queue-bytes",
+    type=int,
+    default=DEFAULTS.ws_queue_bytes,
+    show_default=True,
+    help="Bytes of messages a WebSocket subscriber may fall behind before it is closed (4008).",
+)
+@click.option(
     "--ws-send-timeout",
     type=float,
     default=DEFAULTS.ws_send_timeout,

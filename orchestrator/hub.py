@@ -1,18 +1,21 @@
 """WebSocket fan-out: each committed turn goes to every subscriber of its order.
 
 Publishing never waits on a socket. Each subscriber has a bounded buffer; one that falls
-``limit`` messages behind is marked ``lagging`` and its endpoint closes it with code 4008,
-after which the client resumes with ``?after=<last version it saw>``. A slow subscriber
-therefore costs its own connection, never an actor's time.
+``limit`` messages (``--ws-queue``) or ``limit_bytes`` bytes of them (``--ws-queue-bytes``)
+behind is marked ``lagging`` and its endpoint closes it with code 4008, after which the
+client resumes with ``?after=<last version it saw>``. A slow subscriber therefore costs its
+own connection, never an actor's time, and holds at most ``limit_bytes`` (or one message,
+if that is larger): a count alone let 256 views of a 1 MiB order wait for one client.
 
 The firehose (``subscribe_all``) gets every order's messages under the same rule; the
 dashboard's list page uses it. It has no replay: a client closed with 4008 reloads the list.
 Every event goes to every firehose subscriber, so it is built to cost the turn nothing per
 subscriber and to keep the event loop open to requests however many there are:
 
-- A message is encoded once and appended to one shared log of the last ``limit`` messages;
-  each firehose subscriber is only a cursor into it (publishing is O(1), not a push per
-  subscriber), and one that the log has left behind is lagging.
+- A message is encoded once and appended to one shared log of the last ``limit`` messages,
+  no more than ``limit_bytes`` of them (but always the newest); each firehose subscriber
+  is only a cursor into it (publishing is O(1), not a push per subscriber), and one that
+  the log has left behind is lagging.
 - Subscribers are woken by a walk over them, at most ``SENDS_PER_TURN`` messages' worth
   per turn of the event loop (a callback that re-arms itself), never all at once: 2,000
   woken pumps, each sending its batch, had kept requests and ``/healthz`` waiting for
@@ -35,6 +38,8 @@ LAGGING_CLOSE_CODE = 4008
 # Firehose messages the subscribers woken in one turn of the event loop may have to send:
 # at about 15 us a send, a few milliseconds, which is what a request may wait per turn.
 SENDS_PER_TURN = 256
+# Bytes of messages one subscriber may fall behind (``--ws-queue-bytes``).
+DEFAULT_LIMIT_BYTES = 8 * 1024 * 1024
 
 
 def ws_message(version: int, event_json: bytes, view: bytes) -> bytes:
@@ -43,21 +48,27 @@ def ws_message(version: int, event_json: bytes, view: bytes) -> bytes:
 
 
 class Subscriber:
-    def __init__(self, order_id: str, limit: int) -> None:
+    def __init__(self, order_id: str, limit: int, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
         self.order_id = order_id
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self.lagging = False
         self._buffer: deque[tuple[int, bytes]] = deque()
+        self._bytes = 0
         self._ready = asyncio.Event()
 
     def push(self, version: int, message: bytes) -> None:
         if self.lagging:
             return
-        if len(self._buffer) >= self.limit:
+        if len(self._buffer) >= self.limit or (
+            self._buffer and self._bytes + len(message) > self.limit_bytes
+        ):
             self.lagging = True
             self._buffer.clear()
+            self._bytes = 0
         else:
             self._buffer.append((version, message))
+            self._bytes += len(message)
         self._ready.set()
 
     async def next_batch(self) -> list[tuple[int, bytes]]:
@@ -69,20 +80,33 @@ class Subscriber:
             return []
         batch = list(self._buffer)
         self._buffer.clear()
+        self._bytes = 0
         return batch
 
 
 class FirehoseLog:
-    """The last ``limit`` firehose messages, numbered; subscribers read it by position."""
+    """The last ``limit`` firehose messages, at most ``limit_bytes`` of them but always the
+    newest, numbered; subscribers read it by position."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
         self.limit = limit
-        self._entries: deque[tuple[int, bytes]] = deque(maxlen=limit)
+        self.limit_bytes = limit_bytes
+        self._entries: deque[tuple[int, bytes]] = deque()
+        self._bytes = 0
         self.end = 0  # the position after the newest message
 
     def append(self, version: int, message: bytes) -> None:
         self._entries.append((version, message))
+        self._bytes += len(message)
         self.end += 1
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.limit or self._bytes > self.limit_bytes
+        ):
+            self._bytes -= len(self._entries.popleft()[1])
+
+    def held(self) -> int:
+        """How many messages the log holds now."""
+        return len(self._entries)
 
     def since(self, position: int) -> list[tuple[int, bytes]] | None:
         """The messages from ``position`` on, or None when some were already dropped."""
@@ -112,7 +136,7 @@ class FirehoseSubscriber:
             return 0
         self._ready.set()
         self._waiting = False  # woken once is enough
-        return pending if pending <= self._log.limit else 1  # a lagging one only closes
+        return pending if pending <= self._log.held() else 1  # a lagging one only closes
 
     async def next_batch(self) -> list[tuple[int, bytes]]:
         """Wait for messages; an empty list means the subscriber is lagging."""
@@ -132,16 +156,23 @@ class FirehoseSubscriber:
 
 
 class Hub:
-    def __init__(self, metrics: Metrics, limit: int = 256, max_subscribers: int = 1000) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        limit: int = 256,
+        max_subscribers: int = 1000,
+        limit_bytes: int = DEFAULT_LIMIT_BYTES,
+    ) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
         # A dict keeps the order they came in, so each walk wakes them in the same order.
         self._firehose: dict[FirehoseSubscriber, None] = {}
-        self._log = FirehoseLog(limit)
+        self._log = FirehoseLog(limit, limit_bytes)
         self._walk: deque[FirehoseSubscriber] = deque()
         self._walk_again = False
         self._armed = False
         self._metrics = metrics
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self.max_subscribers = max_subscribers
         # WebSockets admitted (``admit``), counted from the handshake, before they subscribe.
         self.connections = 0
@@ -151,7 +182,7 @@ class Hub:
         return sum(len(subs) for subs in self._subscribers.values()) + len(self._firehose)
 
     def subscribe(self, order_id: str) -> Subscriber:
-        subscriber = Subscriber(order_id, self.limit)
+        subscriber = Subscriber(order_id, self.limit, self.limit_bytes)
         self._subscribers.setdefault(order_id, set()).add(subscriber)
         return subscriber
 

@@ -90,7 +90,9 @@ class Runtime:
                 on_dead_letter=self._dead_lettered,
             )
             self.services = self._embedded_services(settings)
-        self.hub = Hub(self.metrics, settings.ws_queue, settings.max_subscribers)
+        self.hub = Hub(
+            self.metrics, settings.ws_queue, settings.max_subscribers, settings.ws_queue_bytes
+        )
         self.registry = Registry(
             store=self.store,
             charts=self.charts,

@@ -61,8 +61,13 @@ class Settings:
     # refused with a 409; a real pizza order takes about ten events and a few kilobytes.
     max_order_bytes: int = 1024 * 1024
     max_order_events: int = 10_000
-    # A WebSocket subscriber that falls this many messages behind is closed (code 4008).
+    # A WebSocket subscriber that falls this many messages, or this many bytes of them,
+    # behind is closed (code 4008). 8 MiB holds the 256 messages of a typical few-KB order
+    # many times over, and 8 views of an order at --max-order-bytes; without it a lagging
+    # subscriber to a 1 MiB order could hold 256 MiB. The firehose's shared log keeps the
+    # same bounds.
     ws_queue: int = 256
+    ws_queue_bytes: int = 8 * 1024 * 1024
     # A WebSocket send that waits this long for the client to read is given up, and the
     # subscriber closed (code 4008): a client that stops reading holds no more than the
     # socket's buffers, never the rest of a replay.
@@ -108,6 +113,7 @@ class Settings:
             "max_order_bytes",
             "max_order_events",
             "ws_queue",
+            "ws_queue_bytes",
             "max_subscribers",
         ):
             if getattr(self, name) < 1:

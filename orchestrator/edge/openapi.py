@@ -237,6 +237,11 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getHistory",
             "summary": "The journal of applied events, oldest first",
+            "description": (
+                "A page ends at `limit` entries or once it passes about 1 MiB of JSON"
+                " (it holds at least one entry); `nextAfter` is then the `after` of the"
+                " next page. A typical order's history is one page."
+            ),
             "parameters": [
                 ORDER_ID,
                 _query(
@@ -244,7 +249,11 @@ PATHS: dict[str, Any] = {
                     {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
                     "Only the events after this version (the previous page's nextAfter)",
                 ),
-                _limit(1000),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+                    "Most entries in the page (a page also ends after about 1 MiB)",
+                ),
             ],
             "responses": _guarded(
                 {
@@ -469,7 +478,10 @@ SCHEMAS: dict[str, Any] = {
             "entries": {"type": "array", "items": _ref("HistoryEntry")},
             "nextAfter": {
                 "type": "integer",
-                "description": "Present when there is more: pass it as ?after= for the next page",
+                "description": (
+                    "Present when there is more (the page reached limit or about 1 MiB):"
+                    " pass it as ?after= for the next page"
+                ),
             },
         },
         "nextAfter",

@@ -25,8 +25,10 @@ and stops a replay at once when the live messages that arrived meanwhile pass
 
 WS /ws is the firehose: the same messages for every order, from the moment it connects.
 It has no replay, since there is no version across orders; a client reads ``GET /orders``
-after connecting, and again after a 4008. It is subscribed before the handshake completes,
-so nothing applied after the client's ``connect`` returns is missed.
+after connecting, and again after a 4008. Its sends and its close are bounded by
+``--ws-send-timeout`` like an order socket's, so a firehose client that stops reading gives
+up its ``--max-subscribers`` place within about twice that. It is subscribed before the
+handshake completes, so nothing applied after the client's ``connect`` returns is missed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from orchestrator.registry import Registry
 from orchestrator.store.base import QueryStore
 
 STALLED_REASON = "stopped reading; reconnect with ?after=<the last version you saw>"
+FIREHOSE_STALLED_REASON = "fell behind; reload the order list"
 
 
 class SendStalled(WebSocketDisconnect):
@@ -133,13 +136,21 @@ async def order_socket(websocket: WebSocket) -> None:
 async def all_orders_socket(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     subscriber = hub.subscribe_all()
+    stalled = False
     try:
         await websocket.accept()
         await _until_closed(websocket, _pump_all(websocket, subscriber))
+    except SendStalled:
+        stalled = True
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
     finally:
+        if stalled:
+            subscriber.lagging = True  # counted as dropped
         hub.unsubscribe(subscriber)
+    if stalled:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await _close(websocket, LAGGING_CLOSE_CODE, FIREHOSE_STALLED_REASON)
 
 
 async def _until_closed(websocket: WebSocket, pump: Coroutine[None, None, None]) -> None:
@@ -173,7 +184,7 @@ async def _pump_all(websocket: WebSocket, subscriber: FirehoseSubscriber) -> Non
     while True:
         batch = await subscriber.next_batch()
         if not batch:
-            await websocket.close(LAGGING_CLOSE_CODE, "fell behind; reload the order list")
+            await _close(websocket, LAGGING_CLOSE_CODE, FIREHOSE_STALLED_REASON)
             return
         for _, message in batch:
             await _send(websocket, message)

@@ -14,7 +14,16 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory, ServerProcess
 from tests.edge.test_ws import close_code, receive, slow_connect, wait_for_metric
-from tests.helpers import CONFIRM, HAWAII, MARGHERITA, JsonObject, add, create_order, send_ok
+from tests.helpers import (
+    CONFIRM,
+    HAWAII,
+    MARGHERITA,
+    JsonObject,
+    add,
+    create_order,
+    metric,
+    send_ok,
+)
 
 SUBSCRIBERS = "orchestrator_websocket_subscribers"
 
@@ -98,3 +107,48 @@ async def test_slow_firehose_subscriber_is_closed_with_4008(
                     break
         assert code == 4008
         assert await wait_for_metric(client, SUBSCRIBERS, 0) == 0
+
+
+# The non-reader must be dropped within this many seconds of the events' end: its send
+# blocks once the socket buffers are full, then --ws-send-timeout (2 s) runs out.
+STALL_SEND_TIMEOUT = 2.0
+DROP_WITHIN = 30.0
+
+
+async def test_firehose_subscriber_that_never_reads_is_dropped_within_the_send_timeout(
+    server_factory: ServerFactory,
+) -> None:
+    """A firehose client that stops reading while many large events flow holds a
+    --max-subscribers place and a blocked send only until --ws-send-timeout runs out: it is
+    then unsubscribed (the gauge goes back down, counted as dropped) while it still reads
+    nothing, and when it reads at last it finds what its socket held, then close code 4008;
+    its place (--max-subscribers 1) is free for the next client.
+    --ws-queue is large, so it is the stalled send that drops it, not the log leaving it
+    behind."""
+    server = server_factory("--ws-send-timeout", str(STALL_SEND_TIMEOUT), "--ws-queue", "100000")
+    note = "x" * 30_000
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+        async with slow_connect(firehose(server)) as ws:
+            assert await wait_for_metric(client, SUBSCRIBERS, 1) == 1
+            for n in range(300):  # ~9 MB of messages: more than the socket buffers hold
+                await create_order(client, {"name": f"p{n}", "note": note})
+            deadline = asyncio.get_running_loop().time() + DROP_WITHIN
+            while await metric(client, SUBSCRIBERS) != 0:
+                assert asyncio.get_running_loop().time() < deadline, (
+                    f"the non-reader was not dropped within {DROP_WITHIN}s"
+                )
+                await asyncio.sleep(0.1)
+            assert await metric(client, "orchestrator_websocket_dropped_total") == 1
+            received = 0
+            code = None
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30.0)
+                    received += 1
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd is not None else None
+        assert code == 4008
+        assert received < 300  # closed, not sent everything
+        async with connect(firehose(server)) as again:  # its one place is free again
+            order = await create_order(client)
+            assert (await receive(again))["view"]["id"] == order["id"]

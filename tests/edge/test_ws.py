@@ -281,6 +281,40 @@ async def test_slow_subscriber_is_closed_with_4008_and_resumes_without_gap(
         assert len(resumed[-2]["view"]["items"]) == 31
 
 
+async def test_subscriber_past_ws_queue_bytes_is_closed_with_4008(
+    server_factory: ServerFactory,
+) -> None:
+    """Hub: a subscriber whose unsent messages pass --ws-queue-bytes is closed with 4008,
+    though far fewer than --ws-queue messages wait and --ws-send-timeout is far off: what
+    one lagging subscriber holds is bounded in bytes, not only in messages (views of large
+    orders are large). The orders carry on, and the subscriber is counted as dropped."""
+    server = server_factory(
+        "--ws-queue", "100000", "--ws-queue-bytes", "1000000", "--ws-send-timeout", "120"
+    )
+    note = "x" * 30_000
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+        order = await create_order(client)
+        async with slow_connect(socket_url(server, order["id"])) as ws:
+            assert (await receive(ws))["version"] == 1
+            # The views grow to ~900 kB: ~14 MB in all, far more than the socket buffers
+            # of both ends and the 1 MB --ws-queue-bytes hold.
+            for n in range(30):
+                await send_ok(client, order["id"], add({"name": f"p{n}", "note": note}))
+            versions: list[int] = []
+            code = None
+            for _ in range(40):
+                try:
+                    versions.append(json.loads(await asyncio.wait_for(ws.recv(), 30.0))["version"])
+                except ConnectionClosed as closed:
+                    code = closed.rcvd.code if closed.rcvd is not None else None
+                    break
+        assert code == 4008
+        assert versions == list(range(2, 2 + len(versions)))
+        assert len(versions) < 30
+        assert await metric(client, "orchestrator_websocket_dropped_total") == 1
+        assert await wait_for_metric(client, SUBSCRIBERS, 0) == 0
+
+
 async def test_closed_and_dropped_sockets_are_unsubscribed(
     server: ServerProcess, client: httpx.AsyncClient
 ) -> None:
