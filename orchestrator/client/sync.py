@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from types import TracebackType
 from typing import TypeVar
 
@@ -103,7 +103,7 @@ class Client:
 
     def watch(
         self, order_id: str, *, after: int | None = None, reconnects: int = 10
-    ) -> Iterator[Update]:
+    ) -> Generator[Update, None, None]:
         last = after
         failures = 0
         headers = calls.base_headers(self.token)
