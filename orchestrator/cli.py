@@ -16,7 +16,7 @@ from types import FrameType
 import click
 import uvicorn
 
-from orchestrator import logs
+from orchestrator import cli_client, logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, wait_until_reachable
 from orchestrator.deadlines import with_deadlines
 from orchestrator.errors import OrchestratorError, SchemaTooNew
@@ -379,6 +379,10 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+for _command in cli_client.COMMANDS:
+    main.add_command(_command)
 
 
 def run() -> None:
