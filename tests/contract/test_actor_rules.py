@@ -4,6 +4,14 @@ Every test drives a real ``orchestrator serve`` subprocess over HTTP and WebSock
 reads only what a user can read: responses, /metrics, and the stub services' ledgers
 beside the database. Rule 7 (durable timers) needs a chart with a timeout, which the pizza
 chart does not have. Rule 8 (restart after kill -9) is covered in ``tests/crash/``.
+
+The tests where the store makes a difference run twice, with the orders in SQLite and in a
+fresh PostgreSQL database (``--store``; marked ``BOTH_STORES``): commits and the versions
+they give (rules 1 and 2), replies and broadcasts only after the commit, readable at once
+and kept across SIGKILL (rule 3), recorded answers found again in the store, also after
+SIGKILL (rule 5), and passivation, reactivation from the stored snapshot and the outbox
+(rule 6). Rule 4's refusals are decided before anything reaches the store, so they run on
+SQLite only.
 """
 
 from __future__ import annotations
@@ -11,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -43,10 +53,30 @@ from tests.helpers import (
     wait_for_state,
     wait_quiet,
 )
+from tests.postgres import fresh_database
 
 ACTIVATIONS = "orchestrator_actor_activations_total"
 PASSIVATIONS = "orchestrator_actor_passivations_total"
 LIVE_ACTORS = "orchestrator_live_actors"
+
+
+BOTH_STORES = pytest.mark.parametrize("store_args", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+async def store_args(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, ...]]:
+    """The server's flags for its store: none for SQLite (the --db file), the default;
+    ``--store`` and a fresh PostgreSQL database for a test marked ``BOTH_STORES``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield ()
+    else:
+        async with fresh_database() as url:
+            yield ("--store", url)
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory, store_args: tuple[str, ...]) -> ServerProcess:
+    return server_factory(*store_args)
 
 
 def pizza(n: int) -> JsonObject:
@@ -63,12 +93,13 @@ async def wait_passivated(http: httpx.AsyncClient, *, at_least: float) -> None:
 # -- Rule 1: one actor per id ---------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_rule1_one_activation_for_a_burst_at_a_passivated_order(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 1 (one actor per id): 100 concurrent events at an idle, passivated order
     activate exactly one actor for it."""
-    server = server_factory("--idle-seconds", "0.5")
+    server = server_factory(*store_args, "--idle-seconds", "0.5")
     async with http_client(server.url) as http:
         order = await create_order(http)
         await wait_passivated(http, at_least=1)
@@ -86,6 +117,7 @@ async def test_rule1_one_activation_for_a_burst_at_a_passivated_order(
 # -- Rule 2: turn-based ---------------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_rule2_concurrent_events_on_one_order_apply_one_at_a_time(
     server: ServerProcess,
 ) -> None:
@@ -116,6 +148,7 @@ async def test_rule2_concurrent_events_on_one_order_apply_one_at_a_time(
             assert by_version[entry["version"]]["items"] == current["items"][: entry["version"]]
 
 
+@BOTH_STORES
 async def test_rule2_concurrent_creates_each_get_their_own_order(server: ServerProcess) -> None:
     """Rule 2 (turn-based; different orders run concurrently): 200 concurrent creates give
     200 distinct orders, each at version 1, all listed."""
@@ -140,6 +173,7 @@ async def test_rule2_concurrent_creates_each_get_their_own_order(server: ServerP
 # -- Rule 3: output gate --------------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_rule3_replies_and_broadcasts_only_show_committed_versions(
     server: ServerProcess,
 ) -> None:
@@ -183,6 +217,7 @@ async def test_rule3_replies_and_broadcasts_only_show_committed_versions(
         assert message["event"]["type"] == "ADD_PIZZA"
 
 
+@BOTH_STORES
 async def test_rule3_a_reply_is_readable_at_once_under_load(server: ServerProcess) -> None:
     """Rule 3 (output gate) under load: 40 clients each send events to their own order and
     read the history right after every reply; the replied version is always there, even
@@ -207,13 +242,14 @@ async def test_rule3_a_reply_is_readable_at_once_under_load(server: ServerProces
         assert not unseen, f"{len(unseen)} replied versions missing from the history: {unseen[:3]}"
 
 
+@BOTH_STORES
 async def test_rule3_whatever_left_the_server_survives_sigkill(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 3 (output gate), checked with a crash: every version that reached a client,
     by HTTP reply or WebSocket broadcast, before a SIGKILL is in the journal afterwards
     with the same event id. Nothing is shown that a crash can take back."""
-    server = server_factory()
+    server = server_factory(*store_args)
     acked: dict[int, str] = {}  # version -> Idempotency-Key of the 200 reply
     broadcast: dict[int, str] = {}  # version -> eventId seen on the WebSocket
     async with http_client(server.url) as http:
@@ -339,6 +375,7 @@ async def test_rule4_refusals_among_concurrent_events_take_no_version(
 # -- Rule 5: idempotent ---------------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_rule5_a_repeated_key_gets_the_recorded_answer(client: httpx.AsyncClient) -> None:
     """Rule 5 (idempotent): a repeated Idempotency-Key, on create and on an event, is
     answered with the first status and body, even after the order moved on, and is
@@ -368,6 +405,7 @@ async def test_rule5_a_repeated_key_gets_the_recorded_answer(client: httpx.Async
     assert [o["id"] for o in listed] == [order_id]
 
 
+@BOTH_STORES
 async def test_rule5_concurrent_repeats_apply_once(client: httpx.AsyncClient) -> None:
     """Rule 5 (idempotent): 20 concurrent requests with one key, for a create and for an
     event, all get the same answer and apply once."""
@@ -393,12 +431,13 @@ async def test_rule5_concurrent_repeats_apply_once(client: httpx.AsyncClient) ->
     assert [o["id"] for o in listed] == [order_id]
 
 
+@BOTH_STORES
 async def test_rule5_repeats_after_sigkill_are_not_applied_again(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 5 (idempotent) across a crash: after SIGKILL and restart, repeating a create
     and an event with their keys returns the recorded answers and applies nothing."""
-    server = server_factory()
+    server = server_factory(*store_args)
     create_key, event_key = str(uuid.uuid4()), str(uuid.uuid4())
     async with http_client(server.url) as http:
         created = await http.post(
@@ -428,12 +467,13 @@ async def test_rule5_repeats_after_sigkill_are_not_applied_again(
 # -- Rule 6: passivation --------------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_rule6_many_orders_through_few_actors_each_cooked_once(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 6 (passivation): with at most 10 actors in memory, 200 orders all run to done;
     each pizza is made once and delivered once, and no more than 10 actors stay live."""
-    server = server_factory("--max-actors", "10")
+    server = server_factory(*store_args, "--max-actors", "10")
     async with http_client(server.url) as http:
         created = await asyncio.gather(
             *(http.post("/orders", json={"pizza": pizza(n)}) for n in range(200))
@@ -452,14 +492,21 @@ async def test_rule6_many_orders_through_few_actors_each_cooked_once(
         await assert_flow_histories(http, ids)
 
 
+@BOTH_STORES
 async def test_rule6_reactivation_does_not_rerun_entry_actions(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 6 (passivation): an order waiting for the kitchen is passivated and
     reactivated; restoring it does not send MAKE_PIZZA again, neither on the refused event
     that reactivates it nor on the next applied turn."""
     server = server_factory(
-        "--kitchen-mode", "ignore", "--idle-seconds", "0.2", "--webhook-secret", WEBHOOK_SECRET
+        *store_args,
+        "--kitchen-mode",
+        "ignore",
+        "--idle-seconds",
+        "0.2",
+        "--webhook-secret",
+        WEBHOOK_SECRET,
     )
     async with http_client(server.url) as http:
         order_id = (await create_order(http, HAWAII))["id"]
@@ -492,14 +539,15 @@ async def test_rule6_reactivation_does_not_rerun_entry_actions(
         assert types_of(await history(http, order_id))["CONFIRM_PIZZA"] == 1
 
 
+@BOTH_STORES
 async def test_rule6_reactivation_starts_from_the_latest_commit(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store_args: tuple[str, ...]
 ) -> None:
     """Rule 6 (passivation: reactivated from its snapshot): with one actor in memory, 50
     clients each send 12 events to their own order, so nearly every event reactivates its
     order; each reactivation must start from the last committed snapshot, so every event
     lands on top of the one its client saw acknowledged just before."""
-    server = server_factory("--max-actors", "1")
+    server = server_factory(*store_args, "--max-actors", "1")
     rounds = 12
     async with http_client(server.url) as http:
         ids = [(await create_order(http, HAWAII))["id"] for _ in range(50)]

@@ -1,4 +1,5 @@
-"""The payment chart (statecharts/payment.yaml) end to end, on both brokers.
+"""The payment chart (statecharts/payment.yaml) end to end, on both brokers and both
+stores (``tests/saga/conftest.py``).
 
 The test plays the payment system of the Alibaba workflow: it takes the task token of the
 waiting step and calls back with it. The token is a private field, on no view of the
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 import uuid
 
@@ -49,14 +49,12 @@ async def place(http: httpx.AsyncClient) -> JsonObject:
     return order
 
 
-def task_token(deployment: Deployment, order_id: str) -> str:
+async def task_token(deployment: Deployment, order_id: str) -> str:
     """The waiting step's token, as its command carries it: read from the stored order."""
-    conn = sqlite3.connect(deployment.db, timeout=10.0)
-    try:
-        (context,) = conn.execute("SELECT context FROM orders WHERE id = ?", (order_id,)).fetchone()
-    finally:
-        conn.close()
-    token: str = json.loads(context)["taskToken"]
+    ((context,),) = await deployment.stored_rows(
+        "SELECT context FROM orders WHERE id = $1", order_id
+    )
+    token: str = json.loads(str(context))["taskToken"]
     return token
 
 
@@ -81,7 +79,7 @@ async def call_back(
 async def pay(
     deployment: Deployment, http: httpx.AsyncClient, order_id: str, method: str
 ) -> JsonObject:
-    data = {"taskToken": task_token(deployment, order_id), "paymentMethod": method}
+    data = {"taskToken": await task_token(deployment, order_id), "paymentMethod": method}
     await call_back(deployment, http, order_id, {"type": "PAYMENT_COMPLETED", "data": data})
 
     async def moved() -> bool:
@@ -110,10 +108,10 @@ async def test_each_payment_method_completes_the_order(
         order = await place(http)
         order_id = order["id"]
         assert order["context"]["price"] == 20.0
-        paying_token = task_token(deployment, order_id)
+        paying_token = await task_token(deployment, order_id)
         step = await pay(deployment, http, order_id, method)
         assert (step["state"], step["status"]) == (method, waiting)
-        settle_token = task_token(deployment, order_id)
+        settle_token = await task_token(deployment, order_id)
         assert settle_token not in (None, paying_token)
         data = {"taskToken": settle_token}
         await call_back(deployment, http, order_id, {"type": "PAYMENT_SETTLED", "data": data})
@@ -126,7 +124,7 @@ async def test_each_payment_method_completes_the_order(
         ("PAYMENT_COMPLETED", method),
         ("PAYMENT_SETTLED", "orderCompleted"),
     ]
-    assert pending_timers(deployment.db) == []
+    assert await pending_timers(deployment) == []
 
 
 async def test_an_unknown_method_takes_the_default_branch_to_cancelled(
@@ -179,7 +177,7 @@ async def test_a_callback_with_another_token_is_refused_and_changes_nothing(
         )
         assert missing.status_code == 422, missing.text
         assert missing.json()["field"] == "data.taskToken"
-        right = {"taskToken": task_token(deployment, order_id), "paymentMethod": "weixin"}
+        right = {"taskToken": await task_token(deployment, order_id), "paymentMethod": "weixin"}
         for event in ("PAYMENT_COMPLETED", "PAYMENT_SETTLED"):
             client = await http.post(
                 f"/orders/{order_id}/events", json={"type": event, "data": right}
@@ -210,7 +208,7 @@ async def test_no_view_shows_the_task_token(deployment: Deployment) -> None:
         assert "taskToken" not in placed.json()["context"]
         seen = [placed.content]
         step = await pay(deployment, http, order_id, "unionpay")
-        waiting_token = task_token(deployment, order_id)
+        waiting_token = await task_token(deployment, order_id)
         seen += [(await http.get(f"/orders/{order_id}")).content]
         listed = await http.get("/orders", params={"chart": "payment"})
         seen += [json.dumps(view).encode() for view in listed.json()["orders"]]

@@ -1,9 +1,11 @@
-"""Timeouts, retries and cancellation with compensation, end to end, on both brokers.
+"""Timeouts, retries and cancellation with compensation, end to end, on both brokers and
+both stores.
 
 Each test runs the real server as a subprocess. On ``memory`` the kitchen and delivery run
 inside it; on ``rabbitmq`` they run as their own processes against RabbitMQ on 127.0.0.1
 (``ORCHESTRATOR_TEST_RABBITMQ=require``, set by ``.ci/run``, fails instead of skipping when
-it is unreachable). Chart options shorten the pizza chart's timeouts to fractions of a
+it is unreachable); on ``memory+postgres`` the orders, timers and outbox are in a fresh
+PostgreSQL database. Chart options shorten the pizza chart's timeouts to fractions of a
 second. Durations are asserted only as lower bounds: a timer must never fire early.
 """
 
@@ -83,7 +85,7 @@ async def test_a_silent_kitchen_times_out_retries_with_backoff_then_waits(
         for entry in (e for e in entries if e["type"] == TIMEOUT):
             assert entry["durationMs"] >= 500
         assert ledger(deployment.db, "kitchen", "MAKE_PIZZA") == {order_id: (1, 3)}
-        assert pending_timers(deployment.db) == []
+        assert await pending_timers(deployment) == []
 
         retried = await send_ok(http, order_id, {"type": "RETRY"})
         assert retried["state"] == "bakePizza.sendingOrderToKitchen"
@@ -127,7 +129,7 @@ async def test_a_timer_due_while_the_server_is_down_fires_once_after_restart(
     async with http_client(server.url) as http:
         order_id = await confirmed_order(http)
         await wait_for_state(http, order_id, WAITING)
-    assert pending_timers(deployment.db) == [f"{order_id}/{TIMEOUT}"]
+    assert await pending_timers(deployment) == [f"{order_id}/{TIMEOUT}"]
     server.kill()
     await asyncio.sleep(2.0)  # past the due time, with no server running
     server.restart()
@@ -139,7 +141,7 @@ async def test_a_timer_due_while_the_server_is_down_fires_once_after_restart(
         entries = await history(http, order_id)
     assert order["state"] == ERROR
     assert [e["type"] for e in entries].count(TIMEOUT) == 1
-    assert pending_timers(deployment.db) == []
+    assert await pending_timers(deployment) == []
 
 
 async def test_leaving_a_state_cancels_its_timer(deployment: Deployment) -> None:
@@ -153,7 +155,7 @@ async def test_leaving_a_state_cancels_its_timer(deployment: Deployment) -> None
         entries = await history(http, order_id)
     assert not [e["type"] for e in entries if e["type"].startswith("after.")]
     assert entries[-1]["type"] == "PIZZA_DELIVERED"
-    assert pending_timers(deployment.db) == []
+    assert await pending_timers(deployment) == []
 
 
 async def test_cancel_after_make_pizza_compensates_once_across_crashes(
