@@ -47,6 +47,7 @@ from orchestrator.model import (
     ContextChange,
     Event,
     JournalEntry,
+    JsonObject,
     OutboxMessage,
     Reply,
     Snapshot,
@@ -209,13 +210,16 @@ def _record(
         context_patched=patched,
     )
     # Now, while ``data`` (the live context, not a copy) still matches ``context_json``.
-    body = snapshot.view_json(data, machine.chart.context_class.private_fields)
+    private = machine.chart.context_class.private_fields
+    body = snapshot.view_json(data, private)
     journal = JournalEntry(
         order_id=order_id,
         version=version,
         event_id=event.id,
         type=event.type,
-        data=event.data,
+        # The history shows what each event carried, but not a private field (a callback's
+        # task token): the journal is read by every history page, replay and broadcast.
+        data=_without(event.data, private),
         at=now,
         state_before=state_before,
         state_after=snapshot.state,
@@ -256,6 +260,12 @@ def _context_change(previous: Snapshot | None, context_json: str) -> tuple[Conte
     if patched >= len(context_json):
         return ContextChange.whole(context_json), 0
     return change, patched
+
+
+def _without(data: JsonObject, private: frozenset[str]) -> JsonObject:
+    if not private or private.isdisjoint(data):
+        return data
+    return {key: value for key, value in data.items() if key not in private}
 
 
 def _outbox(machine: Machine, event: Event, version: int, now: float) -> tuple[OutboxMessage, ...]:

@@ -1,18 +1,21 @@
 """Actions, guards and delays of the payment chart (payment.yaml).
 
 The task token identifies the step that waits for a callback, as the workflow's
-``$context.task.token`` does; it is derived from the order id and the step's count, so the
-turn stays deterministic. Each waiting step sends it to the payment provider in a command
-(REQUEST_PAYMENT, then SETTLE_PAYMENT), and the provider's callback carries it back, so a
-late callback for an earlier step is refused. It is a private field: on no view of the
-order. It is not a credential: the callbacks are service events (payment.yaml's
-``serviceEvents``), taken only from the broker or a signed webhook.
+``$context.task.token`` does: 128 random bits per step, kept in the order's snapshot. Each
+waiting step sends it to the payment provider in a command (REQUEST_PAYMENT, then
+SETTLE_PAYMENT), and the provider's callback carries it back, so a late callback for an
+earlier step is refused. It is a private field: on no view of the order, and left out of
+the history's event data. The callbacks are also service events (payment.yaml's
+``serviceEvents``), taken only from the broker or a signed webhook. Rejected: a token
+derived from the order id and the step's count, which kept the action deterministic but
+which anyone who saw an order's id could compute.
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import math
+import secrets
 from typing import ClassVar
 
 from orchestrator import Context, InvalidInput, JsonObject
@@ -77,8 +80,7 @@ class PaymentOrder(Context):
 
     def issueTaskToken(self) -> None:
         self.steps += 1
-        digest = hashlib.sha256(f"{self.order_id}/{self.steps}".encode()).hexdigest()
-        self.taskToken = digest[:32]
+        self.taskToken = secrets.token_hex(16)
 
     def requestPayment(self) -> None:
         """Ask the payment provider for the payment; its callback brings the token back."""
@@ -97,7 +99,8 @@ class PaymentOrder(Context):
         token = data.get("taskToken")
         if not isinstance(token, str):
             raise InvalidInput("data.taskToken", "the callback must carry the step's taskToken")
-        return token == self.taskToken
+        expected = self.taskToken or ""
+        return hmac.compare_digest(token.encode(), expected.encode())
 
     def paymentTimeout(self) -> float:
         return float(self.options["paymentTimeout"])

@@ -14,6 +14,7 @@ exchange, as a payment service on the broker would send them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -196,8 +197,11 @@ async def test_a_callback_with_another_token_is_refused_and_changes_nothing(
 @pytest.mark.parametrize("deployment", ["memory"], indirect=True)
 async def test_no_view_shows_the_task_token(deployment: Deployment) -> None:
     """Issue 16, item 6: the token was on every view and the firehose, so any API client
-    could settle a payment. Now no reply, read, list, history replay or WebSocket message
-    carries it, while the stored order (and the command) has it."""
+    could settle a payment. Now no reply, read, list, history, replay or WebSocket message
+    carries it, neither the one waited for nor the one a callback spent (the history kept
+    each callback's data whole), while the stored order (and the command) has it; and it
+    cannot be computed from what a client sees (it was sha256 of the order id and the step's
+    count, which the view shows)."""
     server = await deployment.start()
     async with (
         http_client(server.url) as http,
@@ -206,10 +210,14 @@ async def test_no_view_shows_the_task_token(deployment: Deployment) -> None:
         placed = await http.post("/orders", json=ORDER)
         order_id = placed.json()["id"]
         assert "taskToken" not in placed.json()["context"]
+        spent_token = await task_token(deployment, order_id)
+        derived = hashlib.sha256(f"{order_id}/1".encode()).hexdigest()[:32]
+        assert spent_token != derived
         seen = [placed.content]
         step = await pay(deployment, http, order_id, "unionpay")
         waiting_token = await task_token(deployment, order_id)
         seen += [(await http.get(f"/orders/{order_id}")).content]
+        seen += [(await http.get(f"/orders/{order_id}/history")).content]
         listed = await http.get("/orders", params={"chart": "payment"})
         seen += [json.dumps(view).encode() for view in listed.json()["orders"]]
         async with connect(f"{server.ws_url}/orders/{order_id}/ws") as live:
@@ -219,11 +227,15 @@ async def test_no_view_shows_the_task_token(deployment: Deployment) -> None:
                 seen.append(str(await replay.recv()).encode())
         for _ in range(step["version"]):
             seen.append(str(await asyncio.wait_for(firehose.recv(), 10)).encode())
-    assert waiting_token
-    # (The history shows each callback's data, with the token it spent: that step is over.)
+    assert waiting_token and spent_token != waiting_token
     for message in seen:
         parsed = json.loads(message)
-        view = parsed.get("view", parsed)
-        assert view["context"]["orderNum"].startswith("ORD-")
-        assert "taskToken" not in view["context"]
+        if "entries" in parsed:  # the history: each event's data without the token
+            assert all("taskToken" not in e["data"] for e in parsed["entries"])
+        else:
+            view = parsed.get("view", parsed)
+            assert view["context"]["orderNum"].startswith("ORD-")
+            assert "taskToken" not in view["context"]
+            assert "taskToken" not in (parsed.get("event") or {}).get("data", {})
         assert waiting_token.encode() not in message
+        assert spent_token.encode() not in message
