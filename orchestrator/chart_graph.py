@@ -11,6 +11,9 @@ Shape::
      # history: null, or "shallow" / "deep" for a history pseudo-state
      "transitions": [{"source", "target", "event", "internal"}, ...]}
 
+An XState machine whose root has transitions of its own is drawn without its root: the
+root's transitions have the source ``(machine)``, a state no list holds.
+
 A transition with no target (an action run in place, such as ADD_PIZZA) has
 ``"target": null``; one with several targets (entering parallel regions) appears once per
 target. An eventless transition has ``"event": null``. The transitions a compound state
@@ -23,14 +26,22 @@ from typing import Any
 
 from statemachine import HistoryState, State, StateChart
 
+from orchestrator.model import MACHINE_WRAPPERS
+
 JsonObject = dict[str, Any]
 
 
 def chart_graph(machine_class: type[StateChart[Any]]) -> JsonObject:
     roots = list(machine_class.states)
+    walked = _walk(roots)
+    # An XState machine's root of its own (MACHINE_ROOT, and MACHINE_REGIONS when parallel)
+    # is not drawn as a state: its children are the top level, as in the order's paths, and
+    # its own transitions keep MACHINE_ROOT as their source.
+    while len(roots) == 1 and roots[0].id in MACHINE_WRAPPERS:
+        roots = list(roots[0].states)
     return {
         "states": [_state(state) for state in roots],
-        "transitions": [edge for state in _walk(roots) for edge in _transitions(state)],
+        "transitions": [edge for state in walked for edge in _transitions(state)],
     }
 
 

@@ -45,7 +45,14 @@ from orchestrator.documents import (
     with_invoke_ids,
 )
 from orchestrator.errors import ChartError, ChartLoop
-from orchestrator.model import JsonObject, is_number, is_platform_event
+from orchestrator.model import (
+    MACHINE_REGIONS,
+    MACHINE_ROOT,
+    MACHINE_WRAPPERS,
+    JsonObject,
+    is_number,
+    is_platform_event,
+)
 
 
 class Machine:
@@ -121,14 +128,29 @@ class StateFacts:
             if state.is_atomic:
                 names = [state.id]
                 parent = state.parent
-                while parent is not None:
+                # An XState machine's root (MACHINE_ROOT) is no part of its states' paths.
+                while parent is not None and parent.id not in MACHINE_WRAPPERS:
                     names.append(parent.id)
                     parent = parent.parent
                 paths.append(".".join(reversed(names)))
         allowed = tuple(dict.fromkeys(event.id for event in sm.allowed_events))
         next_events = tuple(e for e in allowed if not is_platform_event(e))
-        final = any(state.final for state in sm.configuration if state.parent is None)
-        return cls(configuration, ",".join(paths), allowed, next_events, final)
+        return cls(configuration, ",".join(paths), allowed, next_events, _is_done(sm))
+
+
+def _is_done(sm: StateChart[Any]) -> bool:
+    """Whether the machine is done: in a top-level final state, or, for an XState root of
+    its own, in a final state of the root (of each of its regions, when parallel)."""
+    active = sm.configuration
+    for state in active:
+        if state.parent is None:
+            if state.id != MACHINE_ROOT:
+                return bool(state.final)
+            (top,) = state.states if state.states[0].id == MACHINE_REGIONS else (state,)
+            if top.parallel:
+                return all(any(s.final and s in active for s in r.states) for r in top.states)
+            return any(s.final and s in active for s in top.states)
+    return False
 
 
 # The most transitions one turn may take (transitions taken together, in parallel regions,

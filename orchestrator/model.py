@@ -93,6 +93,15 @@ CONTEXT = "context"
 INVOKE_IDS = "invokeIds"
 INVOKE_ACTION_PREFIX = "begin_invoke_"
 END_INVOKE = "end_invoke"
+# The state standing for an XState machine's root when the root has transitions, timers,
+# actions or parallel regions of its own (a python-statemachine document's top level has
+# none): its one top-level state, compound; a parallel root's regions are the children of
+# its one child MACHINE_REGIONS (python-statemachine would exit and enter again a parallel
+# state whose internal transition targets its descendants, XState does not). Not Python
+# names, so no XState state can take them; the paths clients see leave them out.
+MACHINE_ROOT = "(machine)"
+MACHINE_REGIONS = "(machine regions)"
+MACHINE_WRAPPERS = frozenset({MACHINE_ROOT, MACHINE_REGIONS})
 
 
 # The data of an invoke's outcome names the message it is about under this key.

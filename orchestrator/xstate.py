@@ -24,6 +24,10 @@ How XState maps onto our runtime:
   ``<state id>:invocation[<index>]``; a config with a v4-only key is v4). Its ``src`` runs
   between two actions that set and clear the context's ``current_invoke``, so the command
   it sends belongs to the invoke without the author naming the id.
+- The machine's root becomes a state of the document (``MACHINE_ROOT``, with the regions
+  under ``MACHINE_REGIONS`` when parallel) only when it has transitions, timers, actions or
+  regions of its own, so other charts keep their documents; the paths clients see leave
+  the two out (``charts.StateFacts``, ``chart_graph``).
 - Every state name must be unique in the chart (python-statemachine keys states by name,
   and the order's state path is made of these names); duplicates are refused rather than
   renamed, so that the paths clients see are the names the author wrote.
@@ -54,6 +58,8 @@ from orchestrator.model import (
     END_INVOKE,
     INVOKE_ACTION_PREFIX,
     INVOKE_IDS,
+    MACHINE_REGIONS,
+    MACHINE_ROOT,
     SERVICE_EVENTS,
     JsonObject,
     invoke_outcome,
@@ -76,6 +82,8 @@ _STATE_KEYS = _DESCRIPTIVE | {
     *("id", "type", "initial", "states", "on", "always", "onDone"),
     *("entry", "exit", "invoke", "after"),
 }
+# What makes the machine's root a state of its own (``MACHINE_ROOT``) in the document.
+_ROOT_STATE_KEYS = frozenset({"type", "on", "always", "entry", "invoke", "after"})
 _TRANSITION_KEYS = frozenset({"target", "actions", "cond", "guard", "internal"}) | _DESCRIPTIVE
 _INVOKE_KEYS = frozenset({"id", "src", "onDone", "onError"}) | _DESCRIPTIVE
 _REFUSED = {
@@ -180,13 +188,23 @@ class _Converter:
 
     def machine(self) -> JsonObject:
         config = self.root.config
-        self.check_keys(self.root, config, _MACHINE_KEYS | _MACHINE_IGNORED)
+        if "exit" in config:
+            # XState runs it when the machine stops; an order never stops but is done.
+            self.fail(self.root, "'exit' on the machine is not supported; put it on a state")
+        allowed = _MACHINE_KEYS | _MACHINE_IGNORED | _ROOT_STATE_KEYS
+        self.check_keys(self.root, config, allowed)
         if not self.root.children:
             self.fail(self.root, "the machine has no states")
-        native: JsonObject = {
-            "name": PurePath(self.source).stem,
-            "states": self.children(self.root, parallel=False),
-        }
+        if _ROOT_STATE_KEYS & set(config):
+            # The root as a state of its own, the document's one top-level state.
+            root = self.state(self.root, allowed)
+            if root.pop("parallel", False):
+                regions = {"initial": True, "parallel": True, "states": root.pop("states")}
+                root["states"] = {MACHINE_REGIONS: regions}
+            states = {MACHINE_ROOT: {"initial": True, **root}}
+        else:
+            states = self.children(self.root, parallel=False)
+        native: JsonObject = {"name": PurePath(self.source).stem, "states": states}
         if SERVICE_EVENTS in config:
             native[SERVICE_EVENTS] = config[SERVICE_EVENTS]
         if "context" in config:
@@ -207,10 +225,12 @@ class _Converter:
             states[initial] = {"initial": True, **states[initial]}
         return states
 
-    def state(self, node: _Node) -> JsonObject:
+    def state(self, node: _Node, allowed: frozenset[str] = _STATE_KEYS) -> JsonObject:
         config = node.config
-        self.check_keys(node, config, _STATE_KEYS)
+        self.check_keys(node, config, allowed)
         kind = config.get("type", "compound" if node.children else "atomic")
+        if node is self.root and kind not in ("compound", "parallel"):
+            self.fail(node, f"the machine is 'compound' or 'parallel', not {kind!r}")
         out: JsonObject = {}
         if kind == "history":
             self.fail(
@@ -338,14 +358,31 @@ class _Converter:
         out: JsonObject = {}
         target = candidate.get("target")
         targets = target if isinstance(target, list) else [] if target is None else [target]
+        resolved = [self.resolve(node, t, what) for t in targets]
         if targets:
-            out["target"] = " ".join(self.resolve(node, t, what).key for t in targets)
+            out["target"] = " ".join(r.key for r in resolved)
         internal = candidate.get("internal")
         if internal is not None and not isinstance(internal, bool):
             self.fail(node, f"{what}: 'internal' must be true or false")
-        # XState makes a transition to its own descendants (".child") internal by default.
-        if internal is None and targets and all(str(t).startswith(".") for t in targets):
-            internal = True
+        # XState makes a transition to its own descendants internal by default: v4 those
+        # written ".child", v5 any (``#id`` too).
+        if internal is None and targets:
+            if self.version == 4:
+                internal = all(str(t).startswith(".") for t in targets) or None
+            else:
+                internal = all(node in _ancestors(r) for r in resolved) or None
+        if (
+            internal
+            and node is self.root
+            and self.version == 4
+            and "parallel" == node.config.get("type")
+        ):
+            self.fail(
+                node,
+                f"{what}: XState v4 leaves the other regions of a parallel machine alone on "
+                "an internal transition from the machine, python-statemachine exits and "
+                "enters them again; put the transition on the region",
+            )
         if internal is not None and targets:
             out["internal"] = internal
         if "cond" in candidate and "guard" in candidate:
@@ -369,6 +406,15 @@ class _Converter:
             start, path = (found, "") if found is not None else (self.by_id.get(head), rest)
         elif target.startswith("."):
             start, path = node, target[1:]
+        elif node is self.root:
+            # v4 reads a target from the root as one of its states; v5 refuses it.
+            if self.version != 4:
+                self.fail(
+                    node,
+                    f"{what}: {target!r} is not a valid target from the machine (XState v5 "
+                    f"refuses it too); write '.{target}'",
+                )
+            start, path = node, target
         else:
             start, path = node.parent, target
         resolved = start
@@ -436,6 +482,14 @@ class _Converter:
             f"after {delay!r}: a delay is milliseconds or the name of a Context "
             "attribute (delay expressions are not supported)",
         )
+
+
+def _ancestors(node: _Node) -> list[_Node]:
+    found = []
+    while node.parent is not None:
+        node = node.parent
+        found.append(node)
+    return found
 
 
 def xstate_to_native(config: JsonObject, source: str) -> JsonObject:

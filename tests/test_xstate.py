@@ -19,11 +19,12 @@ import pytest
 from statemachine import StateChart
 from statemachine.io import load
 
+from orchestrator.chart_graph import chart_graph
 from orchestrator.charts import load_chart, load_charts
 from orchestrator.context import Context
 from orchestrator.documents import prepare, with_invoke_ids
 from orchestrator.errors import ChartError
-from orchestrator.model import JsonObject
+from orchestrator.model import MACHINE_ROOT, JsonObject
 from orchestrator.xstate import read_xstate, xstate_to_native
 from tests.conftest import ServerFactory
 from tests.helpers import CONFIRM, DONE, HAWAII, MARGHERITA, add, send, wait_for_state
@@ -438,7 +439,20 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
         "state a",
         "guard",
     ),
-    "machine-on": ({**machine(a={}), "on": {"GO": ".a"}}, "machine", "'on'"),
+    "machine-exit": ({**machine(a={}), "exit": "bye"}, "machine", "'exit'"),
+    "machine-final": ({**machine(a={}), "type": "final"}, "machine", "'final'"),
+    "machine-on-done": ({**machine(a={}), "onDone": ".a"}, "machine", "'onDone'"),
+    "machine-v5-plain-target": ({**machine(a={}), "on": {"GO": "a"}}, "machine", "'.a'"),
+    "machine-v4-parallel-internal": (
+        {
+            "type": "parallel",
+            "predictableActionArguments": True,
+            "on": {"GO": ".p.x"},
+            "states": {"p": {"initial": "x", "states": {"x": {}}}, "q": {}},
+        },
+        "machine",
+        "regions",
+    ),
     "unknown-key": (machine(a={"onEnter": "hello"}), "state a", "'onEnter'"),
     "unknown-target": (machine(a={"on": {"GO": "nowhere"}}), "state a", "'nowhere'"),
     "unknown-id-target": (machine(a={"on": {"GO": "#nope"}}), "state a", "'#nope'"),
@@ -828,3 +842,184 @@ def test_invoke_without_id_is_named_as_xstate_names_it(tmp_path: Path, version: 
     assert [s.value for s in mine.steps] == [s.value for s in theirs]
     assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
     assert theirs[-1].value == ("failure",)
+
+
+# A machine whose root is parallel, with entry actions and transitions of its own (the exit
+# actions are on leaves only: python-statemachine exits the states of parallel regions in
+# another order than XState, for any parallel state, which is not what this test is about).
+PARALLEL_ROOT: JsonObject = {
+    "id": "player",
+    "type": "parallel",
+    "entry": "boot",
+    "on": {
+        "PING": {"actions": "pong"},
+        "RESET": {"target": [".media.idle", ".volume.normal"], "actions": "reset"},
+    },
+    "states": {
+        "media": {
+            "initial": "idle",
+            "entry": "media_on",
+            "states": {
+                "idle": {"entry": "idle_in", "exit": "idle_out", "on": {"PLAY": "playing"}},
+                "playing": {"exit": "stop_sound", "on": {"PAUSE": "paused"}},
+                "paused": {"on": {"PLAY": "playing"}},
+            },
+        },
+        "volume": {
+            "initial": "normal",
+            "states": {
+                "normal": {"on": {"MUTE": "muted"}},
+                "muted": {"entry": "hush", "exit": "unhush", "on": {"UNMUTE": "normal"}},
+            },
+        },
+    },
+}
+PARALLEL_ROOT_EVENTS = ["PLAY", "MUTE", "PING", "PAUSE", "RESET", "PLAY", "MUTE", "UNMUTE"]
+
+
+def test_parallel_machine_root_behaves_as_xstate_v5(tmp_path: Path) -> None:
+    """A parallel root with ``entry`` and ``on`` loads (it was refused); its regions are the
+    machine's top level in every path, and the states, actions and their order at each step
+    are XState v5's, a root transition into the regions included (v5 exits and enters again
+    every region, not the root)."""
+    theirs, _ = reference(PARALLEL_ROOT, PARALLEL_ROOT_EVENTS, version=5)
+    mine = ours(tmp_path, PARALLEL_ROOT, PARALLEL_ROOT_EVENTS)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[0].value == ("media.idle", "volume.normal")
+
+
+def test_parallel_machine_root_behaves_as_xstate_v4(tmp_path: Path) -> None:
+    """The same machine read as v4, its root transition external (v4 takes ``.child``
+    targets from a parallel root as internal to one region, which is refused): every
+    state, the root's too, is left and entered again, as in XState v4."""
+    config = {
+        **PARALLEL_ROOT,
+        "predictableActionArguments": True,
+        "on": {
+            "PING": {"actions": "pong"},
+            "RESET": {
+                "target": ["#player.media.idle", "#player.volume.normal"],
+                "actions": "reset",
+            },
+        },
+    }
+    theirs, _ = reference(config, PARALLEL_ROOT_EVENTS, version=4)
+    mine = ours(tmp_path, config, PARALLEL_ROOT_EVENTS)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+
+
+# A compound root with entry, transitions (a child, an id, in place), an invoke and a timer.
+ROOT_ON: JsonObject = {
+    "id": "auth",
+    "initial": "loggedOut",
+    "entry": "boot",
+    "invoke": {"id": "session", "src": "watch_session"},
+    "on": {
+        "LOGOUT": {"target": "#auth.loggedOut", "actions": "forget"},
+        "LOGIN": ".loggedIn",
+        "TOUCH": {"actions": "touch"},
+    },
+    "after": {"60000": {"target": "#auth.loggedOut", "actions": "expire"}},
+    "states": {
+        "loggedOut": {"entry": "show_login", "exit": "hide_login"},
+        "loggedIn": {
+            "initial": "home",
+            "states": {"home": {"on": {"OPEN": "page"}}, "page": {"exit": "close_page"}},
+            "on": {"TOUCH": {"actions": "touch_inside"}},
+        },
+    },
+}
+ROOT_ON_EVENTS = ["TOUCH", "LOGIN", "OPEN", "TOUCH", "LOGOUT", "LOGIN", "LOGOUT"]
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_machine_root_transitions_behave_as_xstate(tmp_path: Path, version: int) -> None:
+    """Transitions, ``entry``, ``invoke`` and ``after`` on the machine's root load (they were
+    refused): the root's transitions apply in every state unless a state's own take the
+    event, paths leave the root out, the root's invoke runs from the start under XState's
+    id, and states, actions and their order are XState's at each step (v4 re-enters the
+    root on ``#auth.loggedOut``, v5 does not)."""
+    config = ROOT_ON if version == 5 else {**ROOT_ON, "predictableActionArguments": True}
+    theirs, running = reference(config, ROOT_ON_EVENTS, version=version)
+    mine = ours(tmp_path, config, ROOT_ON_EVENTS)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert mine.start_invokes == running == ["session"]
+
+
+def test_machine_root_after_is_a_durable_timer(tmp_path: Path) -> None:
+    """The root's ``after`` is a timer of the root, set at the start, whose event takes the
+    root's transition from any state (the reference cannot advance XState's clock)."""
+    mine = ours(tmp_path, ROOT_ON, ["LOGIN", "OPEN"])
+    chart = load_chart(tmp_path / "ref.json")
+    (spec,) = chart.timers[MACHINE_ROOT]
+    assert spec.delay == 60.0
+    order = chart.start("o-2")
+    order.send("LOGIN", {})
+    order.send(spec.event, {})
+    assert order.state_path() == "loggedOut"
+    assert mine.steps[-1].value == ("loggedIn.page",)
+
+
+@pytest.mark.parametrize(
+    ("config", "events", "done"),
+    [
+        (ROOT_ON, ["LOGIN"], False),
+        ({**ROOT_ON, "states": {**ROOT_ON["states"], "gone": {"type": "final"}}}, [], False),
+        (
+            {
+                "id": "m",
+                "initial": "a",
+                "on": {"END": ".end"},
+                "states": {"a": {}, "end": {"type": "final"}},
+            },
+            ["END"],
+            True,
+        ),
+        (
+            {
+                "type": "parallel",
+                "entry": "boot",
+                "states": {
+                    "p": {
+                        "initial": "a",
+                        "states": {"a": {"on": {"X": "p_end"}}, "p_end": {"type": "final"}},
+                    },
+                    "q": {
+                        "initial": "b",
+                        "states": {"b": {"on": {"Y": "q_end"}}, "q_end": {"type": "final"}},
+                    },
+                },
+            },
+            ["X"],
+            False,
+        ),
+    ],
+)
+def test_machine_with_a_root_of_its_own_is_done_as_xstate_says(
+    tmp_path: Path, config: JsonObject, events: list[str], done: bool
+) -> None:
+    """An order of such a machine is final when XState's machine is done: a final child of
+    a compound root, a final child in each region of a parallel one."""
+    chart = ours(tmp_path, config, [])
+    del chart
+    loaded = load_chart(tmp_path / "ref.json")
+    order = loaded.start("o-1")
+    for event in events:
+        order.send(event, {})
+    assert order.is_final() is done
+    if config.get("type") == "parallel":
+        order.send("Y", {})
+        assert order.is_final()
+
+
+def test_chart_graph_leaves_the_machine_root_out(tmp_path: Path) -> None:
+    """GET /charts/{name} draws a parallel root's regions as the top level, as the order's
+    paths name them; the root's own transitions keep the root as their source."""
+    ours(tmp_path, PARALLEL_ROOT, [])
+    graph = chart_graph(load_chart(tmp_path / "ref.json").machine_class)
+    assert [s["id"] for s in graph["states"]] == ["media", "volume"]
+    root_edges = [t for t in graph["transitions"] if t["source"] == MACHINE_ROOT]
+    assert sorted(str(t["event"]) for t in root_edges) == ["PING", "RESET", "RESET"]

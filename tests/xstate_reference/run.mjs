@@ -83,6 +83,7 @@ if (version === 5) {
     actor.send(event);
     record(event, actor.getSnapshot());
   }
+  actor.stop(); // its delayed events would keep Node running
   steps[0].children = input.children;
 } else if (version === 4) {
   const { createMachine, interpret } = xstate4;

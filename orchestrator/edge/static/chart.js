@@ -38,6 +38,9 @@ function el(name, attributes = {}, text) {
   return node;
 }
 
+// The source of an XState machine root's own transitions (orchestrator.model.MACHINE_ROOT).
+const MACHINE_ROOT = "(machine)";
+
 /** The ELK graph of a chart; edges carry the chart's transition they stand for. */
 function elkGraph(chart) {
   const edges = [];
@@ -80,7 +83,8 @@ function elkGraph(chart) {
   };
   const children = region("", chart.states, false);
   chart.transitions.forEach((transition, n) => {
-    if (transition.target === null) return;
+    // An XState machine's own transitions leave its root, which is not drawn.
+    if (transition.target === null || transition.source === MACHINE_ROOT) return;
     const text = eventText(transition);
     edges.push({
       id: `t${n}`,
