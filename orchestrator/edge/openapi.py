@@ -3,13 +3,23 @@
 tests/contract/test_schema.py runs schemathesis against a live server loaded from this
 document, so every status, header and body a route answers, errors included, must be
 described here exactly: a mismatch fails that test.
+
+The create body is not written here: ``document`` builds it when the app starts, a
+``oneOf`` with one closed object per loaded chart that can be created, from that chart's
+own ``create_fields`` (what POST /orders checks), so a chart dropped into the charts
+directory is in the schema without editing this module, and a client generated from the
+document can create an order of every chart.
 """
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import orchestrator
+from orchestrator.charts import JSON_TYPES, Chart
 from orchestrator.numbers import MAX_INTEGER
 
 PROBLEM_JSON = "application/problem+json"
@@ -155,7 +165,12 @@ PATHS: dict[str, Any] = {
     "/orders": {
         "post": {
             "operationId": "createOrder",
-            "summary": "Create an order with its first pizza (applied as version 1)",
+            "summary": "Create an order of a chart (its first event, applied as version 1)",
+            "description": (
+                "The body holds the chart's create fields (GET /charts/{name}: "
+                "`createFields`) and `chart`, which names the chart and may be left out "
+                "for the default one (GET /charts: `default`)."
+            ),
             "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body(_ref("Create")),
             "responses": _guarded(
@@ -406,13 +421,6 @@ def _record(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
 
 SCHEMAS: dict[str, Any] = {
     "Pizza": {"type": "object", "examples": [{"name": "pineapple", "size": "L"}]},
-    "Create": _record(
-        {
-            "pizza": _ref("Pizza"),
-            "chart": {"type": "string", "default": "pizza", "examples": ["pizza"]},
-        },
-        "chart",
-    ),
     "Event": _record(
         {
             "type": {
@@ -675,3 +683,46 @@ OPENAPI["components"]["schemas"].update(
         },
     }
 )
+
+
+def _schema_name(chart_name: str) -> str:
+    """``Create`` and the chart's name in camel case: a component name (``[A-Za-z0-9]``)
+    that a generated client turns into a class name."""
+    parts = re.split(r"[^A-Za-z0-9]+", chart_name)
+    return "Create" + "".join(part[:1].upper() + part[1:] for part in parts)
+
+
+def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
+    """One closed object per chart that can be created, keyed by its component name:
+    its create fields, all required, and ``chart`` as the chart's name, required but for
+    the default chart (POST /orders takes that one without it)."""
+    bodies: dict[str, Any] = {}
+    for name in sorted(charts):
+        context_class = charts[name].context_class
+        if context_class.create_event is None:
+            continue
+        fields = {
+            field: {"type": JSON_TYPES[kind]} for field, kind in context_class.create_fields.items()
+        }
+        body = _record(
+            {**fields, "chart": {"const": name}},
+            *(["chart"] if name == default_chart else []),
+        )
+        body["title"] = f"Create a {name} order"
+        key = _schema_name(name)
+        while key in bodies or key in SCHEMAS:
+            key += "_"
+        bodies[key] = body
+    return bodies
+
+
+def document(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
+    """The document of an app running these charts: the create body is one of theirs."""
+    bodies = create_body(charts, default_chart)
+    built = copy.deepcopy(OPENAPI)
+    schemas = built["components"]["schemas"]
+    schemas.update(bodies)
+    # No creatable chart: no body is valid.
+    create: dict[str, Any] = {"oneOf": [_ref(key) for key in bodies]} if bodies else {"not": {}}
+    schemas["Create"] = create
+    return built
