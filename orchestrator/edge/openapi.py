@@ -692,6 +692,12 @@ def _schema_name(chart_name: str) -> str:
     return "Create" + "".join(part[:1].upper() + part[1:] for part in parts)
 
 
+def _field_schema(json_type: str) -> dict[str, Any]:
+    """A create field of this JSON type; an array's items are any JSON (generators want
+    ``items`` said)."""
+    return {"type": json_type, "items": {}} if json_type == "array" else {"type": json_type}
+
+
 def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
     """One closed object per chart that can be created, keyed by its component name:
     its create fields, all required, and ``chart`` as the chart's name, required but for
@@ -702,13 +708,14 @@ def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, An
         if context_class.create_event is None:
             continue
         fields = {
-            field: {"type": JSON_TYPES[kind]} for field, kind in context_class.create_fields.items()
+            field: _field_schema(JSON_TYPES[kind])
+            for field, kind in context_class.create_fields.items()
         }
         body = _record(
             {**fields, "chart": {"const": name}},
             *(["chart"] if name == default_chart else []),
         )
-        body["title"] = f"Create a {name} order"
+        body["description"] = f"Create a {name} order"
         key = _schema_name(name)
         while key in bodies or key in SCHEMAS:
             key += "_"
