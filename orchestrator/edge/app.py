@@ -59,7 +59,7 @@ def create_app(
     app.state.ready = False
     for name, value in state.items():
         setattr(app.state, name, value)
-    # Built once, from the charts this app runs: GET /openapi.json serves it as is.
+    # Built once, from the routes and the charts of this app: GET /openapi.json serves it.
     registry = state["registry"]
-    app.state.openapi = openapi.document(registry.charts, registry.default_chart)
+    app.state.openapi = openapi.document(app.routes, registry.charts, registry.default_chart)
     return app

@@ -9,14 +9,23 @@ The create body is not written here: ``document`` builds it when the app starts,
 own ``create_fields`` (what POST /orders checks), so a chart dropped into the charts
 directory is in the schema without editing this module, and a client generated from the
 document can create an order of every chart.
+
+Nor are the paths listed by hand: ``document`` walks the app's routes and takes, for each
+route and method, its operation from the ones written here, and refuses to start if a
+route has none or an operation has no route. So the document has every route the app
+serves, each once, and nothing else. A route left out on purpose says so with
+``include_in_schema=False`` (the dashboard's redirect); mounts (the dashboard's static
+files) are not API.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 import orchestrator
 from orchestrator.charts import JSON_TYPES, Chart
@@ -723,10 +732,48 @@ def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, An
     return bodies
 
 
-def document(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
-    """The document of an app running these charts: the create body is one of theirs."""
+def _served(route: BaseRoute) -> list[str]:
+    """The lower-case methods of a route that the document describes: a WebSocket is the
+    GET that opens it; HEAD, which Starlette adds to every GET, is left implicit."""
+    if isinstance(route, WebSocketRoute):
+        return ["get"]
+    if isinstance(route, Route) and route.include_in_schema:
+        return sorted(method.lower() for method in route.methods or () if method != "HEAD")
+    return []
+
+
+def paths_of(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The operations of these routes, in route order, each taken from the written ones;
+    a ``RuntimeError`` (the server does not start) names a route with no operation, or an
+    operation no route serves."""
+    written: dict[str, Any] = OPENAPI["paths"]
+    paths: dict[str, Any] = {}
+    for route in routes:
+        for method in _served(route):
+            path = getattr(route, "path", "")
+            operation = written.get(path, {}).get(method)
+            if operation is None:
+                raise RuntimeError(f"{method.upper()} {path} is served but not documented")
+            paths.setdefault(path, {})[method] = operation
+    unserved = [
+        f"{method.upper()} {path}"
+        for path, operations in written.items()
+        for method in operations
+        if method not in paths.get(path, {})
+    ]
+    if unserved:
+        raise RuntimeError(f"documented but not served: {', '.join(unserved)}")
+    return paths
+
+
+def document(
+    routes: Sequence[BaseRoute], charts: Mapping[str, Chart], default_chart: str
+) -> dict[str, Any]:
+    """The document of an app with these routes, running these charts: its paths are the
+    routes', and the create body is one of the charts'."""
     bodies = create_body(charts, default_chart)
     built = copy.deepcopy(OPENAPI)
+    built["paths"] = copy.deepcopy(paths_of(routes))
     schemas = built["components"]["schemas"]
     schemas.update(bodies)
     # No creatable chart: no body is valid.
