@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from orchestrator.edge import charts, dashboard, ops, orders, webhooks, ws
+from orchestrator.edge import charts, dashboard, openapi, ops, orders, webhooks, ws
 from orchestrator.edge.auth import BearerAuth
 from orchestrator.edge.problems import HANDLERS
 from orchestrator.edge.sameorigin import AllowedHosts, SameOriginGuard
@@ -59,4 +59,7 @@ def create_app(
     app.state.ready = False
     for name, value in state.items():
         setattr(app.state, name, value)
+    # Built once, from the routes and the charts of this app: GET /openapi.json serves it.
+    registry = state["registry"]
+    app.state.openapi = openapi.document(app.routes, registry.charts, registry.default_chart)
     return app

@@ -56,4 +56,6 @@ async def home(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     static = StaticFiles(packages=[("orchestrator.edge", "static")], html=True)
-    return [Route("/", home, methods=["GET"]), Mount("/ui", SecurityHeaders(static), name="ui")]
+    # Pages for people, not API: not in /openapi.json.
+    home_page = Route("/", home, methods=["GET"], include_in_schema=False)
+    return [home_page, Mount("/ui", SecurityHeaders(static), name="ui")]

@@ -3,13 +3,32 @@
 tests/contract/test_schema.py runs schemathesis against a live server loaded from this
 document, so every status, header and body a route answers, errors included, must be
 described here exactly: a mismatch fails that test.
+
+The create body is not written here: ``document`` builds it when the app starts, a
+``oneOf`` with one closed object per loaded chart that can be created, from that chart's
+own ``create_fields`` (what POST /orders checks), so a chart dropped into the charts
+directory is in the schema without editing this module, and a client generated from the
+document can create an order of every chart.
+
+Nor are the paths listed by hand: ``document`` walks the app's routes and takes, for each
+route and method, its operation from the ones written here, and refuses to start if a
+route has none or an operation has no route. So the document has every route the app
+serves, each once, and nothing else. A route left out on purpose says so with
+``include_in_schema=False`` (the dashboard's redirect); mounts (the dashboard's static
+files) are not API.
 """
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
 import orchestrator
+from orchestrator.charts import JSON_TYPES, Chart
 from orchestrator.numbers import MAX_INTEGER
 
 PROBLEM_JSON = "application/problem+json"
@@ -155,7 +174,12 @@ PATHS: dict[str, Any] = {
     "/orders": {
         "post": {
             "operationId": "createOrder",
-            "summary": "Create an order with its first pizza (applied as version 1)",
+            "summary": "Create an order of a chart (its first event, applied as version 1)",
+            "description": (
+                "The body holds the chart's create fields (GET /charts/{name}: "
+                "`createFields`) and `chart`, which names the chart and may be left out "
+                "for the default one (GET /charts: `default`)."
+            ),
             "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body(_ref("Create")),
             "responses": _guarded(
@@ -406,13 +430,6 @@ def _record(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
 
 SCHEMAS: dict[str, Any] = {
     "Pizza": {"type": "object", "examples": [{"name": "pineapple", "size": "L"}]},
-    "Create": _record(
-        {
-            "pizza": _ref("Pizza"),
-            "chart": {"type": "string", "default": "pizza", "examples": ["pizza"]},
-        },
-        "chart",
-    ),
     "Event": _record(
         {
             "type": {
@@ -675,3 +692,91 @@ OPENAPI["components"]["schemas"].update(
         },
     }
 )
+
+
+def _schema_name(chart_name: str) -> str:
+    """``Create`` and the chart's name in camel case: a component name (``[A-Za-z0-9]``)
+    that a generated client turns into a class name."""
+    parts = re.split(r"[^A-Za-z0-9]+", chart_name)
+    return "Create" + "".join(part[:1].upper() + part[1:] for part in parts)
+
+
+def _field_schema(json_type: str) -> dict[str, Any]:
+    """A create field of this JSON type; an array's items are any JSON (generators want
+    ``items`` said)."""
+    return {"type": json_type, "items": {}} if json_type == "array" else {"type": json_type}
+
+
+def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
+    """One closed object per chart that can be created, keyed by its component name:
+    its create fields, all required, and ``chart`` as the chart's name, required but for
+    the default chart (POST /orders takes that one without it)."""
+    bodies: dict[str, Any] = {}
+    for name in sorted(charts):
+        context_class = charts[name].context_class
+        if context_class.create_event is None:
+            continue
+        fields = {
+            field: _field_schema(JSON_TYPES[kind])
+            for field, kind in context_class.create_fields.items()
+        }
+        body = _record(
+            {**fields, "chart": {"const": name}},
+            *(["chart"] if name == default_chart else []),
+        )
+        body["description"] = f"Create a {name} order"
+        key = _schema_name(name)
+        while key in bodies or key in SCHEMAS:
+            key += "_"
+        bodies[key] = body
+    return bodies
+
+
+def _served(route: BaseRoute) -> list[str]:
+    """The lower-case methods of a route that the document describes: a WebSocket is the
+    GET that opens it; HEAD, which Starlette adds to every GET, is left implicit."""
+    if isinstance(route, WebSocketRoute):
+        return ["get"]
+    if isinstance(route, Route) and route.include_in_schema:
+        return sorted(method.lower() for method in route.methods or () if method != "HEAD")
+    return []
+
+
+def paths_of(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The operations of these routes, in route order, each taken from the written ones;
+    a ``RuntimeError`` (the server does not start) names a route with no operation, or an
+    operation no route serves."""
+    written: dict[str, Any] = OPENAPI["paths"]
+    paths: dict[str, Any] = {}
+    for route in routes:
+        for method in _served(route):
+            path = getattr(route, "path", "")
+            operation = written.get(path, {}).get(method)
+            if operation is None:
+                raise RuntimeError(f"{method.upper()} {path} is served but not documented")
+            paths.setdefault(path, {})[method] = operation
+    unserved = [
+        f"{method.upper()} {path}"
+        for path, operations in written.items()
+        for method in operations
+        if method not in paths.get(path, {})
+    ]
+    if unserved:
+        raise RuntimeError(f"documented but not served: {', '.join(unserved)}")
+    return paths
+
+
+def document(
+    routes: Sequence[BaseRoute], charts: Mapping[str, Chart], default_chart: str
+) -> dict[str, Any]:
+    """The document of an app with these routes, running these charts: its paths are the
+    routes', and the create body is one of the charts'."""
+    bodies = create_body(charts, default_chart)
+    built = copy.deepcopy(OPENAPI)
+    built["paths"] = copy.deepcopy(paths_of(routes))
+    schemas = built["components"]["schemas"]
+    schemas.update(bodies)
+    # No creatable chart: no body is valid.
+    create: dict[str, Any] = {"oneOf": [_ref(key) for key in bodies]} if bodies else {"not": {}}
+    schemas["Create"] = create
+    return built

@@ -8,7 +8,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from orchestrator.edge.openapi import OPENAPI
 from orchestrator.edge.problems import problem
 from orchestrator.metrics import Metrics
 from orchestrator.store.base import QueryStore
@@ -33,4 +32,5 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(OPENAPI)
+    """The document built when the app started, for the charts it runs."""
+    return JSONResponse(request.app.state.openapi)

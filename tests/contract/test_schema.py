@@ -104,12 +104,26 @@ def node_id_shim(request: pytest.FixtureRequest) -> None:
         request.node._nodeid = request.node.nodeid
 
 
-@pytest.fixture
-def open_api(server_factory: ServerFactory) -> OpenApiSchema:
-    """No token, and every operation on an order aimed at one real order, so that its
-    checks go past the 404 of an unknown id (the other runs make up ids)."""
+# One real order of each bundled chart that can be created over HTTP.
+FIRST_BODIES = {
+    "pizza": {"pizza": HAWAII},
+    "payment": {
+        "chart": "payment",
+        "products": [{"name": "tea", "price": 3.5}],
+        "supplier": "Acme",
+        "address": "1 Main St",
+    },
+}
+
+
+@pytest.fixture(params=sorted(FIRST_BODIES))
+def open_api(request: pytest.FixtureRequest, server_factory: ServerFactory) -> OpenApiSchema:
+    """No token, and every operation on an order aimed at one real order (of each chart in
+    turn), so that its checks go past the 404 of an unknown id (the other runs make up
+    ids). The create body is the document's oneOf of every loaded chart's."""
     server = server_factory()
-    created = httpx.post(f"{server.url}/orders", json={"pizza": HAWAII}, timeout=10.0)
+    body = FIRST_BODIES[request.param]
+    created = httpx.post(f"{server.url}/orders", json=body, timeout=10.0)
     assert created.status_code == 201, created.text
     return load(server.url, token=None, order_id=created.json()["id"])
 
