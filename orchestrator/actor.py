@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from orchestrator import logs, tracing, turn
 from orchestrator.charts import Chart, Machine
+from orchestrator.charts import private_fields as chart_private_fields
 from orchestrator.errors import (
     IdempotencyConflict,
     OrchestratorError,
@@ -268,8 +269,9 @@ class Actor:
 
     def _private(self) -> frozenset[str]:
         """The context fields no view of this order shows."""
-        chart = self._charts.get(self.snapshot.chart) if self.snapshot is not None else None
-        return chart.context_class.private_fields if chart is not None else frozenset()
+        if self.snapshot is None:
+            return frozenset()
+        return chart_private_fields(self._charts, self.snapshot.chart)
 
     @property
     def recent_reply_bytes(self) -> int:

@@ -502,3 +502,9 @@ def load_charts(directory: Path, options: dict[str, JsonObject] | None = None) -
     if unknown:
         raise ChartError(f"options given for unknown charts {unknown}; charts: {sorted(charts)}")
     return charts
+
+
+def private_fields(charts: dict[str, Chart], name: str) -> frozenset[str]:
+    """The context fields of chart ``name`` that no view shows (none for a chart not loaded)."""
+    chart = charts.get(name)
+    return chart.context_class.private_fields if chart is not None else frozenset()

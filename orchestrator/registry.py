@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from orchestrator import tracing
 from orchestrator.actor import Actor, Request
 from orchestrator.charts import Chart
+from orchestrator.charts import private_fields as chart_private_fields
 from orchestrator.errors import IdempotencyConflict, InvalidInput, OrchestratorError, Unavailable
 from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
@@ -179,8 +180,7 @@ class Registry:
 
     def private_fields(self, chart: str) -> frozenset[str]:
         """The context fields of ``chart`` that no view shows (none for a chart not loaded)."""
-        found = self.charts.get(chart)
-        return found.context_class.private_fields if found is not None else frozenset()
+        return chart_private_fields(self.charts, chart)
 
     async def view(self, order_id: str) -> Snapshot | None:
         """The committed snapshot, from memory when the actor is live, else from the store."""
