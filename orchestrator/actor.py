@@ -124,6 +124,14 @@ class Actor:
             self._task = asyncio.create_task(self._run(), name=f"actor-{self.order_id}")
         return future
 
+    def evict(self, error: OrchestratorError) -> None:
+        """Fail every request still waiting in the mailbox with ``error`` (its node lost
+        the order's shard); a turn running now finishes, refused by the store's fence."""
+        while self._mailbox:
+            _, future = self._mailbox.popleft()
+            _settle(future, error=error)
+        self.missing = True  # dropped when idle, never reused
+
     async def _run(self) -> None:
         try:
             while self._mailbox:

@@ -216,6 +216,21 @@ def main() -> None:
     help="Host names requests may use besides localhost, loopback and --host (any IP address"
     " too when --host is 0.0.0.0 or ::); '*' allows any.",
 )
+@click.option(
+    "--advertise-url",
+    default=None,
+    metavar="URL",
+    help="Cluster (PostgreSQL): the base URL other nodes reach this one at "
+    "[default: http://<host>:<port>].",
+)
+@click.option(
+    "--lease-ttl",
+    type=float,
+    default=DEFAULTS.lease_ttl,
+    show_default=True,
+    help="Cluster (PostgreSQL): seconds a shard lease lasts unrenewed; a dead node's "
+    "shards move about this long after it died.",
+)
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
 @click.option(
     "--log-format",

@@ -24,9 +24,13 @@ one place (``edge/problems.py``); nothing else formats errors for clients.
      +-- TimerGone              a timer fired after its turn cancelled it   (internal)
      +-- StaleOutcome           an invoke's outcome for a message a later
      |                          turn replaced (a retry); ignored            (internal)
+     +-- RemoteProblem          the node owning the order answered with a
+     |                          problem; passed on as it is                 -> its status
      +-- Unavailable            the store or broker failed; retry later     -> 503
          +-- StoreUnavailable   the store cannot write (its disk is full or
-                                failing): an outage, not the turn's fault   -> 503
+         |                      failing): an outage, not the turn's fault   -> 503
+         +-- ShardMoved         the order's shard is not this node's (any
+                                more); the owner's address when known      -> 421/503
 """
 
 from __future__ import annotations
@@ -188,3 +192,30 @@ class StoreUnavailable(Unavailable):
     was kept, and the same event applies once the store is back, so a broker event that
     meets it is delivered again for as long as the outage lasts instead of being counted
     toward its poison limit."""
+
+
+class ShardMoved(Unavailable):
+    """The order's shard is owned by another node, or by none (its lease expired and no
+    node has taken it yet). Nothing was applied. ``owner`` is the owner's base URL when
+    this node knows it: the request belongs there (421 Misdirected Request); without one
+    it is worth retrying shortly (503)."""
+
+    def __init__(self, shard: int, owner: str | None = None) -> None:
+        where = f"node {owner}" if owner else "no node yet; try again shortly"
+        super().__init__(f"the order's shard {shard} is owned by {where}")
+        self.shard = shard
+        self.owner = owner
+
+
+class RemoteProblem(OrchestratorError):
+    """The node that owns the order refused or failed the forwarded request: its problem
+    document (``problem``, a JSON object) and status, to be answered as they are."""
+
+    def __init__(self, status: int, problem: dict[str, object]) -> None:
+        detail = problem.get("detail")
+        super().__init__(detail if isinstance(detail, str) else f"the owner answered {status}")
+        self.status = status
+        self.problem = problem
+        # 421 and 503: the shard moved or the owner's store is down; the same request
+        # may succeed later. Anything else is the request's own fault.
+        self.retryable = status in (421, 503)

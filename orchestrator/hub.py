@@ -23,6 +23,11 @@ subscriber and to keep the event loop open to requests however many there are:
   batch; one still sending is not woken (it reads the log again when done), so a client
   that does not read costs a walk nothing.
 - Their number is capped (``--max-subscribers``), since each sends every event itself.
+
+In a cluster the hub also hears of turns committed on other nodes (``deliver``, from the
+turn fanout), and tells a ``Watcher`` which orders its subscribers watch, so that only
+those cross the broker. An order subscriber told to ``resync`` reads the journal for
+anything it may have missed before its node was bound to the order's turns.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from typing import Protocol
 
 from orchestrator.metrics import Metrics
 from orchestrator.model import TurnRecord, to_json
@@ -47,12 +53,29 @@ def ws_message(version: int, event_json: bytes, view: bytes) -> bytes:
     return b'{"version":%d,"event":%s,"view":%s}' % (version, event_json, view)
 
 
+class Watcher(Protocol):
+    """Told which orders this node's subscribers watch ("" for every order)."""
+
+    def watch(self, order_id: str) -> None: ...
+
+    def unwatch(self, order_id: str) -> None: ...
+
+
+def message_of(record: TurnRecord) -> bytes:
+    """The WebSocket message of a committed turn."""
+    event = to_json(record.journal.as_json()).encode()
+    return ws_message(record.snapshot.version, event, record.reply.body)
+
+
 class Subscriber:
     def __init__(self, order_id: str, limit: int, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
         self.order_id = order_id
         self.limit = limit
         self.limit_bytes = limit_bytes
         self.lagging = False
+        # Set when versions may have committed that no message will bring (in a cluster):
+        # the endpoint reads the journal for them.
+        self.resync = False
         self._buffer: deque[tuple[int, bytes]] = deque()
         self._bytes = 0
         self._ready = asyncio.Event()
@@ -71,9 +94,13 @@ class Subscriber:
             self._bytes += len(message)
         self._ready.set()
 
+    def wants_resync(self) -> None:
+        self.resync = True
+        self._ready.set()
+
     async def next_batch(self) -> list[tuple[int, bytes]]:
-        """Wait for messages; an empty list means the subscriber is lagging."""
-        while not self._buffer and not self.lagging:
+        """Wait for messages, or to be lagging, or to resync (then the batch may be empty)."""
+        while not self._buffer and not self.lagging and not self.resync:
             self._ready.clear()
             await self._ready.wait()
         if self.lagging:
@@ -163,6 +190,7 @@ class Hub:
         max_subscribers: int = 1000,
         limit_bytes: int = DEFAULT_LIMIT_BYTES,
     ) -> None:
+        self.watcher: Watcher | None = None  # set in a cluster, by the runtime
         self._subscribers: dict[str, set[Subscriber]] = {}
         # A dict keeps the order they came in, so each walk wakes them in the same order.
         self._firehose: dict[FirehoseSubscriber, None] = {}
@@ -183,14 +211,24 @@ class Hub:
 
     def subscribe(self, order_id: str) -> Subscriber:
         subscriber = Subscriber(order_id, self.limit, self.limit_bytes)
-        self._subscribers.setdefault(order_id, set()).add(subscriber)
+        subs = self._subscribers.setdefault(order_id, set())
+        if not subs and self.watcher is not None:
+            self.watcher.watch(order_id)
+        subs.add(subscriber)
         return subscriber
 
     def subscribe_all(self) -> FirehoseSubscriber:
         """A subscriber to every order (its ``order_id`` is empty), from now on."""
         subscriber = FirehoseSubscriber(self._log)
+        if not self._firehose and self.watcher is not None:
+            self.watcher.watch("")
         self._firehose[subscriber] = None
         return subscriber
+
+    def resync(self, order_id: str) -> None:
+        """Have the order's subscribers read the journal for versions no message brought."""
+        for subscriber in self._subscribers.get(order_id, ()):
+            subscriber.wants_resync()
 
     def admit(self) -> bool:
         """Count in one more WebSocket, unless ``max_subscribers`` are open (then False)."""
@@ -205,6 +243,8 @@ class Hub:
     def unsubscribe(self, subscriber: Subscriber | FirehoseSubscriber) -> None:
         if isinstance(subscriber, FirehoseSubscriber):
             self._firehose.pop(subscriber, None)
+            if not self._firehose and self.watcher is not None:
+                self.watcher.unwatch("")
             if subscriber.lagging:
                 self._metrics.ws_dropped.inc()
             return
@@ -213,6 +253,8 @@ class Hub:
             subs.discard(subscriber)
             if not subs:
                 del self._subscribers[subscriber.order_id]
+                if self.watcher is not None:
+                    self.watcher.unwatch(subscriber.order_id)
         if subscriber.lagging:
             self._metrics.ws_dropped.inc()
 
@@ -220,12 +262,15 @@ class Hub:
         subs = self._subscribers.get(record.snapshot.order_id)
         if not subs and not self._firehose:
             return
-        event = to_json(record.journal.as_json()).encode()
-        message = ws_message(record.snapshot.version, event, record.reply.body)
-        for subscriber in subs or ():
-            subscriber.push(record.snapshot.version, message)
+        self.deliver(record.snapshot.order_id, record.snapshot.version, message_of(record))
+
+    def deliver(self, order_id: str, version: int, message: bytes) -> None:
+        """A turn's message to the order's subscribers and the firehose; in a cluster, also
+        those of turns committed on other nodes."""
+        for subscriber in self._subscribers.get(order_id, ()):
+            subscriber.push(version, message)
         if self._firehose:
-            self._log.append(record.snapshot.version, message)
+            self._log.append(version, message)
             self._wake_firehose()
 
     def _wake_firehose(self) -> None:

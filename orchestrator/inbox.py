@@ -13,6 +13,12 @@ event's fault, and the event applies once the store is back: it raises the port'
 so the broker delivers it again for as long as the outage lasts (up to ``RETRY_FOR``)
 without counting it toward the poison limit. Other retryable errors are redelivered and
 counted, since they may be the event's own doing.
+
+In a cluster every node consumes the one queue; an event for an order of another node's
+shard is forwarded to that node by the registry and acknowledged once the owner has
+committed it. While its shard has no owner (a failover: ten seconds or so), it is a
+``Retry`` too, since it is no more the event's fault than a store outage; so is an
+owner's own outage answered over the forward.
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ import logging
 
 from orchestrator import tracing
 from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison, Retry
-from orchestrator.errors import InvalidInput, OrchestratorError, StoreUnavailable
+from orchestrator.errors import (
+    InvalidInput,
+    OrchestratorError,
+    RemoteProblem,
+    ShardMoved,
+    StoreUnavailable,
+)
 from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode, event_from
 from orchestrator.registry import Registry
 
@@ -54,8 +66,22 @@ class Inbox:
             raise Poison(str(exc)) from exc
         try:
             await self._registry.send(message.subject, event)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, ShardMoved) as exc:
             raise Retry(exc.detail) from exc
+        except RemoteProblem as exc:
+            if exc.problem.get("error") in ("StoreUnavailable", "ShardMoved"):
+                raise Retry(exc.detail) from exc
+            if exc.retryable:
+                raise  # redelivered later, and counted
+            reason = f"{exc.problem.get('error', exc.status)}: {exc.detail}"
+            log.warning(
+                "%s refused by the node owning order %s, dead-lettering it: %s",
+                message.type,
+                message.subject,
+                reason,
+                extra={"order_id": message.subject, "event_id": message.id},
+            )
+            raise Poison(reason) from exc
         except OrchestratorError as exc:
             if exc.retryable:
                 raise  # redelivered later, and counted

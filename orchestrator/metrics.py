@@ -86,6 +86,34 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        # The cluster's (PostgreSQL): stay at zero on a node that is not in one.
+        self.shards_owned = Gauge(
+            "orchestrator_shards_owned", "Shards this node holds a lease on.", registry=r
+        )
+        self.lease_renew_seconds = Histogram(
+            "orchestrator_lease_renew_seconds",
+            "Time to renew this node's shard leases.",
+            buckets=TURN_BUCKETS,
+            registry=r,
+        )
+        self.fence_refusals = Counter(
+            "orchestrator_fence_refusals",
+            "Writes refused because this node no longer held a shard: by its own clock"
+            " (local) or by the database (store).",
+            ["where"],
+            registry=r,
+        )
+        self.forwards = Counter(
+            "orchestrator_forwards",
+            "Requests sent to the node owning their order's shard, by how it went.",
+            ["result"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "orchestrator_shard_failovers",
+            "Shards this node took from a node whose lease ran out.",
+            registry=r,
+        )
         self._order_states: set[tuple[str, str]] = set()
 
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:

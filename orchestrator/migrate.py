@@ -41,8 +41,9 @@ import asyncpg
 
 from orchestrator.errors import OrchestratorError, SchemaTooNew
 from orchestrator.model import Snapshot, names_json, to_json
+from orchestrator.shards import shard_of
 from orchestrator.store import postgres, sqlite
-from orchestrator.store.postgres import PostgresStore, shard_of
+from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.rows import entry_of, rebuilt_view
 from orchestrator.store.sqlite import SqliteStore
 

@@ -15,6 +15,12 @@ At start, ``recover`` reads the rows a crash left behind before anything can com
 ones, and ``start`` resends them: read later, the outbox would also hold rows committed and
 relayed since the start whose delete is not yet written, and those would go out twice.
 
+In a cluster the outbox is per shard: only the node serving a shard relays its messages.
+Taking a shard reads what its last owner left (``recover`` with the shards, before any
+turn of the shard commits here) and resends it (``resend``); losing one cancels its
+messages in flight (``forget``), which stay in the outbox for the next owner. A message
+both owners publish is deduped by its id downstream.
+
 The relay never writes a turn itself: it only sends events to actors, through ``deliver``.
 A message's relay task copies the log fields of the turn that committed it (order, event,
 chart, trace); messages left from before a restart and dead-lettered commands get theirs
@@ -26,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from orchestrator import logs, tracing
@@ -66,16 +72,18 @@ class OutboxRelay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, float] = {}  # message id -> when it was committed
         self._closed = False
-        self._left: list[OutboxMessage] = []  # read by recover, resent by start
+        self._left: list[OutboxMessage] = []  # read by recover, resent by start or resend
+        self._relaying: dict[str, tuple[str, asyncio.Task[None]]] = {}  # id -> order, task
         metrics.watch(metrics.outbox_depth, lambda: len(self._pending))
         metrics.watch(metrics.outbox_lag, self._lag)
 
     def _lag(self) -> float:
         return time.monotonic() - min(self._pending.values()) if self._pending else 0.0
 
-    async def recover(self) -> None:
-        """Read what a crash left in the outbox; before any turn of this run can commit."""
-        self._left = await self._store.unsent()
+    async def recover(self, shards: Sequence[int] | None = None) -> None:
+        """Read what a crash left in the outbox (of ``shards`` only, when given); before any
+        turn of this run (of those shards) can commit."""
+        self._left += await self._store.unsent(shards)
 
     async def start(self) -> None:
         """Declare the queue for dead-lettered commands and resend what ``recover`` read."""
@@ -83,6 +91,18 @@ class OutboxRelay:
             UNDELIVERABLE_QUEUE, [COMMAND_PREFIX + "#"], dead_letter_exchange=True
         )
         await self._broker.consume(UNDELIVERABLE_QUEUE, self._undeliverable, prefetch=4)
+        self.resend()
+
+    def forget(self, lost: Callable[[str], bool]) -> None:
+        """Stop relaying the messages of orders for which ``lost`` is true (their shard is
+        another node's now); their rows stay in the outbox for it."""
+        for order_id, task in list(self._relaying.values()):
+            if lost(order_id):
+                task.cancel()
+        self._left = [m for m in self._left if not lost(m.order_id)]
+
+    def resend(self) -> None:
+        """Publish again what ``recover`` read."""
         unsent, self._left = self._left, []
         if unsent:
             log.info("resending %d outbox messages left from before the restart", len(unsent))
@@ -120,6 +140,7 @@ class OutboxRelay:
             self._pending[message.id] = time.monotonic()
             task = asyncio.create_task(self._relay(message), name=f"relay-{message.id}")
             self._tasks.add(task)
+            self._relaying[message.id] = (message.order_id, task)
             task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
@@ -137,9 +158,10 @@ class OutboxRelay:
                 outcome = await self._publish(message)
             if message.invoke is not None:
                 await self._tell(message, message.invoke, outcome)
-            self._store.mark_sent([message.id])
+            self._store.mark_sent([message])
         finally:
             self._pending.pop(message.id, None)
+            self._relaying.pop(message.id, None)
 
     async def _publish(self, message: OutboxMessage) -> str:
         """``done`` once confirmed; ``error`` when no queue will ever take it.

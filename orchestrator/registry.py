@@ -12,25 +12,45 @@ twice. Creates with an Idempotency-Key are serialised per key here, because the 
 they would go to does not exist yet. The create is shared by key, but each request is
 answered by its own body: the reply recorded for that body, 422 for any other, and a
 failure only to the body that failed (the next body then tries its own create).
+
+In a cluster (``cluster`` given) an order lives on the node that serves its shard. An event
+for an order of another node's shard is forwarded there, as is a create whose
+Idempotency-Key falls in another node's shard; an unkeyed create is made here, in a shard
+this node serves. A request that finds its shard lost while it waited in a mailbox
+(``ShardMoved``: nothing was applied) is forwarded to the new owner, so a handover is
+invisible to clients. A request that was itself forwarded is never forwarded again: it is
+refused with ``ShardMoved``, which the forwarding node answers by reading the routes anew.
+When shards are lost, their actors' queued requests fail with ``ShardMoved`` and the
+actors are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from orchestrator import tracing
 from orchestrator.actor import Actor, Request
 from orchestrator.charts import Chart
 from orchestrator.charts import private_fields as chart_private_fields
-from orchestrator.errors import IdempotencyConflict, InvalidInput, OrchestratorError, Unavailable
+from orchestrator.errors import (
+    IdempotencyConflict,
+    InvalidInput,
+    OrchestratorError,
+    ShardMoved,
+    Unavailable,
+)
 from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord, timer_event_id
+from orchestrator.shards import order_id_in
 from orchestrator.store.base import TurnStore
 from orchestrator.turn import Limits
 
@@ -45,6 +65,31 @@ class _Creating:
     task: asyncio.Task[Reply]
 
 
+Local = Callable[[], Awaitable[Reply]]
+
+
+class Cluster(Protocol):
+    """The shards this node serves, and the way to the others (``cluster.forward``)."""
+
+    @property
+    def shards(self) -> int:
+        """How many shards the database has."""
+
+    def shard_of(self, text: str) -> int: ...
+
+    def serves(self, shard: int) -> bool: ...
+
+    def served(self) -> list[int]: ...
+
+    def moved(self, shard: int) -> ShardMoved: ...
+
+    async def send(
+        self, order_id: str, event: Event, if_match: int | None, local: Local
+    ) -> Reply: ...
+
+    async def create(self, shard: int, event: Event, chart: str, local: Local) -> Reply: ...
+
+
 class Registry:
     def __init__(
         self,
@@ -57,8 +102,10 @@ class Registry:
         idle_seconds: float = 300.0,
         default_chart: str = "pizza",
         limits: Limits | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.store = store
+        self.cluster = cluster
         self.charts = charts
         self.metrics = metrics
         self.default_chart = default_chart if default_chart in charts else next(iter(charts))
@@ -104,12 +151,40 @@ class Registry:
             self._actors.move_to_end(order_id)
         return actor
 
-    async def send(self, order_id: str, event: Event, *, if_match: int | None = None) -> Reply:
+    async def send(
+        self,
+        order_id: str,
+        event: Event,
+        *,
+        if_match: int | None = None,
+        forwarded: bool = False,
+    ) -> Reply:
         """Apply an event to an existing order; raises the refusal as an error."""
-        return await self.actor(order_id).submit(Request(event, if_match))
+        cluster = self.cluster
+        if cluster is None:
+            return await self.actor(order_id).submit(Request(event, if_match))
+        shard = cluster.shard_of(order_id)
+
+        async def here() -> Reply:
+            return await self.send(order_id, event, if_match=if_match, forwarded=True)
+
+        if cluster.serves(shard):
+            try:
+                return await self.actor(order_id).submit(Request(event, if_match))
+            except ShardMoved:
+                if forwarded:
+                    raise
+        elif forwarded:
+            raise cluster.moved(shard)
+        return await cluster.send(order_id, event, if_match, here)
 
     async def fire(self, timer: Timer) -> Reply:
-        """Apply a pending timer's event to its order; the turn deletes the timer."""
+        """Apply a pending timer's event to its order; the turn deletes the timer. Only
+        the node serving the order's shard fires it."""
+        if self.cluster is not None:
+            shard = self.cluster.shard_of(timer.order_id)
+            if not self.cluster.serves(shard):
+                raise self.cluster.moved(shard)
         event = Event(
             type=timer.event_type,
             data=timer.data,
@@ -121,14 +196,35 @@ class Registry:
         )
         return await self.actor(timer.order_id).submit(Request(event, timer=timer))
 
-    async def create(self, event: Event, *, chart: str | None) -> Reply:
-        """Create an order whose first event is ``event``; a repeated key gets the first reply."""
+    async def create(
+        self,
+        event: Event,
+        *,
+        chart: str | None,
+        shard: int | None = None,
+        forwarded: bool = False,
+    ) -> Reply:
+        """Create an order whose first event is ``event``; a repeated key gets the first
+        reply. In a cluster the order goes in ``shard``: by default the key's, or for an
+        unkeyed create one this node serves."""
         name = chart or self.default_chart
         found = self.charts.get(name)
         if found is None:
             raise InvalidInput("chart", f"unknown chart {name!r}; known: {sorted(self.charts)}")
+        cluster = self.cluster
+        if cluster is not None:
+            if shard is None:
+                shard = self._shard_for(cluster, event)
+            if not cluster.serves(shard):
+                if forwarded:
+                    raise cluster.moved(shard)
+
+                async def here() -> Reply:
+                    return await self.create(event, chart=name, shard=shard, forwarded=True)
+
+                return await cluster.create(shard, event, name, here)
         if not event.keyed:
-            return await self._create(found, event)
+            return await self._create(found, event, shard)
         while True:
             creating = self._creating.get(event.id)
             # A task already done may not be forgotten yet (its callback runs soon): one
@@ -137,7 +233,7 @@ class Registry:
                 # A task of its own, which every request with the key awaits shielded: one
                 # that is cancelled (a client gone at shutdown) stops neither the create
                 # nor the others' wait for its reply.
-                task = asyncio.create_task(self._create_once(found, event), name="create")
+                task = asyncio.create_task(self._create_once(found, event, shard), name="create")
                 creating = _Creating(event.fingerprint, task)
                 self._creating[event.id] = creating
                 task.add_done_callback(lambda done: self._created(event.id, done))
@@ -160,13 +256,22 @@ class Registry:
         if not task.cancelled():
             task.exception()  # retrieved, in case every request awaiting it was cancelled
 
-    async def _create_once(self, chart: Chart, event: Event) -> Reply:
+    @staticmethod
+    def _shard_for(cluster: Cluster, event: Event) -> int:
+        """A keyed create's shard is its key's, so a retry reaches the same node; an
+        unkeyed one goes in a shard this node serves, if any."""
+        if event.keyed:
+            return cluster.shard_of(event.id)
+        served = cluster.served()
+        return random.choice(served) if served else random.randrange(cluster.shards)
+
+    async def _create_once(self, chart: Chart, event: Event, shard: int | None) -> Reply:
         """The reply of the create the key made, whatever its body, or a new create.
 
         It answers for every request with the key, so it compares no fingerprint."""
         existing = await self.store.order_created_by(event.id)
         if existing is None:
-            return await self._create(chart, event)
+            return await self._create(chart, event, shard)
         # Committed with the order in one transaction, so it is there.
         private = chart.context_class.private_fields
         recorded = await self.store.reply_for(existing, event.id, private=private)
@@ -174,8 +279,11 @@ class Registry:
             raise Unavailable(f"order {existing} has no journal entry for its create")
         return recorded
 
-    async def _create(self, chart: Chart, event: Event) -> Reply:
-        order_id = new_order_id()
+    async def _create(self, chart: Chart, event: Event, shard: int | None) -> Reply:
+        if shard is None or self.cluster is None:
+            order_id = new_order_id()
+        else:
+            order_id = order_id_in(shard, self.cluster.shards)
         return await self.actor(order_id).submit(Request(event, create=chart))
 
     def private_fields(self, chart: str) -> frozenset[str]:
@@ -188,6 +296,40 @@ class Registry:
         if actor is not None and actor.snapshot is not None:
             return actor.snapshot
         return await self.store.load(order_id)
+
+    # -- shards ------------------------------------------------------------------------
+
+    def lost(self, shards: frozenset[int]) -> None:
+        """Stop serving the orders of ``shards`` at once: their queued requests fail with
+        ``ShardMoved`` and their actors are dropped (a turn running now is refused by the
+        fence when it commits)."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+        for actor in list(self._actors.values()):
+            if cluster.shard_of(actor.order_id) in shards:
+                del self._actors[actor.order_id]
+                actor.evict(cluster.moved(cluster.shard_of(actor.order_id)))
+        self._settled.set()
+
+    async def quiesce(self, shards: frozenset[int], within: float) -> None:
+        """Return once no turn of an order in ``shards`` is queued or running (nor a
+        create), or after ``within`` seconds."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+
+        def busy() -> bool:
+            return bool(self._creating) or any(
+                actor.busy and cluster.shard_of(actor.order_id) in shards
+                for actor in self._actors.values()
+            )
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while busy():
+                    self._settled.clear()
+                    await self._settled.wait()
 
     # -- passivation -------------------------------------------------------------------
 

@@ -14,12 +14,15 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from orchestrator.broker.base import Broker
+from orchestrator.broker.fanout import TurnFanout
 from orchestrator.broker.memory import MemoryBroker
 from orchestrator.broker.rabbitmq import RabbitBroker
 from orchestrator.charts import load_charts
+from orchestrator.cluster.forward import Forwarder
+from orchestrator.cluster.node import ClusterNode
 from orchestrator.edge.app import create_app
 from orchestrator.edge.sameorigin import AllowedHosts
-from orchestrator.hub import Hub
+from orchestrator.hub import Hub, message_of
 from orchestrator.inbox import Inbox
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, TurnRecord
@@ -44,12 +47,18 @@ def sibling(db: Path, role: str) -> Path:
     return db.with_name(f"{db.stem}.{role}.db")
 
 
-def open_store(settings: Settings, on_batch: Callable[[int], None] | None = None) -> Store:
+def open_store(
+    settings: Settings,
+    on_batch: Callable[[int], None] | None = None,
+    fence: ClusterNode | None = None,
+) -> Store:
     """The store ``settings`` name (not yet opened): PostgreSQL for a ``--store`` URL, else
     the SQLite file ``--db``. The runtime keeps the whole store (it alone opens and closes
     it) and hands each part only its role: see ``orchestrator.store.base``."""
     if settings.store is not None:
-        return PostgresStore(settings.store, max_batch=settings.max_batch, on_batch=on_batch)
+        return PostgresStore(
+            settings.store, max_batch=settings.max_batch, on_batch=on_batch, fence=fence
+        )
     return SqliteStore(
         settings.db,
         synchronous=settings.synchronous,
@@ -72,7 +81,19 @@ class Runtime:
         self.settings = settings
         self.metrics = Metrics()
         self.charts = load_charts(settings.charts, settings.options_by_chart())
-        self.store = open_store(settings, on_batch=self.metrics.commit_batch.observe)
+        # On PostgreSQL every server is a cluster node (one alone is a cluster of one): two
+        # processes on one database can then never both write an order.
+        self.cluster: ClusterNode | None = None
+        self.forwarder: Forwarder | None = None
+        if settings.store is not None:
+            self.cluster = ClusterNode(
+                settings.store,
+                address=settings.node_address,
+                metrics=self.metrics,
+                ttl=settings.lease_ttl,
+            )
+            self.forwarder = Forwarder(self.cluster, self.metrics)
+        self.store = open_store(settings, self.metrics.commit_batch.observe, self.cluster)
         self.broker: Broker
         self.services: list[StubService] = []
         if settings.broker.startswith(("amqp://", "amqps://")):
@@ -93,6 +114,17 @@ class Runtime:
         self.hub = Hub(
             self.metrics, settings.ws_queue, settings.max_subscribers, settings.ws_queue_bytes
         )
+        # A cluster's nodes tell each other of committed turns for their WebSockets.
+        self.fanout: TurnFanout | None = None
+        if self.cluster is not None and isinstance(self.broker, RabbitBroker):
+            self.fanout = TurnFanout(
+                settings.broker,
+                node=self.cluster.node,
+                deliver=self.hub.deliver,
+                resync=self.hub.resync,
+                connect_within=settings.broker_connect_timeout,
+            )
+            self.hub.watcher = self.fanout
         self.registry = Registry(
             store=self.store,
             charts=self.charts,
@@ -101,9 +133,16 @@ class Runtime:
             max_actors=settings.max_actors,
             idle_seconds=settings.idle_seconds,
             limits=Limits(settings.max_order_bytes, settings.max_order_events),
+            cluster=self.forwarder,
         )
         self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
-        self.scheduler = Scheduler(self.store, self.registry.fire)
+        self.scheduler = Scheduler(
+            self.store,
+            self.registry.fire,
+            shards=self.cluster.served if self.cluster is not None else None,
+        )
+        if self.cluster is not None:
+            self.cluster.attach(_ShardHost(self))
         self.inbox = Inbox(self.broker, self.registry, max_body_bytes=settings.max_body_bytes)
         self.app: Starlette = create_app(
             self.lifespan,
@@ -117,6 +156,7 @@ class Runtime:
             allowed_hosts=AllowedHosts(settings.host, settings.allowed_hosts),
             webhook_keys=settings.webhook_keys(),
             webhook_window=settings.webhook_window,
+            cluster=self.cluster,
         )
 
     def _embedded_services(self, settings: Settings) -> list[StubService]:
@@ -138,15 +178,27 @@ class Runtime:
         ]
 
     def exclusive_files(self) -> list[Path]:
-        """The files only this process may write: the database, and in embedded mode the
-        services' ledgers (a ``python -m services.kitchen`` on one would bake twice)."""
-        return [self.settings.db, *(service.ledger.path for service in self.services)]
+        """The files only this process may write: the SQLite database, and with the
+        in-process broker its file and the services' ledgers (a ``python -m
+        services.kitchen`` on one would bake twice). On PostgreSQL with RabbitMQ, none:
+        the nodes of a cluster share the database, and its leases keep them apart."""
+        files = [self.settings.db] if self.settings.store is None else []
+        if self.services:
+            files.append(sibling(self.settings.db, "broker"))
+            files += [service.ledger.path for service in self.services]
+        return files
 
     def _dead_lettered(self, queue: str) -> None:
         self.metrics.dead_letters.labels(queue).inc()
 
     def _on_commit(self, record: TurnRecord) -> None:
-        self.hub.publish(record)
+        if self.fanout is None:
+            self.hub.publish(record)
+        else:
+            message = message_of(record)
+            order_id, version = record.snapshot.order_id, record.snapshot.version
+            self.hub.deliver(order_id, version, message)
+            self.fanout.publish(order_id, version, message)
         self.relay.enqueue(record.outbox)
         if record.timers_set:
             self.scheduler.notify(min(timer.due_at for timer in record.timers_set))
@@ -168,11 +220,16 @@ class Runtime:
         # 1. open the store: schema, WAL, the group-commit loop
         await self.store.open()
         # 1b. read the outbox rows a crash left behind, before any turn of this run commits
-        #     (read after step 3, rows relayed meanwhile but not yet deleted went out twice)
-        await self.relay.recover()
-        # 2. connect the broker: messages stored before a crash come back, unacked
+        #     (read after step 3, rows relayed meanwhile but not yet deleted went out twice);
+        #     a cluster node reads a shard's when it takes the shard, in step 8
+        if self.cluster is None:
+            await self.relay.recover()
+        # 2. connect the broker (and a cluster node its turn fanout): messages stored before
+        #    a crash come back, unacked
         try:
             await self.broker.connect()
+            if self.fanout is not None:
+                await self.fanout.start()
         except BaseException:
             # The store's threads would keep the process alive after uvicorn gives up.
             await self.store.close()
@@ -189,17 +246,26 @@ class Runtime:
         self.registry.start()
         # 7. fire timers, first those that fell due while the server was down
         self.scheduler.start()
+        # 8. join the cluster: take this node's shards, each resuming its outbox and timers
+        if self.cluster is not None:
+            await self.cluster.start()
         store = "PostgreSQL" if self.settings.store is not None else self.settings.db
         log.info("orchestrator ready: store=%s charts=%s", store, sorted(self.charts))
 
     async def stop(self) -> None:
         # (uvicorn has stopped accepting connections and finished open requests)
+        # -1. hand the shards over: their queued turns commit, then the leases are let go
+        #     and the other nodes take them at their next poll
+        if self.cluster is not None:
+            await self.cluster.stop()
         # 0. stop firing timers: one whose turn did not commit stays pending
         await self.scheduler.stop()
         # 1. stop relaying: unconfirmed messages stay in the outbox for the next start
         await self.relay.drain()
         # 2. stop consuming: an interrupted delivery stays in the broker for the next start
         await self.broker.close()
+        if self.fanout is not None:
+            await self.fanout.close()
         # 3. drain the turns already queued; each commits before its actor goes idle
         await self.registry.drain()
         # 4. close the services' ledgers
@@ -207,4 +273,30 @@ class Runtime:
             await service.ledger.close()
         # 5. close the store, flushing the last group commit
         await self.store.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
         log.info("orchestrator stopped")
+
+
+class _ShardHost:
+    """What a cluster node starts and stops as it takes and loses shards."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def taking(self, shards: frozenset[int]) -> None:
+        await self._runtime.relay.recover(sorted(shards))
+
+    def taken(self, shards: frozenset[int]) -> None:
+        self._runtime.relay.resend()
+        self._runtime.scheduler.wake()
+
+    def lost(self, shards: frozenset[int]) -> None:
+        runtime = self._runtime
+        cluster = runtime.cluster
+        assert cluster is not None
+        runtime.registry.lost(shards)
+        runtime.relay.forget(lambda order_id: cluster.shard_of(order_id) in shards)
+
+    async def drain(self, shards: frozenset[int], within: float) -> None:
+        await self._runtime.registry.quiesce(shards, within)

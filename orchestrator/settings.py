@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,12 @@ class Settings:
     # Names a request's Host may give besides localhost, the loopback addresses and --host
     # (and any IP address when --host listens on all); "*" allows any (see edge.sameorigin).
     allowed_hosts: tuple[str, ...] = ()
+    # The cluster (PostgreSQL store): the base URL other nodes reach this one at (by
+    # default http://<host>:<port>, the machine's name when listening on all addresses),
+    # and the seconds a shard lease lasts unrenewed: a dead node's shards are taken over
+    # about that long after it died.
+    advertise_url: str | None = None
+    lease_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:
@@ -133,6 +140,23 @@ class Settings:
         for name in ("ws_send_timeout", "header_timeout", "body_timeout"):
             if not getattr(self, name) > 0:  # NaN too
                 raise InvalidInput(name, f"{name} must be a number of seconds above 0")
+        if not self.lease_ttl >= 1:  # NaN too
+            raise InvalidInput("lease_ttl", "lease_ttl must be a number of seconds, at least 1")
+        if self.advertise_url is not None:
+            address = URL(self.advertise_url)
+            if (
+                address.scheme not in ("http", "https")
+                or not address.host
+                or address.path
+                not in (
+                    "",
+                    "/",
+                )
+            ):
+                raise InvalidInput(
+                    "advertise_url",
+                    "advertise_url must be a base URL such as http://10.0.0.7:8000",
+                )
         if not (0 <= self.port < 65536):
             raise InvalidInput("port", "port must be between 0 and 65535")
         if self.broker != "memory":
@@ -169,6 +193,16 @@ class Settings:
                 value = text
             parsed.setdefault(chart, {})[option] = value
         return parsed
+
+    @property
+    def node_address(self) -> str:
+        """The base URL other cluster nodes reach this one at."""
+        if self.advertise_url is not None:
+            return self.advertise_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def charts(self) -> Path:

@@ -10,6 +10,10 @@ timer that fell due while the server was down fires as soon as it starts.
 A fired timer's turn deletes it in the same transaction that applies its event, so it
 fires once. If the event is refused (the state's guards all said no), the timer is
 dropped; if the store or broker failed, it is tried again a little later.
+
+In a cluster a node fires only the timers of the shards it serves (``shards``); taking a
+shard wakes the scheduler (``wake``), so timers that fell due while the shard had no owner
+fire at once, and a timer whose shard was lost meanwhile is left to the new owner.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-from orchestrator.errors import OrchestratorError, TimerGone
+from orchestrator.errors import OrchestratorError, ShardMoved, TimerGone
 from orchestrator.model import Timer
 from orchestrator.store.base import TimerStore
 
@@ -37,8 +41,10 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         max_in_flight: int = 256,
         retry_seconds: float = 1.0,
+        shards: Callable[[], list[int]] | None = None,
     ) -> None:
         self._store = store
+        self._shards = shards
         self._fire = fire
         self._clock = clock
         self._max_in_flight = max_in_flight
@@ -66,6 +72,10 @@ class Scheduler:
         self._in_flight.clear()
         self._not_before.clear()
 
+    def wake(self) -> None:
+        """Look for due timers now (this node took shards)."""
+        self._wake.set()
+
     def notify(self, due_at: float) -> None:
         """A turn set a timer: wake up if it falls due before the scheduler would."""
         if due_at < self._sleeping_until:
@@ -91,10 +101,13 @@ class Scheduler:
         for timer_id, at in list(self._not_before.items()):
             if at <= now:
                 del self._not_before[timer_id]
+        shards = self._shards() if self._shards is not None else None
+        if shards is not None and not shards:
+            return math.inf  # no shard served: woken when one is taken
         room = self._max_in_flight - len(self._in_flight)
         if room > 0:
             skip = len(self._in_flight) + len(self._not_before)
-            for timer in await self._store.due_timers(now, room + skip):
+            for timer in await self._store.due_timers(now, room + skip, shards):
                 if room == 0:
                     break
                 if timer.id in self._in_flight or timer.id in self._not_before:
@@ -105,15 +118,15 @@ class Scheduler:
                 room -= 1
         # Due timers still pending are in flight or waiting to be retried: each wakes
         # us when it finishes or when its retry comes. Otherwise, the next one due.
-        later = await self._store.next_timer_due(after=now)
+        later = await self._store.next_timer_due(now, shards)
         wake_at = min([later or math.inf, *self._not_before.values()])
         return max(wake_at - self._clock(), 0.0)
 
     async def _run_one(self, timer: Timer) -> None:
         try:
             await self._fire(timer)
-        except TimerGone:
-            pass  # a turn cancelled or set it again after it was read
+        except (TimerGone, ShardMoved):
+            pass  # a turn cancelled or set it again after it was read; or not ours now
         except OrchestratorError as exc:
             if exc.retryable:
                 log.warning("timer %s could not fire (%s); retrying", timer.id, exc.detail)

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from orchestrator.edge import charts, dashboard, openapi, ops, orders, webhooks, ws
+from orchestrator.edge import charts, cluster, dashboard, openapi, ops, orders, webhooks, ws
 from orchestrator.edge.auth import BearerAuth
 from orchestrator.edge.problems import HANDLERS
 from orchestrator.edge.sameorigin import AllowedHosts, SameOriginGuard
@@ -26,7 +26,8 @@ def create_app(
     **state: Any,
 ) -> Starlette:
     """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, ws_send_timeout,
-    webhook_keys, webhook_window) goes to ``app.state``, where the endpoints find it."""
+    webhook_keys, webhook_window, cluster) goes to ``app.state``, where the endpoints find
+    it."""
     # Matched in this order, one pattern after another: the most requested come first.
     routes: list[BaseRoute] = [
         Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
@@ -42,6 +43,9 @@ def create_app(
         Route("/charts", charts.list_charts, methods=["GET"]),
         Route("/charts/{name}", charts.get_chart, methods=["GET"]),
         WebSocketRoute("/ws", ws.capped(ws.all_orders_socket)),
+        Route("/cluster", cluster.status, methods=["GET"]),
+        # The nodes' own, signed: not part of the API.
+        Route("/cluster/turns", cluster.receive_turn, methods=["POST"], include_in_schema=False),
         *dashboard.routes(),
     ]
     # Outermost first: a request from a foreign host or page is refused before anything.

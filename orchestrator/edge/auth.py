@@ -1,7 +1,8 @@
 """Bearer-token auth for commands and reads, when ``ORCHESTRATOR_API_TOKEN`` is set.
 
 Every HTTP request and WebSocket needs ``Authorization: Bearer <token>``, except the
-operational endpoints (health, readiness, metrics, the OpenAPI document), the webhook
+operational endpoints (health, readiness, metrics, the OpenAPI document), the calls
+between cluster nodes (signed with the cluster's key), the webhook
 when it has its own HMAC signature (``ORCHESTRATOR_WEBHOOK_SECRET``; without one it needs
 the token like any command), and the dashboard's static pages, which ask for the token.
 A browser cannot set headers on a WebSocket, so a WebSocket may pass the token as
@@ -18,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.edge.problems import problem
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# POST /cluster/turns is signed by the forwarding node with the cluster's own key.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/cluster/turns"})
 WEBHOOK_PATH = "/events"
 # The dashboard's pages and scripts hold no data; the API calls they make need the token.
 DASHBOARD_PATHS = frozenset({"/", "/ui"})

@@ -510,6 +510,37 @@ SCHEMAS: dict[str, Any] = {
             "view": VIEW,
         }
     ),
+    "ClusterStatus": _record(
+        {
+            "node": {"type": "string", "description": "The id of the node that answered"},
+            "shardCount": {"type": "integer", "minimum": 1},
+            "leaseTtl": {"type": "number", "description": "Seconds a lease lasts unrenewed"},
+            "members": {
+                "type": "array",
+                "items": _record(
+                    {
+                        "node": {"type": "string"},
+                        "address": {"type": "string"},
+                        "live": {"type": "boolean"},
+                        "startedSecondsAgo": {"type": "number"},
+                        "heartbeatSecondsAgo": {"type": "number"},
+                        "shards": {"type": "string", "examples": ["0-41,43,45-60"]},
+                    }
+                ),
+            },
+            "shards": {
+                "type": "array",
+                "items": _record(
+                    {
+                        "shard": {"type": "integer", "minimum": 0},
+                        "owner": {"type": ["string", "null"]},
+                        "epoch": {"type": "integer", "minimum": 0},
+                        "expiresIn": {"type": ["number", "null"]},
+                    }
+                ),
+            },
+        }
+    ),
     "Status": _record({"status": {"type": "string", "enum": ["ok", "ready"]}}),
     "Problem": {
         "type": "object",
@@ -531,6 +562,10 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The limit an order would pass: max-order-bytes or max-order-events",
             },
             "maximum": {"type": "integer", "description": "That limit's value"},
+            "shard": {
+                "type": "integer",
+                "description": "In a cluster: the order's shard, which has no owner just now",
+            },
         },
     },
 }
@@ -616,6 +651,22 @@ OPENAPI["paths"].update(
                     "200": _json(_ref("Chart"), "The chart"),
                     "401": UNAUTHORIZED,
                     "404": _problem(404, "No such chart"),
+                },
+            }
+        },
+        "/cluster": {
+            "get": {
+                "operationId": "clusterStatus",
+                "summary": "The cluster's members, and which node holds which shard",
+                "description": (
+                    "As PostgreSQL has them now: each member's address, heartbeat age and "
+                    "shards, and each shard's owner, epoch and seconds left on its lease. "
+                    "A server on SQLite is not in a cluster: 404."
+                ),
+                "responses": {
+                    "200": _json(_ref("ClusterStatus"), "The cluster"),
+                    "401": UNAUTHORIZED,
+                    "404": _problem(404, "Not in a cluster (the store is SQLite)"),
                 },
             }
         },

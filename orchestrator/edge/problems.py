@@ -45,6 +45,7 @@ _TITLES = {
     412: "Precondition failed",
     413: "Content too large",
     415: "Unsupported media type",
+    421: "Misdirected request",
     422: "Unprocessable content",
     500: "Internal server error",
     503: "Service unavailable",
@@ -63,8 +64,23 @@ def problem(
 
 
 def from_error(exc: errors.OrchestratorError) -> Response:
+    if isinstance(exc, errors.RemoteProblem):
+        # The owner node's answer, as it gave it.
+        headers = {"Retry-After": "1"} if exc.retryable else None
+        return Response(
+            json.dumps(exc.problem, separators=(",", ":")),
+            exc.status,
+            headers=headers,
+            media_type=MEDIA_TYPE,
+        )
     status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
     extra: dict[str, Any] = {"error": type(exc).__name__}
+    if isinstance(exc, errors.ShardMoved):
+        extra["shard"] = exc.shard
+        if exc.owner is not None:
+            # 421 Misdirected Request: the owner is known; a forwarding node asks it.
+            extra["owner"] = exc.owner
+            return problem(421, exc.detail, None, **extra)
     if isinstance(exc, errors.InvalidInput):
         extra["field"] = exc.field
     elif isinstance(exc, errors.UnknownEvent):

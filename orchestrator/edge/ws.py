@@ -7,6 +7,10 @@ then goes live; messages are always in version order with no gap or repeat, beca
 subscription starts before the journal is read and live messages at or below the last
 version sent are skipped.
 
+In a cluster the live messages of an order served by another node come through the
+broker (``broker.fanout``); a version that no message brought is read from the journal
+before the next one is sent, so the stream has no gap on any node.
+
 Close codes: 4404 unknown order, 4422 bad ``after``, 4008 the subscriber fell behind
 (resume with ``?after=<last version seen>``), 1013 the server has ``--max-subscribers``
 WebSockets open (either kind; try again later).
@@ -83,7 +87,6 @@ async def order_socket(websocket: WebSocket) -> None:
     order_id = websocket.path_params["order_id"]
     registry: Registry = websocket.app.state.registry
     hub: Hub = websocket.app.state.hub
-    store: QueryStore = websocket.app.state.store
     after_param = websocket.query_params.get("after")
     after = whole_number(after_param) if after_param is not None else None
     await websocket.accept()
@@ -98,28 +101,16 @@ async def order_socket(websocket: WebSocket) -> None:
             # Not the id: a close reason is at most 123 bytes, and the client knows it.
             await websocket.close(4404, "no such order")
             return
+        private = registry.private_fields(snapshot.chart)
         if after is None:
             event = view_json(registry, snapshot)
             await _send(websocket, ws_message(snapshot.version, b"null", event))
             last = snapshot.version
         else:
-            last = after
             # Up to the version read after subscribing: what follows is in the subscriber's
-            # buffer. Closed at once when left early, so its page is let go.
-            replay = store.replay(
-                order_id,
-                after=after,
-                until=snapshot.version,
-                private=registry.private_fields(snapshot.chart),
-            )
-            async with contextlib.aclosing(replay):
-                async for recorded in replay:
-                    if subscriber.lagging:
-                        break  # the live messages passed --ws-queue: the pump closes 4008
-                    entry = to_json(recorded.entry.as_json()).encode()
-                    await _send(websocket, ws_message(recorded.entry.version, entry, recorded.view))
-                    last = recorded.entry.version
-        await _until_closed(websocket, _pump(websocket, subscriber, last))
+            # buffer.
+            last = await _replay(websocket, subscriber, after, snapshot.version, private)
+        await _until_closed(websocket, _pump(websocket, subscriber, last, private))
     except SendStalled:
         stalled = True
     except (WebSocketDisconnect, RuntimeError):
@@ -166,18 +157,51 @@ async def _until_closed(websocket: WebSocket, pump: Coroutine[None, None, None])
         task.result()
 
 
-async def _pump(websocket: WebSocket, subscriber: Subscriber, last: int) -> None:
+async def _replay(
+    websocket: WebSocket,
+    subscriber: Subscriber,
+    after: int,
+    until: int | None,
+    private: frozenset[str],
+) -> int:
+    """Send the order's events after version ``after`` (up to ``until``, or the latest)
+    from the journal, without the ``private`` context fields; returns the last version
+    sent. Closed at once when left early, so its page is let go."""
+    store: QueryStore = websocket.app.state.store
+    last = after
+    replay = store.replay(subscriber.order_id, after=after, until=until, private=private)
+    async with contextlib.aclosing(replay):
+        async for recorded in replay:
+            if subscriber.lagging:
+                break  # the live messages passed --ws-queue: the pump closes 4008
+            entry = to_json(recorded.entry.as_json()).encode()
+            await _send(websocket, ws_message(recorded.entry.version, entry, recorded.view))
+            last = recorded.entry.version
+    return last
+
+
+async def _pump(
+    websocket: WebSocket, subscriber: Subscriber, last: int, private: frozenset[str]
+) -> None:
+    """Live messages in version order. In a cluster a message may come from another node
+    after a gap (a version committed before this node was bound to the order's turns, or
+    lost with a broker connection): the versions between come from the journal first."""
     while True:
         batch = await subscriber.next_batch()
-        if not batch:
+        if subscriber.lagging:
             await _close(
                 websocket, LAGGING_CLOSE_CODE, f"fell behind; reconnect with ?after={last}"
             )
             return
         for version, message in batch:
+            if version > last + 1:
+                last = await _replay(websocket, subscriber, last, version - 1, private)
             if version > last:
                 await _send(websocket, message)
                 last = version
+        if subscriber.resync:
+            subscriber.resync = False
+            last = await _replay(websocket, subscriber, last, None, private)
 
 
 async def _pump_all(websocket: WebSocket, subscriber: FirehoseSubscriber) -> None:

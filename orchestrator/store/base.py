@@ -20,11 +20,17 @@ needs:
 - ``Store``, all of them plus ``open`` and ``close``, held only by the composition root,
   which alone opens and closes the store. Each adapter (``sqlite``, ``postgres``)
   implements ``Store``.
+
+In a cluster (PostgreSQL) the store is also given a ``Fence``: the shards this node owns
+and their epochs. Every write transaction first checks, in the database, that the node
+still holds each shard it writes under the epoch it took it with, and refuses the batch's
+turns of a lost shard with ``Fenced`` (see ``orchestrator.cluster``). The reads that only
+an owner makes (the outbox left behind, the timers falling due) take the shards to read.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +60,32 @@ class Stats:
     orders: dict[tuple[str, str], int]  # (chart, state) -> how many orders are in it
     timers: int  # timers stored and not yet fired
     timer_overdue_seconds: float  # how late the most overdue timer is; 0 when none is due
+
+
+class Fenced(Exception):
+    """A write refused because this node no longer holds ``shards`` (or never did): their
+    turns fail with ``ShardMoved``; the batch's other turns are written without them."""
+
+    def __init__(self, shards: Collection[int], shard_count: int, where: str) -> None:
+        super().__init__(f"shards {sorted(shards)} are not this node's ({where})")
+        self.shards = frozenset(shards)
+        self.shard_count = shard_count
+        self.where = where  # "local": its lease ran out by this node's clock; "store"
+
+
+class Fence(Protocol):
+    """The shards a cluster node owns, as the store checks them on every write."""
+
+    @property
+    def node(self) -> str:
+        """This node's id, the ``owner`` of its rows in ``shard_leases``."""
+
+    def epoch(self, shard: int) -> int | None:
+        """The epoch this node holds ``shard`` under; None if it does not (any more), or if
+        its lease may have run out by this node's own clock."""
+
+    def refused(self, shards: frozenset[int], where: str) -> None:
+        """A write under ``shards`` was refused: they are lost; stop serving them now."""
 
 
 class TurnStore(Protocol):
@@ -108,10 +140,11 @@ class QueryStore(Protocol):
 class OutboxStore(Protocol):
     """The outbox as the relay sees it: messages committed and not yet confirmed."""
 
-    async def unsent(self) -> list[OutboxMessage]:
-        """Outbox messages committed but not yet confirmed by the broker, oldest first."""
+    async def unsent(self, shards: Sequence[int] | None = None) -> list[OutboxMessage]:
+        """Outbox messages committed but not yet confirmed by the broker, oldest first;
+        only those of ``shards`` when given."""
 
-    def mark_sent(self, message_ids: list[str]) -> None:
+    def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
         """Forget messages the broker confirmed (soon, not necessarily durably)."""
 
     async def outbox_depth(self) -> int:
@@ -124,11 +157,17 @@ class OutboxStore(Protocol):
 class TimerStore(Protocol):
     """The timers as the scheduler sees them: when the next falls due, which are due."""
 
-    async def next_timer_due(self, after: float) -> float | None:
-        """When the earliest timer due later than ``after`` falls due; None if there is none."""
+    async def next_timer_due(
+        self, after: float, shards: Sequence[int] | None = None
+    ) -> float | None:
+        """When the earliest timer due later than ``after`` falls due; None if there is none.
+        Only timers of ``shards`` when given, as in ``due_timers``."""
 
-    async def due_timers(self, now: float, limit: int) -> list[Timer]:
-        """Pending timers due at ``now`` or earlier, earliest first."""
+    async def due_timers(
+        self, now: float, limit: int, shards: Sequence[int] | None = None
+    ) -> list[Timer]:
+        """Pending timers due at ``now`` or earlier, earliest first; of ``shards`` only,
+        when given (a cluster node fires the timers of the shards it owns)."""
 
     def drop_timer(self, timer: Timer) -> None:
         """Forget a timer whose event was refused (soon), unless it was set again."""

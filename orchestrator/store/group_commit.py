@@ -15,20 +15,27 @@ store's own error, and its end once.
 
 Confirmed outbox messages (``mark_sent``) and refused timers (``drop_timer``) are not part
 of any turn: they ride the next transaction, and one is made for them when no turn comes.
+
+A cluster node's write can be refused by its fence (``Fenced``: the node lost some shards).
+That is not the turns' fault, and retrying them one by one would only be refused again:
+the turns of the lost shards fail at once with ``ShardMoved`` (retryable: the new owner
+applies them), and the rest of the batch is written without them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from orchestrator.errors import StoreUnavailable, Unavailable
-from orchestrator.model import Timer, TurnRecord
+from orchestrator.errors import ShardMoved, StoreUnavailable, Unavailable
+from orchestrator.model import OutboxMessage, Timer, TurnRecord
+from orchestrator.shards import shard_of
+from orchestrator.store.base import Fenced
 
-# A batch's turns, the ids of messages the broker confirmed, and (id, due_at) of refused
-# timers, all to be stored in one transaction.
-Write = Callable[[list[TurnRecord], list[str], list[tuple[str, float]]], Awaitable[None]]
+# A batch's turns, the messages the broker confirmed, and the refused timers, all to be
+# stored in one transaction.
+Write = Callable[[list[TurnRecord], list[OutboxMessage], list[Timer]], Awaitable[None]]
 
 
 class GroupCommit:
@@ -49,8 +56,8 @@ class GroupCommit:
         self._log = log  # the adapter's logger: its outages are logged as its own
         self._name = name
         self._pending: list[tuple[TurnRecord, asyncio.Future[None]]] = []
-        self._sent: list[str] = []
-        self._dropped: list[tuple[str, float]] = []
+        self._sent: list[OutboxMessage] = []
+        self._dropped: list[Timer] = []
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self.closing = False
@@ -75,18 +82,18 @@ class GroupCommit:
         self._wake.set()
         await future
 
-    def mark_sent(self, message_ids: list[str]) -> None:
+    def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
         """Forget messages the broker confirmed, in the next transaction.
 
         Not awaited and not part of any turn: a crash before the delete only means the
         message is published again after the restart, and its consumer dedupes it.
         """
-        self._sent.extend(message_ids)
+        self._sent.extend(messages)
         self._wake.set()
 
     def drop_timer(self, timer: Timer) -> None:
         """Forget a timer whose event was refused, in the next transaction, unless reset."""
-        self._dropped.append((timer.id, timer.due_at))
+        self._dropped.append(timer)
         self._wake.set()
 
     async def _commit_loop(self) -> None:
@@ -105,13 +112,16 @@ class GroupCommit:
     async def _commit_batch(
         self,
         batch: list[tuple[TurnRecord, asyncio.Future[None]]],
-        sent: list[str],
-        dropped: list[tuple[str, float]],
+        sent: list[OutboxMessage],
+        dropped: list[Timer],
     ) -> None:
         try:
             # Inside the try: a record that cannot be written (say, data that is not JSON)
             # fails its own turn, not the commit loop.
             await self._write([record for record, _ in batch], sent, dropped)
+        except Fenced as exc:
+            self._fenced(exc, batch, sent, dropped)
+            return
         except Exception as exc:
             if not batch:
                 # Harmless: those messages are published again after a restart, and deduped;
@@ -149,6 +159,32 @@ class GroupCommit:
             self._on_batch(len(batch))
         for _, future in batch:
             _settle(future, None)
+
+    def _fenced(
+        self,
+        exc: Fenced,
+        batch: list[tuple[TurnRecord, asyncio.Future[None]]],
+        sent: list[OutboxMessage],
+        dropped: list[Timer],
+    ) -> None:
+        """Fail the turns of the lost shards; the rest go first into the next transaction.
+        Confirmed messages and refused timers of lost shards are the new owner's now."""
+
+        def lost(order_id: str) -> bool:
+            return shard_of(order_id, exc.shard_count) in exc.shards
+
+        kept = []
+        for record, future in batch:
+            order_id = record.snapshot.order_id
+            if lost(order_id):
+                _settle(future, ShardMoved(shard_of(order_id, exc.shard_count)))
+            else:
+                kept.append((record, future))
+        self._pending[:0] = kept
+        self._sent.extend(m for m in sent if not lost(m.order_id))
+        self._dropped.extend(t for t in dropped if not lost(t.order_id))
+        if kept or self._sent or self._dropped:
+            self._wake.set()
 
 
 def _about(record: TurnRecord) -> dict[str, str]:

@@ -18,18 +18,27 @@ read-only server (25006, say a standby after a failover) fail a whole batch with
 ``StoreUnavailable``, and the writer reconnects on the next batch. Anything else, a
 constraint violation above all, is a turn's own fault and is retried turn by turn.
 
-Ready for the cluster (DESIGN.md, "Beyond one process"): orders, journal, outbox and timers
-carry ``shard`` (crc32 of the order id modulo ``shards``, fixed when the database is made
-and kept in ``meta``), with per-shard indexes for the scheduler and the relay; ``members``
-and ``shard_leases`` exist, unused until the cluster reads them. The schema is versioned
-(``meta``'s ``schema_version`` row) and made or migrated at open under an advisory lock,
-so two nodes starting at once do not race; a newer schema is refused (``SchemaTooNew``).
+The cluster (docs/cluster.md): orders, journal, outbox and timers carry ``shard`` (crc32
+of the order id modulo ``shards``, fixed when the database is made and kept in ``meta``),
+with per-shard indexes for the scheduler and the relay; ``members`` and ``shard_leases``
+are the cluster's, written by ``orchestrator.cluster``. Given a ``Fence``, every write
+transaction first reads the batch's ``(shard, epoch)`` lease rows owned by this node ``FOR
+SHARE`` and rolls back unless all are there (``Fenced``): a node that lost a shard, paused
+past its lease say, writes nothing more to it, and a takeover, which bumps the epoch, waits
+for a write in progress to finish. The order row is also updated only from the version the
+turn read, and each journal row keeps the epoch it was written under, so a check can see
+that no owner wrote after its successor. The writer's session gives up a transaction left
+idle (``idle_in_transaction_session_timeout``), so a paused node's open transaction cannot
+hold a takeover back.
+
+The schema is versioned (``meta``'s ``schema_version`` row) and made or migrated at open
+under an advisory lock, so two nodes starting at once do not race; a newer schema is
+refused (``SchemaTooNew``).
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
@@ -48,7 +57,8 @@ from orchestrator.model import (
     to_json,
 )
 from orchestrator.numbers import whole_number
-from orchestrator.store.base import Page, Recorded, Stats
+from orchestrator.shards import SHARDS, shard_of
+from orchestrator.store.base import Fence, Fenced, Page, Recorded, Stats
 from orchestrator.store.group_commit import GroupCommit
 from orchestrator.store.rows import (
     ENTRY_COLUMNS,
@@ -62,9 +72,7 @@ from orchestrator.store.rows import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-# Shards of a new database; the count is kept in it, and never changes after.
-SHARDS = 256
+SCHEMA_VERSION = 2
 # Taken while the schema is made or migrated, so nodes starting together take turns.
 SCHEMA_LOCK = 0x6F7263_6801
 META = "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL)"
@@ -145,7 +153,14 @@ CREATE TABLE shard_leases (
 );
 """
 # Steps from each schema version to the next: MIGRATIONS[n] takes version n to n + 1.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # The cluster: the epoch each journal row was written under (0 before), and the key the
+    # nodes sign their calls to each other with, made by the first node.
+    1: """
+    ALTER TABLE journal ADD COLUMN epoch bigint NOT NULL DEFAULT 0;
+    CREATE TABLE cluster_keys (name text PRIMARY KEY, key bytea NOT NULL);
+    """,
+}
 
 ORDER_COLUMNS = (
     "id, shard, chart, configuration, state, context, next_events, version, created_at,"
@@ -163,9 +178,18 @@ UPSERT_ORDERS = (
 )
 INSERT_JOURNAL = (
     f"INSERT INTO journal (order_id, shard, {ENTRY_COLUMNS}, fingerprint, next_events,"
-    " context_head, context_tail, context_change) SELECT * FROM unnest($1::text[], $2::int[],"
-    " $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[],"
-    " $10::float8[], $11::text[], $12::text[], $13::int[], $14::int[], $15::text[])"
+    " context_head, context_tail, context_change, epoch) SELECT * FROM unnest($1::text[],"
+    " $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[],"
+    " $9::text[], $10::float8[], $11::text[], $12::text[], $13::int[], $14::int[],"
+    " $15::text[], $16::int8[])"
+)
+# The fence: the batch's leases, held by this node under the epochs it took them with, read
+# and locked against a takeover until the batch commits.
+FENCE = (
+    "SELECT l.shard FROM shard_leases l"
+    " JOIN unnest($2::int[], $3::int8[]) AS f (shard, epoch)"
+    " ON l.shard = f.shard AND l.epoch = f.epoch"
+    " WHERE l.owner = $1 FOR SHARE OF l"
 )
 INSERT_OUTBOX = (
     "INSERT INTO outbox (id, shard, order_id, type, routing_key, body, invoke)"
@@ -181,6 +205,7 @@ UPSERT_TIMERS = (
     " traceparent = excluded.traceparent"
 )
 DELETE_TIMERS = "DELETE FROM timers WHERE id = ANY($1::text[])"
+TIMER_SHARDS = " AND shard = ANY($3::int[])"
 # Timers whose events were refused, dropped only if they were not set again meanwhile.
 DROP_TIMERS = (
     "DELETE FROM timers USING unnest($1::text[], $2::float8[]) AS dropped (id, due_at)"
@@ -197,11 +222,15 @@ OUTAGE_CLASSES = frozenset({"08", "53", "57", "58"})
 OUTAGE_STATES = frozenset({"25006"})  # read_only_sql_transaction: a standby, say
 # Seconds to wait for a connection before the store counts as down.
 CONNECT_TIMEOUT = 10.0
+# The writer's session: a transaction left open this long (its node paused mid-batch) is
+# ended by the server, so its fence's lock cannot hold back the node taking over.
+WRITER_SETTINGS = {"idle_in_transaction_session_timeout": "5000"}
 
 
-def shard_of(order_id: str, shards: int) -> int:
-    """The order's shard: crc32 of its id modulo the database's shard count."""
-    return zlib.crc32(order_id.encode()) % shards
+class StaleVersion(Exception):
+    """An order row had moved past the version a turn was applied to: another writer got
+    there first. Not an outage, so the batch is retried turn by turn and only that turn
+    fails; its actor reads the order again."""
 
 
 class PostgresStore:
@@ -213,10 +242,12 @@ class PostgresStore:
         on_batch: Callable[[int], None] | None = None,
         readers: int = 8,
         shards: int = SHARDS,
+        fence: Fence | None = None,
     ) -> None:
         self.url = url
         self.readers = readers
         self.shards = shards  # of a new database; an existing one keeps its own
+        self.fence = fence  # set by the cluster node, before the store opens
         self._writer: asyncpg.Connection | None = None
         self._pool: asyncpg.Pool | None = None
         self._group = GroupCommit(
@@ -246,7 +277,9 @@ class PostgresStore:
         self._group.start()
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+        return await asyncpg.connect(
+            self.url, timeout=CONNECT_TIMEOUT, server_settings=WRITER_SETTINGS
+        )
 
     async def close(self) -> None:
         await self._group.close()
@@ -262,24 +295,30 @@ class PostgresStore:
     async def commit(self, record: TurnRecord) -> None:
         await self._group.commit(record)
 
-    def mark_sent(self, message_ids: list[str]) -> None:
-        self._group.mark_sent(message_ids)
+    def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
+        self._group.mark_sent(messages)
 
     def drop_timer(self, timer: Timer) -> None:
         self._group.drop_timer(timer)
 
     async def _write_batch(
-        self, records: list[TurnRecord], sent: list[str], dropped: list[tuple[str, float]]
+        self, records: list[TurnRecord], sent: list[OutboxMessage], dropped: list[Timer]
     ) -> None:
-        """One transaction for the whole batch, one statement per table that has rows."""
-        columns = _Columns.of(records, self.shards)
+        """One transaction for the whole batch, one statement per table that has rows;
+        with a fence, first the fence."""
+        epochs = self._epochs(records, sent, dropped)
+        columns = _Columns.of(records, self.shards, epochs)
         conn = self._writer
         try:
             if conn is None or conn.is_closed():
                 conn = self._writer = await self._connect()
             async with conn.transaction():
+                if epochs:
+                    await self._check_fence(conn, epochs)
                 if records:
-                    await conn.execute(UPSERT_ORDERS, *columns.orders)
+                    updated = await conn.execute(UPSERT_ORDERS, *columns.orders)
+                    if _row_count(updated) != len(records):
+                        raise StaleVersion(f"{updated}: an order moved past a turn's version")
                     await conn.execute(INSERT_JOURNAL, *columns.journal)
                 if columns.outbox[0]:
                     await conn.execute(INSERT_OUTBOX, *columns.outbox)
@@ -288,16 +327,52 @@ class PostgresStore:
                 if columns.timers[0]:
                     await conn.execute(UPSERT_TIMERS, *columns.timers)
                 if sent:
-                    await conn.execute(DELETE_OUTBOX, sent)
+                    await conn.execute(DELETE_OUTBOX, [m.id for m in sent])
                 if dropped:
-                    ids, due = zip(*dropped, strict=True)
-                    await conn.execute(DROP_TIMERS, list(ids), list(due))
+                    await conn.execute(
+                        DROP_TIMERS, [t.id for t in dropped], [t.due_at for t in dropped]
+                    )
         except BaseException as exc:
             if conn is not None and is_outage(exc):
                 # A connection in an unknown state: the next batch starts on a new one.
                 conn.terminate()
                 self._writer = None
             raise
+
+    def _epochs(
+        self, records: list[TurnRecord], sent: list[OutboxMessage], dropped: list[Timer]
+    ) -> dict[int, int]:
+        """The epoch of each shard the batch writes to; raises ``Fenced`` at once for
+        shards this node does not hold by its own reckoning. Empty without a fence."""
+        fence = self.fence
+        if fence is None:
+            return {}
+        epochs: dict[int, int] = {}
+        lost: set[int] = set()
+        order_ids = [r.snapshot.order_id for r in records]
+        order_ids += [m.order_id for m in sent] + [t.order_id for t in dropped]
+        for order_id in order_ids:
+            shard = shard_of(order_id, self.shards)
+            if shard in epochs or shard in lost:
+                continue
+            epoch = fence.epoch(shard)
+            if epoch is None:
+                lost.add(shard)
+            else:
+                epochs[shard] = epoch
+        if lost:
+            fence.refused(frozenset(lost), "local")
+            raise Fenced(lost, self.shards, "local")
+        return epochs
+
+    async def _check_fence(self, conn: asyncpg.Connection, epochs: dict[int, int]) -> None:
+        fence = self.fence
+        assert fence is not None
+        rows = await conn.fetch(FENCE, fence.node, list(epochs), list(epochs.values()))
+        if len(rows) != len(epochs):
+            lost = frozenset(epochs) - {row[0] for row in rows}
+            fence.refused(lost, "store")
+            raise Fenced(lost, self.shards, "store")  # rolls the transaction back
 
     # -- reads -------------------------------------------------------------------------
 
@@ -451,26 +526,41 @@ class PostgresStore:
         next_cursor = str(rows[-1][-1]) if more else None  # seq, after the snapshot's columns
         return Page([snapshot_of(row) for row in rows], next_cursor)
 
-    async def unsent(self) -> list[OutboxMessage]:
-        rows = await self._fetch(
-            "SELECT id, order_id, type, routing_key, body, invoke FROM outbox ORDER BY seq"
-        )
+    async def unsent(self, shards: Sequence[int] | None = None) -> list[OutboxMessage]:
+        columns = "id, order_id, type, routing_key, body, invoke"
+        if shards is None:
+            rows = await self._fetch(f"SELECT {columns} FROM outbox ORDER BY seq")
+        else:
+            rows = await self._fetch(
+                f"SELECT {columns} FROM outbox WHERE shard = ANY($1::int[]) ORDER BY seq",
+                list(shards),
+            )
         return [OutboxMessage(*row) for row in rows]
 
     async def outbox_depth(self) -> int:
         rows = await self._fetch("SELECT count(*) FROM outbox")
         return int(rows[0][0])
 
-    async def next_timer_due(self, after: float) -> float | None:
-        rows = await self._fetch("SELECT min(due_at) FROM timers WHERE due_at > $1", after)
+    async def next_timer_due(
+        self, after: float, shards: Sequence[int] | None = None
+    ) -> float | None:
+        sql = "SELECT min(due_at) FROM timers WHERE due_at > $1"
+        if shards is None:
+            rows = await self._fetch(sql, after)
+        else:
+            rows = await self._fetch(sql + " AND shard = ANY($2::int[])", after, list(shards))
         return None if rows[0][0] is None else float(rows[0][0])
 
-    async def due_timers(self, now: float, limit: int) -> list[Timer]:
-        rows = await self._fetch(
-            f"SELECT {TIMER_COLUMNS} FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
-            now,
-            limit,
-        )
+    async def due_timers(
+        self, now: float, limit: int, shards: Sequence[int] | None = None
+    ) -> list[Timer]:
+        sql = f"SELECT {TIMER_COLUMNS} FROM timers WHERE due_at <= $1"
+        if shards is None:
+            rows = await self._fetch(sql + " ORDER BY due_at LIMIT $2", now, limit)
+        else:
+            rows = await self._fetch(
+                sql + TIMER_SHARDS + " ORDER BY due_at LIMIT $2", now, limit, list(shards)
+            )
         return [timer_of(row) for row in rows]
 
     async def timer(self, timer_id: str) -> Timer | None:
@@ -532,13 +622,13 @@ class _Columns:
 
     def __init__(self) -> None:
         self.orders: list[list[Any]] = [[] for _ in range(13)]
-        self.journal: list[list[Any]] = [[] for _ in range(15)]
+        self.journal: list[list[Any]] = [[] for _ in range(16)]
         self.outbox: list[list[Any]] = [[] for _ in range(7)]
         self.timers: list[list[Any]] = [[] for _ in range(7)]
         self.cancelled: list[str] = []
 
     @classmethod
-    def of(cls, records: list[TurnRecord], shards: int) -> _Columns:
+    def of(cls, records: list[TurnRecord], shards: int, epochs: dict[int, int]) -> _Columns:
         columns = cls()
         timers: dict[str, tuple[Any, ...]] = {}  # by id: one row per timer in a statement
         for record in records:
@@ -581,6 +671,7 @@ class _Columns:
                     change.head,
                     change.tail,
                     change.text,
+                    epochs.get(shard, 0),
                 ),
             )
             for m in record.outbox:
@@ -606,6 +697,11 @@ class _Columns:
         for row in timers.values():
             _append(columns.timers, row)
         return columns
+
+
+def _row_count(status: str) -> int:
+    """The rows a statement touched, from its status: ``INSERT 0 5`` -> 5."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 def _append(columns: list[list[Any]], row: Sequence[Any]) -> None:

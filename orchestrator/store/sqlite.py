@@ -280,7 +280,7 @@ class SqliteStore:
         await self._group.commit(record)
 
     async def _write_batch(
-        self, records: list[TurnRecord], sent: list[str], dropped: list[tuple[str, float]]
+        self, records: list[TurnRecord], sent: list[OutboxMessage], dropped: list[Timer]
     ) -> None:
         # The rows are built on the event loop, so the writer thread only writes.
         await self._on_writer(self._write, _Rows.of(records, sent, dropped))
@@ -312,8 +312,8 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
 
-    def mark_sent(self, message_ids: list[str]) -> None:
-        self._group.mark_sent(message_ids)
+    def mark_sent(self, messages: Sequence[OutboxMessage]) -> None:
+        self._group.mark_sent(messages)
 
     def drop_timer(self, timer: Timer) -> None:
         self._group.drop_timer(timer)
@@ -472,7 +472,8 @@ class SqliteStore:
         next_cursor = str(rows[-1][-1]) if more else None  # seq, after the snapshot's columns
         return Page([snapshot_of(row) for row in rows], next_cursor)
 
-    async def unsent(self) -> list[OutboxMessage]:
+    async def unsent(self, shards: Sequence[int] | None = None) -> list[OutboxMessage]:
+        # One process owns a SQLite file and all of its orders: ``shards`` is always all.
         rows = await self._fetchall(
             "SELECT id, order_id, type, routing_key, body, invoke FROM outbox ORDER BY seq", ()
         )
@@ -482,11 +483,15 @@ class SqliteStore:
         rows = await self._fetchall("SELECT count(*) FROM outbox", ())
         return int(rows[0][0])
 
-    async def next_timer_due(self, after: float) -> float | None:
+    async def next_timer_due(
+        self, after: float, shards: Sequence[int] | None = None
+    ) -> float | None:
         rows = await self._fetchall("SELECT min(due_at) FROM timers WHERE due_at > ?", (after,))
         return None if rows[0][0] is None else float(rows[0][0])
 
-    async def due_timers(self, now: float, limit: int) -> list[Timer]:
+    async def due_timers(
+        self, now: float, limit: int, shards: Sequence[int] | None = None
+    ) -> list[Timer]:
         rows = await self._fetchall(
             f"SELECT {TIMER_COLUMNS} FROM timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
             (now, limit),
@@ -609,9 +614,9 @@ class _Rows:
 
     @classmethod
     def of(
-        cls, records: list[TurnRecord], sent: list[str], dropped: list[tuple[str, float]]
+        cls, records: list[TurnRecord], sent: list[OutboxMessage], dropped: list[Timer]
     ) -> _Rows:
-        rows = cls([], [], [], [], [], [(message_id,) for message_id in sent], dropped)
+        rows = cls([], [], [], [], [], [(m.id,) for m in sent], [(t.id, t.due_at) for t in dropped])
         for record in records:
             snap, entry = record.snapshot, record.journal
             rows.orders.append(
