@@ -111,7 +111,7 @@ class TurnFanout:
                 delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
             )
             try:
-                await self._exchange.publish(message, order_id)
+                await self._exchange.publish(message, order_id, mandatory=False)
             except Exception as exc:  # subscribers elsewhere fill the gap from the journal
                 log.debug("turn of %s not fanned out: %r", order_id, exc)
 
