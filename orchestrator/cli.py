@@ -10,6 +10,7 @@ import asyncio
 import gc
 import signal
 import socket
+import sys
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +31,7 @@ from orchestrator.settings import (
     SYNCHRONOUS_MODES,
     Settings,
 )
+from orchestrator.workers import supervise, worker_commands
 
 DEFAULTS = Settings()
 
@@ -231,6 +233,14 @@ def main() -> None:
     help="Cluster (PostgreSQL): seconds a shard lease lasts unrenewed; a dead node's "
     "shards move about this long after it died.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Cluster (PostgreSQL and RabbitMQ): run this many nodes as processes, on --port, "
+    "--port + 1, ..., to use this machine's cores.",
+)
 @click.option("--log-level", default=DEFAULTS.log_level, show_default=True)
 @click.option(
     "--log-format",
@@ -240,12 +250,15 @@ def main() -> None:
     help="json: one object per line, with order_id, event_id, chart and trace_id.",
 )
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def serve(access_log: bool, **options: object) -> None:
+def serve(access_log: bool, workers: int, **options: object) -> None:
     """Run the orchestrator (embedded mode by default: nothing else to start)."""
     if isinstance(options.get("synchronous"), str):
         options["synchronous"] = str(options["synchronous"]).upper()
     try:
         settings = Settings(**options)  # type: ignore[arg-type]
+        if workers > 1:
+            _serve_workers(settings, workers)
+            return
         runtime = Runtime(settings)
     except OrchestratorError as exc:
         raise click.UsageError(exc.detail) from exc
@@ -289,6 +302,19 @@ def serve(access_log: bool, **options: object) -> None:
     _Server(config).run()
     for lock in locks:
         lock.release()
+
+
+def _serve_workers(settings: Settings, workers: int) -> None:
+    """``--workers N``: N nodes of one cluster, each ``serve`` on its own port."""
+    if settings.store is None or settings.broker == "memory":
+        raise click.UsageError(
+            "--workers needs --store postgresql://... and --broker amqp://...: the workers"
+            " are nodes of one cluster, sharing the orders and the queues"
+        )
+    logs.configure(settings.log_level, settings.log_format)
+    _prepare_store(settings)  # once, before the workers race to it
+    commands = worker_commands(sys.argv[1:], workers, settings.port, settings.advertise_url)
+    raise SystemExit(supervise(commands))
 
 
 @main.command(name="migrate")

@@ -1,4 +1,4 @@
-"""``orchestrator orders ...`` and ``orchestrator charts ...``: the HTTP API from a shell.
+"""``orchestrator orders|charts|cluster ...``: the HTTP API from a shell.
 
 Every command but ``charts check`` talks to a running server through the Python client
 (``orchestrator.client``), so the CLI and the client cannot disagree. ``--url`` and
@@ -33,6 +33,7 @@ from orchestrator.client import (
     ChartSummary,
     Client,
     ClientError,
+    ClusterStatus,
     HistoryEntry,
     Order,
     ProblemError,
@@ -362,4 +363,50 @@ def guarded() -> Iterator[None]:
         raise SystemExit(130) from None
 
 
-COMMANDS = (orders, charts)
+@click.group()
+def cluster() -> None:
+    """Look at a cluster of servers on one PostgreSQL."""
+
+
+@cluster.command(name="status")
+@server_options
+def cluster_status(url: str, token: str | None, as_json: bool) -> None:
+    """The members, the shards each holds, and the leases' epochs and ages."""
+    with guarded(), client(url, token) as api:
+        found = api.cluster()
+    emit(as_json, found.raw, lambda: cluster_lines(found))
+
+
+def cluster_lines(status: ClusterStatus) -> list[str]:
+    owned: dict[str, int] = {}
+    epochs: dict[str, int] = {}
+    expiring: dict[str, float] = {}
+    unowned = 0
+    for lease in status.shards:
+        if lease.owner is None:
+            unowned += 1
+            continue
+        owned[lease.owner] = owned.get(lease.owner, 0) + 1
+        epochs[lease.owner] = max(epochs.get(lease.owner, 0), lease.epoch)
+        left = lease.expires_in if lease.expires_in is not None else 0.0
+        expiring[lease.owner] = min(expiring.get(lease.owner, left), left)
+    rows = [
+        [
+            m.address,
+            "live" if m.live else "gone",
+            f"{m.heartbeat_seconds_ago:.1f}s",
+            str(owned.get(m.node, 0)),
+            str(epochs.get(m.node, "-")),
+            f"{expiring[m.node]:.1f}s" if m.node in expiring else "-",
+            m.shards or "-",
+        ]
+        for m in status.members
+    ]
+    header = ["NODE", "STATE", "HEARTBEAT", "SHARDS", "MAX EPOCH", "LEASE LEFT", "WHICH"]
+    lines = table(header, rows)
+    summary = f"{status.shard_count} shards, {unowned} without an owner"
+    lines.append(f"{summary}; leases last {status.lease_ttl:g}s")
+    return lines
+
+
+COMMANDS = (orders, charts, cluster)

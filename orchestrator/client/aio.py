@@ -24,6 +24,7 @@ from orchestrator.client.problems import ConnectionFailed
 from orchestrator.client.results import (
     ChartList,
     ChartSummary,
+    ClusterStatus,
     HistoryEntry,
     JsonObject,
     Order,
@@ -112,6 +113,10 @@ class AsyncClient:
 
     async def chart(self, name: str) -> ChartSummary:
         return await self._run(calls.chart(name))
+
+    async def cluster(self) -> ClusterStatus:
+        """GET /cluster: the members and who holds which shard (404 on SQLite)."""
+        return await self._run(calls.cluster())
 
     async def watch(
         self, order_id: str, *, after: int | None = None, reconnects: int = 10

@@ -31,6 +31,7 @@ from orchestrator.client.problems import (
 from orchestrator.client.results import (
     ChartList,
     ChartSummary,
+    ClusterStatus,
     HistoryEntry,
     JsonObject,
     Order,
@@ -131,6 +132,10 @@ def charts() -> Call[ChartList]:
 
 def chart(name: str) -> Call[ChartSummary]:
     return Call("GET", f"/charts/{quote(name, safe='')}", ChartSummary.from_json)
+
+
+def cluster() -> Call[ClusterStatus]:
+    return Call("GET", "/cluster", ClusterStatus.from_json)
 
 
 def _command(key: str | None) -> dict[str, str]:

@@ -178,3 +178,59 @@ class Update:
             event=None if event is None else HistoryEntry.from_json(event),
             order=Order.from_json(body["view"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMember:
+    """A node of the cluster, as its member row says; ``shards`` as ranges (0-41,43)."""
+
+    node: str
+    address: str
+    live: bool
+    heartbeat_seconds_ago: float
+    shards: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLease:
+    """Who holds a shard, under which epoch, for how many seconds more (None: no one)."""
+
+    shard: int
+    owner: str | None
+    epoch: int
+    expires_in: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """GET /cluster: the members and the shard leases, as PostgreSQL has them."""
+
+    node: str
+    shard_count: int
+    lease_ttl: float
+    members: list[ClusterMember]
+    shards: list[ShardLease]
+    raw: JsonObject
+
+    @classmethod
+    def from_json(cls, body: JsonObject) -> ClusterStatus:
+        return cls(
+            node=body["node"],
+            shard_count=int(body["shardCount"]),
+            lease_ttl=float(body["leaseTtl"]),
+            members=[
+                ClusterMember(
+                    m["node"],
+                    m["address"],
+                    bool(m["live"]),
+                    float(m["heartbeatSecondsAgo"]),
+                    m["shards"],
+                )
+                for m in body["members"]
+            ],
+            shards=[
+                ShardLease(int(s["shard"]), s.get("owner"), int(s["epoch"]), s.get("expiresIn"))
+                for s in body["shards"]
+            ],
+            raw=body,
+        )

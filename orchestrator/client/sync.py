@@ -19,6 +19,7 @@ from orchestrator.client.problems import ConnectionFailed
 from orchestrator.client.results import (
     ChartList,
     ChartSummary,
+    ClusterStatus,
     HistoryEntry,
     JsonObject,
     Order,
@@ -100,6 +101,9 @@ class Client:
 
     def chart(self, name: str) -> ChartSummary:
         return self._run(calls.chart(name))
+
+    def cluster(self) -> ClusterStatus:
+        return self._run(calls.cluster())
 
     def watch(
         self, order_id: str, *, after: int | None = None, reconnects: int = 10

@@ -12,13 +12,16 @@ group commit's queue. Its session waits at most ``LOCK_TIMEOUT`` for a lock (tak
 shard waits while the last owner's write holds the lease ``FOR SHARE``; a paused owner's
 open transaction is ended by the server after ``idle_in_transaction_session_timeout``),
 and ``statement_timeout`` bounds everything else, so a stalled database shows up as a
-failed renewal instead of a hung loop.
+failed renewal instead of a hung loop. One statement runs on it at a time (``_lock``): the
+poll loop, a forwarding node's refresh of the routes and GET /cluster share it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -70,6 +73,17 @@ class LeaseTable:
         self.address = address
         self.ttl = ttl
         self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._lock:
+            conn = await self._connection()
+            return list(await conn.fetch(sql, *args))
+
+    async def _execute(self, sql: str, *args: Any) -> None:
+        async with self._lock:
+            conn = await self._connection()
+            await conn.execute(sql, *args)
 
     async def _connection(self) -> asyncpg.Connection:
         conn = self._conn
@@ -80,31 +94,31 @@ class LeaseTable:
         return conn
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.terminate()  # a statement stuck on a dead server must not hold this
 
     async def open(self) -> tuple[int, bytes]:
         """Make sure every shard has its lease row and the cluster its signing key; return
         the database's shard count and the key (the first node to start makes it)."""
-        conn = await self._connection()
-        shards = await conn.fetchval("SELECT value FROM meta WHERE key = 'shards'")
-        await conn.execute(
+        rows = await self._fetch("SELECT value FROM meta WHERE key = 'shards'")
+        shards = int(rows[0][0])
+        await self._execute(
             "INSERT INTO shard_leases (shard) SELECT generate_series(0, $1::int - 1)"
             " ON CONFLICT DO NOTHING",
             shards,
         )
-        await conn.execute(
+        await self._execute(
             "INSERT INTO cluster_keys (name, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             KEY_NAME,
             os.urandom(32),
         )
-        key = await conn.fetchval("SELECT key FROM cluster_keys WHERE name = $1", KEY_NAME)
-        return int(shards), bytes(key)
+        rows = await self._fetch("SELECT key FROM cluster_keys WHERE name = $1", KEY_NAME)
+        return shards, bytes(rows[0][0])
 
     async def heartbeat(self) -> None:
-        conn = await self._connection()
-        await conn.execute(
+        await self._execute(
             "INSERT INTO members (node, address, started_at, heartbeat_at)"
             " VALUES ($1, $2, now(), now())"
             " ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()",
@@ -113,24 +127,21 @@ class LeaseTable:
         )
 
     async def forget_dead(self) -> None:
-        conn = await self._connection()
-        await conn.execute(
+        await self._execute(
             "DELETE FROM members WHERE heartbeat_at < now() - $1::float8 * interval '1 second'",
             self.ttl * FORGET_AFTER_TTLS,
         )
 
     async def members(self) -> list[Member]:
         """Every member known, live or not, oldest first."""
-        conn = await self._connection()
-        rows = await conn.fetch(
+        rows = await self._fetch(
             "SELECT node, address, extract(epoch FROM now() - started_at)::float8,"
             " extract(epoch FROM now() - heartbeat_at)::float8 FROM members ORDER BY started_at"
         )
         return [Member(*row) for row in rows]
 
     async def leases(self) -> list[Lease]:
-        conn = await self._connection()
-        rows = await conn.fetch(
+        rows = await self._fetch(
             "SELECT shard, owner, epoch, extract(epoch FROM expires_at - now())::float8"
             " FROM shard_leases ORDER BY shard"
         )
@@ -138,8 +149,7 @@ class LeaseTable:
 
     async def acquire(self, shards: list[int]) -> list[Taken]:
         """Take those of ``shards`` whose lease ran out or was let go, under a new epoch."""
-        conn = await self._connection()
-        rows = await conn.fetch(
+        rows = await self._fetch(
             "WITH free AS (SELECT shard, owner FROM shard_leases WHERE shard = ANY($2::int[])"
             " AND (owner IS NULL OR expires_at IS NULL OR expires_at <= now()) FOR UPDATE)"
             " UPDATE shard_leases l SET owner = $1, epoch = l.epoch + 1,"
@@ -153,8 +163,7 @@ class LeaseTable:
 
     async def renew(self, epochs: dict[int, int]) -> set[int]:
         """Extend the leases this node holds under these epochs; returns those renewed."""
-        conn = await self._connection()
-        rows = await conn.fetch(
+        rows = await self._fetch(
             "UPDATE shard_leases l SET expires_at = now() + $4::float8 * interval '1 second'"
             " FROM unnest($2::int[], $3::int8[]) AS f (shard, epoch)"
             " WHERE l.shard = f.shard AND l.epoch = f.epoch AND l.owner = $1 RETURNING l.shard",
@@ -167,8 +176,7 @@ class LeaseTable:
 
     async def release(self, epochs: dict[int, int]) -> None:
         """Let shards go at once (a handover), so the next owner need not wait them out."""
-        conn = await self._connection()
-        await conn.execute(
+        await self._execute(
             "UPDATE shard_leases l SET owner = NULL, expires_at = NULL"
             " FROM unnest($2::int[], $3::int8[]) AS f (shard, epoch)"
             " WHERE l.shard = f.shard AND l.epoch = f.epoch AND l.owner = $1",
@@ -179,5 +187,4 @@ class LeaseTable:
 
     async def leave(self) -> None:
         """Delete this member's row: a graceful stop, seen by the others at their next look."""
-        conn = await self._connection()
-        await conn.execute("DELETE FROM members WHERE node = $1", self.node)
+        await self._execute("DELETE FROM members WHERE node = $1", self.node)

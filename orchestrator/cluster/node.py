@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from orchestrator.cluster.leases import Lease, LeaseTable, Member, Taken
 from orchestrator.cluster.placement import placement
-from orchestrator.errors import ShardMoved
+from orchestrator.errors import ShardMoved, Unavailable
 from orchestrator.metrics import Metrics
 from orchestrator.shards import SHARDS, shard_of
 
@@ -300,9 +300,13 @@ class ClusterNode:
 
     async def status(self) -> dict[str, Any]:
         """The members, and which node holds which shard under which epoch, for how long
-        more, as the database has them now (GET /cluster)."""
-        members = await self.table.members()
-        leases = await self.table.leases()
+        more, as the database has them now (GET /cluster); ``Unavailable`` when the
+        database cannot be read."""
+        try:
+            members = await self.table.members()
+            leases = await self.table.leases()
+        except Exception as exc:
+            raise Unavailable(f"the cluster's tables cannot be read: {exc!r}") from exc
         return {
             "node": self.node,
             "shardCount": self.shards,

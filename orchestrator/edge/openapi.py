@@ -667,6 +667,7 @@ OPENAPI["paths"].update(
                     "200": _json(_ref("ClusterStatus"), "The cluster"),
                     "401": UNAUTHORIZED,
                     "404": _problem(404, "Not in a cluster (the store is SQLite)"),
+                    "503": UNAVAILABLE,
                 },
             }
         },
