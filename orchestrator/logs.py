@@ -7,6 +7,9 @@ passed along. Code that works for an order outside an actor (the relay after a r
 the inbox, the services) opens a ``scope`` or passes them as ``extra``. A filter on the
 handler copies them onto each record; ``--log-format json`` writes one JSON object per
 line (python-json-logger), ``text`` the usual line with the fields appended.
+
+A cluster node's lines also say which node wrote them, and a line about an order its
+shard (``in_cluster``), so that the lines of one order can be followed across nodes.
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ from contextvars import ContextVar
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-FIELDS = ("order_id", "event_id", "chart", "trace_id")
+from orchestrator.shards import shard_of
+
+FIELDS = ("order_id", "event_id", "chart", "trace_id", "node", "shard")
 FORMATS = ("text", "json")
 
 # Never mutated, only replaced, so tasks that copied the context keep what they saw.
 _fields: ContextVar[dict[str, str] | None] = ContextVar("orchestrator_log_fields", default=None)
+# In a cluster: this node's id and the database's shard count (see ``in_cluster``).
+_cluster: tuple[str, int] | None = None
+
+
+def in_cluster(node: str, shards: int) -> None:
+    """From now on every line carries ``node``, and one about an order its ``shard``."""
+    global _cluster
+    _cluster = (node, shards)
 
 
 def _merged(fields: dict[str, str | None]) -> dict[str, str]:
@@ -54,6 +67,12 @@ class OrderFields(logging.Filter):
         for name, value in (_fields.get() or {}).items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        if _cluster is not None:
+            node, shards = _cluster
+            record.node = node
+            order_id = getattr(record, "order_id", None)
+            if isinstance(order_id, str) and not hasattr(record, "shard"):
+                record.shard = shard_of(order_id, shards)
         return True
 
 

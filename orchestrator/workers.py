@@ -11,11 +11,13 @@ at the terminal reaches them once, through it: SIGTERM and SIGINT are passed on,
 worker hands its shards over and stops, and the parent exits with the worst exit code. A
 worker that dies on its own is started again after ``RESTART_PAUSE``, as a service manager
 would; one that dies within ``MIN_LIFE`` of starting (its port taken, say) stops them all,
-since starting it again would only fail again.
+since starting it again would only fail again. A worker is told to stop (SIGTERM) when the
+parent dies, however it dies, so none is left running unsupervised.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -81,4 +83,18 @@ def supervise(commands: list[list[str]]) -> int:
 
 
 def _start(command: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, start_new_session=True)
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+# prctl(2) option: the signal a process gets when its parent dies (Linux only).
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it runs: SIGTERM it when the supervisor dies, even by
+    SIGKILL, so no worker outlives it unsupervised (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass

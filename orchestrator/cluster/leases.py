@@ -30,6 +30,9 @@ SESSION = {
     "lock_timeout": "2000",
     "statement_timeout": "5000",
     "idle_in_transaction_session_timeout": "5000",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "3",
+    "tcp_keepalives_count": "3",
 }
 # A member whose heartbeat is older than this many lease TTLs is deleted; its leases, if
 # any are left, lose their owner (ON DELETE SET NULL) and are free to take.

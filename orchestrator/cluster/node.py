@@ -33,6 +33,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from orchestrator import logs
 from orchestrator.cluster.leases import Lease, LeaseTable, Member, Taken
 from orchestrator.cluster.placement import placement
 from orchestrator.errors import ShardMoved, Unavailable
@@ -146,6 +147,7 @@ class ClusterNode:
 
     async def start(self) -> None:
         self.shards, self.key = await self.table.open()
+        logs.in_cluster(self.node, self.shards)
         await self._tick()
         self._task = asyncio.create_task(self._loop(), name="cluster-leases")
         log.info(

@@ -223,8 +223,15 @@ OUTAGE_STATES = frozenset({"25006"})  # read_only_sql_transaction: a standby, sa
 # Seconds to wait for a connection before the store counts as down.
 CONNECT_TIMEOUT = 10.0
 # The writer's session: a transaction left open this long (its node paused mid-batch) is
-# ended by the server, so its fence's lock cannot hold back the node taking over.
-WRITER_SETTINGS = {"idle_in_transaction_session_timeout": "5000"}
+# ended by the server, so its fence's lock cannot hold back the node taking over; and the
+# server probes an idle connection, so one whose node vanished (its machine, not just its
+# process) is closed within about 20 s rather than the kernel's two hours.
+WRITER_SETTINGS = {
+    "idle_in_transaction_session_timeout": "5000",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "3",
+    "tcp_keepalives_count": "3",
+}
 
 
 class StaleVersion(Exception):
