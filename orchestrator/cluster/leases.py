@@ -164,6 +164,27 @@ class LeaseTable:
         )
         return [Taken(*row) for row in rows]
 
+    async def take_from_predecessors(self) -> list[Taken]:
+        """Take at once the shards of earlier incarnations at this node's address, and
+        forget their member rows: a node restarted after a crash serves again without
+        waiting its old leases out. Safe whatever became of them: the epoch moves on, so
+        should one still run, the fence refuses its writes and its renewals fail."""
+        rows = await self._fetch(
+            "WITH gone AS (SELECT l.shard, l.owner FROM shard_leases l"
+            " JOIN members m ON m.node = l.owner WHERE m.address = $2 AND m.node <> $1"
+            " FOR UPDATE OF l)"
+            " UPDATE shard_leases l SET owner = $1, epoch = l.epoch + 1,"
+            " expires_at = now() + $3::float8 * interval '1 second'"
+            " FROM gone WHERE l.shard = gone.shard RETURNING l.shard, l.epoch, gone.owner",
+            self.node,
+            self.address,
+            self.ttl,
+        )
+        await self._execute(
+            "DELETE FROM members WHERE address = $2 AND node <> $1", self.node, self.address
+        )
+        return [Taken(*row) for row in rows]
+
     async def renew(self, epochs: dict[int, int]) -> set[int]:
         """Extend the leases this node holds under these epochs; returns those renewed."""
         rows = await self._fetch(

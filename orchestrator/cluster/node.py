@@ -10,6 +10,9 @@ the members and leases, and acts on them:
   placement gives to another node: it stops admitting their requests, lets the turns
   already queued commit (up to ``DRAIN`` seconds), stops serving them and lets the leases
   go, so the next owner takes them at its next poll instead of waiting out the TTL.
+- At start it takes at once the shards of its earlier incarnations at the same address (a
+  restart after a crash): they are its own, and waiting their leases out would leave them
+  unserved for a TTL. The new epoch fences the old incarnation, should it still run.
 - It stops serving a shard at once when its renewal is refused (another node holds it)
   or when it could not renew for ``ttl * VALID_PART`` seconds by its own monotonic clock
   (self-fencing): by then its lease may have run out and been taken. A paused process
@@ -148,6 +151,11 @@ class ClusterNode:
     async def start(self) -> None:
         self.shards, self.key = await self.table.open()
         logs.in_cluster(self.node, self.shards)
+        started = time.monotonic()
+        await self.table.heartbeat()
+        taken = await self.table.take_from_predecessors()
+        if taken:
+            await self._gain(taken, started)
         await self._tick()
         self._task = asyncio.create_task(self._loop(), name="cluster-leases")
         log.info(
