@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -126,7 +127,10 @@ class Client:
     ) -> None:
         self._http = http
         self._ws = ws
-        self._base = base_url.rstrip("/")
+        # Several servers (a cluster's nodes, comma-separated): each request goes to one of
+        # them at random, as behind a load balancer that knows nothing of shards.
+        self._bases = [url.rstrip("/") for url in base_url.split(",")]
+        self._base = self._bases[0]
         self.stats = stats
         self.timeout = timeout
 
@@ -136,7 +140,8 @@ class Client:
         """Send one request; return the JSON object body and the Location header."""
         start = time.perf_counter()
         try:
-            async with self._http.request(method, self._base + path, json=body) as resp:
+            base = self._base if len(self._bases) == 1 else random.choice(self._bases)
+            async with self._http.request(method, base + path, json=body) as resp:
                 raw = await resp.read()
                 status = resp.status
                 location = resp.headers.get("Location")
@@ -188,7 +193,8 @@ class Client:
         """Open the order's WebSocket (not counted as an HTTP request) and start reading it."""
         step = "WS /orders/{id}/ws"
         try:
-            ws = await self._ws.ws_connect(self._base + f"/orders/{order_id}/ws")
+            base = self._base if len(self._bases) == 1 else random.choice(self._bases)
+            ws = await self._ws.ws_connect(base + f"/orders/{order_id}/ws")
         except aiohttp.WSServerHandshakeError as exc:
             raise OrderError(f"{step}: handshake HTTP {exc.status}", exc.message) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -316,10 +322,12 @@ async def run_phase(
 
 
 class ServerProbe:
-    """Memory and CPU of the server process, read from /proc."""
+    """Memory and CPU of the server process, read from /proc; CPU summed over ``others``
+    too (the other nodes of a cluster)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, others: tuple[int, ...] = ()) -> None:
         self.pid = pid
+        self.others = others
         self._ticks = os.sysconf("SC_CLK_TCK")
 
     def memory_mib(self) -> tuple[float, float] | None:
@@ -338,14 +346,17 @@ class ServerProbe:
         return fields["VmHWM"], fields["VmRSS"]
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU time the process has used so far; None once it is gone."""
-        try:
-            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
-                after_name = stat.read().rpartition(")")[2].split()
-        except OSError:
-            return None
-        # Fields after "(comm)" start at field 3 (state); utime and stime are fields 14 and 15.
-        return (int(after_name[11]) + int(after_name[12])) / self._ticks
+        """User + system CPU time the processes have used so far; None once one is gone."""
+        total = 0.0
+        for pid in (self.pid, *self.others):
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                    after_name = stat.read().rpartition(")")[2].split()
+            except OSError:
+                return None
+            # Fields after "(comm)" start at field 3 (state); utime and stime: 14 and 15.
+            total += (int(after_name[11]) + int(after_name[12])) / self._ticks
+        return total
 
 
 def _ms(seconds: float) -> float | None:
@@ -441,12 +452,14 @@ def summarize(
         # CPU per request: what each request cost the server, whatever the concurrency; it
         # drifts with the machine's phase as the rates do.
         cpu_us = None if server_cpu is None or not latencies else server_cpu / len(latencies) * 1e6
+        per_command = None if server_cpu is None or not commands else server_cpu / len(commands)
         result["server"] = {
             "pid": probe.pid,
             "peak_rss_mib": round(peak, 1),
             "rss_mib": round(now, 1),
             "cpu_percent": cpu_pct,
             "cpu_us_per_request": None if cpu_us is None else round(cpu_us, 1),
+            "cpu_us_per_command": None if per_command is None else round(per_command * 1e6, 1),
         }
         print(f"server RSS     peak {peak:.1f} MiB, now {now:.1f} MiB  (pid {probe.pid})")
         if cpu_pct is not None:
@@ -458,7 +471,9 @@ def summarize(
 
 async def main_async(args: argparse.Namespace, loop_name: str) -> int:
     workload = WORKLOADS[args.workload]
-    probe = ServerProbe(args.server_pid) if args.server_pid is not None else None
+    probe = (
+        ServerProbe(args.server_pid, tuple(args.other_pid)) if args.server_pid is not None else None
+    )
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     # The WebSockets of the flow workload hold their connections for the whole order, so they get
     # their own connector; the HTTP pool stays at exactly `concurrency` keep-alive connections.
@@ -511,7 +526,11 @@ def _non_negative_int(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="server base URL; several, comma-separated, are used at random (a cluster)",
+    )
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="commands")
     parser.add_argument("--orders", type=_positive_int, default=2000, help="measured orders")
     parser.add_argument(
@@ -522,6 +541,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--server-pid", type=int, help="server PID: report its peak/current RSS and CPU use"
+    )
+    parser.add_argument(
+        "--other-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="another server's PID (a cluster's node), whose CPU use counts too; repeatable",
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds per request and per confirm->done"

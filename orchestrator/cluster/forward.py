@@ -97,7 +97,9 @@ class Forwarder:
     # -- the call --------------------------------------------------------------------
 
     async def _call(self, shard: int, payload: dict[str, Any], event: Event, local: Local) -> Reply:
-        body = json.dumps({**payload, "event": event_json(event)}, separators=(",", ":"))
+        body = json.dumps(
+            {**payload, "event": event_json(event)}, separators=(",", ":"), ensure_ascii=False
+        )
         content = body.encode()
         deadline = time.monotonic() + ROUTE_WAIT
         attempts = 0

@@ -31,13 +31,14 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int | None = None) -> bytes:
     """The whole body; ``NotJson`` unless it is declared JSON, ``BodyTooLarge`` once it
-    passes the limit."""
+    passes ``limit`` (by default ``--max-body-bytes``)."""
     content_type = request.headers.get("content-type")
     if not is_json(content_type):
         raise NotJson(content_type)
-    limit: int = request.app.state.max_body_bytes
+    if limit is None:
+        limit = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
     size = whole_number(declared) if declared is not None else None
     if size is not None and size > limit:
