@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -164,10 +165,6 @@ class Registry:
         if cluster is None:
             return await self.actor(order_id).submit(Request(event, if_match))
         shard = cluster.shard_of(order_id)
-
-        async def here() -> Reply:
-            return await self.send(order_id, event, if_match=if_match, forwarded=True)
-
         if cluster.serves(shard):
             try:
                 return await self.actor(order_id).submit(Request(event, if_match))
@@ -176,6 +173,8 @@ class Registry:
                     raise
         elif forwarded:
             raise cluster.moved(shard)
+        # Applied here after all if this node takes the shard while the call waits.
+        here = functools.partial(self.send, order_id, event, if_match=if_match, forwarded=True)
         return await cluster.send(order_id, event, if_match, here)
 
     async def fire(self, timer: Timer) -> Reply:

@@ -23,10 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
-
 from orchestrator.cluster.node import ClusterNode
 from orchestrator.cluster.signing import SIGNATURE_HEADER, sign
+from orchestrator.cluster.wire import Answer, Lost, Peers, Unreachable
 from orchestrator.errors import RemoteProblem, ShardMoved, Unavailable
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply
@@ -37,8 +36,6 @@ FINGERPRINT_HEADER = "orchestrator-fingerprint"
 ROUTE_WAIT = 5.0
 RETRY_PAUSE = 0.2
 ATTEMPTS = 4
-# An owner takes as long as a turn takes; a connection, no longer than a node on a LAN.
-TIMEOUT = httpx.Timeout(30.0, connect=2.0)
 
 Local = Callable[[], Awaitable[Reply]]
 
@@ -61,12 +58,11 @@ class Forwarder:
     def __init__(self, node: ClusterNode, metrics: Metrics) -> None:
         self.node = node
         self._metrics = metrics
-        self._client = httpx.AsyncClient(
-            timeout=TIMEOUT, limits=httpx.Limits(max_keepalive_connections=64)
-        )
+        # An owner takes as long as a turn takes; a connection, no longer than on a LAN.
+        self._peers = Peers(connect_timeout=2.0, timeout=30.0)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._peers.close()
 
     # -- what the registry asks ------------------------------------------------------
 
@@ -128,34 +124,35 @@ class Forwarder:
             "host": "localhost",
         }
         try:
-            response = await self._client.post(owner + TURNS_PATH, content=content, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
+            answer = await self._peers.post(owner, TURNS_PATH, content, headers)
+        except Unreachable:
             self._metrics.forwards.labels("unreachable").inc()
             return None  # never sent: the owner is gone; the route table will say who next
-        except httpx.HTTPError as exc:
+        except Lost as exc:
             self._metrics.forwards.labels("failed").inc()
-            raise Unavailable(f"the node owning the order did not answer ({exc!r})") from exc
-        if response.is_success:
+            raise Unavailable(f"the node owning the order did not answer ({exc})") from exc
+        if 200 <= answer.status < 300:
             self._metrics.forwards.labels("forwarded").inc()
             return Reply(
-                response.status_code,
-                response.content,
-                response.headers.get(ORDER_HEADER, ""),
-                response.headers.get(FINGERPRINT_HEADER, ""),
+                answer.status,
+                answer.body,
+                answer.headers.get(ORDER_HEADER, ""),
+                answer.headers.get(FINGERPRINT_HEADER, ""),
             )
-        problem = _problem(response)
-        if response.status_code == 421 or problem.get("error") == "ShardMoved":
+        problem = _problem(answer)
+        if answer.status == 421 or problem.get("error") == "ShardMoved":
             self._metrics.forwards.labels("misdirected").inc()
             return None  # refused before anything was applied
         self._metrics.forwards.labels("forwarded").inc()
-        raise RemoteProblem(response.status_code, problem)
+        raise RemoteProblem(answer.status, problem)
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(answer: Answer) -> dict[str, Any]:
     try:
-        problem = response.json()
+        problem = json.loads(answer.body)
     except ValueError:
         problem = None
     if not isinstance(problem, dict):
-        return {"status": response.status_code, "detail": response.text[:200]}
+        text = answer.body[:200].decode(errors="replace")
+        return {"status": answer.status, "detail": text or f"the owner answered {answer.status}"}
     return problem

@@ -95,6 +95,7 @@ class ClusterNode:
         self._leaving: set[int] = set()
         self._valid_until = 0.0
         self._members: frozenset[str] = frozenset()
+        self._want: dict[int, str] = {}
         self._members_since = time.monotonic()
         self._free_since: dict[int, float] = {}
         self._host: ShardHost | None = None
@@ -227,9 +228,10 @@ class ClusterNode:
         now = time.monotonic()
         live = frozenset(m.address for m in members if m.heartbeat_seconds_ago < self.ttl)
         live |= {self.address}
-        if live != self._members:
+        if live != self._members or not self._want:
             self._members, self._members_since = live, now
-        want = placement(live, self.shards)
+            self._want = placement(live, self.shards)  # the same members, the same answer
+        want = self._want
         free = []
         for lease in leases:
             if not lease.free or lease.shard in self.epochs:
