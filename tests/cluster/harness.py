@@ -123,12 +123,18 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster_of(tmp_path: Path, size: int = 3, *args: str) -> AsyncIterator[Cluster]:
-    """``size`` nodes and the two services, settled: every shard owned, by all of them."""
+async def cluster_of(
+    tmp_path: Path, size: int = 3, *args: str, kitchen: tuple[str, ...] = ()
+) -> AsyncIterator[Cluster]:
+    """``size`` nodes (``args`` are more flags for each) and the two services (``kitchen``
+    more flags for the kitchen), settled: every shard owned, by all of them."""
     await delete_flow_queues()
     async with fresh_database() as url:
         ledger_db = tmp_path / "services.db"
-        services = [spawn_service(ledger_db, "kitchen"), spawn_service(ledger_db, "delivery")]
+        services = [
+            spawn_service(ledger_db, "kitchen", *kitchen),
+            spawn_service(ledger_db, "delivery"),
+        ]
         flags = ["--store", url, "--broker", RABBITMQ_URL, "--lease-ttl", str(LEASE_TTL), *args]
         nodes = [Node(tmp_path / f"node{i}.db", flags) for i in range(size)]
         group = Cluster(url, nodes, ledger_db)

@@ -202,3 +202,44 @@ async def test_a_websocket_on_another_node_sees_every_version_across_a_failover(
             final = (await group.http(watcher).get(f"/orders/{order_id}")).json()["version"]
             await read_until(final)
         assert seen == list(range(1, final + 1)), seen
+
+
+async def test_timers_of_a_dead_node_fire_once_on_the_new_owner(tmp_path: Path) -> None:
+    """Orders waiting for a kitchen that never answers, each with a kitchen timeout timer;
+    the node serving them is killed before the timers fall due: each timer fires on the
+    node that took its shard, once (the order goes to errorInKitchen; no retry is set)."""
+    options = ("--chart-option", "pizza.kitchenTimeout=6", "--chart-option", "pizza.maxRetries=0")
+    async with cluster_of(tmp_path, 3, *options, kitchen=("--mode", "ignore")) as group:
+        victim = group.nodes[2]
+        http = group.http(victim)
+        orders = []
+        for _ in range(8):  # unkeyed creates land in shards of the node that takes them
+            created = await http.post("/orders", json=PIZZA)
+            assert created.status_code == 201, created.text
+            order_id = created.json()["id"]
+            confirmed = await http.post(
+                f"/orders/{order_id}/events", json={"type": "CONFIRM_PIZZA"}
+            )
+            assert confirmed.status_code == 200, confirmed.text
+            orders.append(order_id)
+        owners = await group.owners()
+        assert {owners[shard_of(o, 256)] for o in orders} == {victim.url}
+        victim.kill()
+        conn = await asyncpg.connect(group.url)
+        try:
+            deadline = time.monotonic() + 6 + FAILOVER_BOUND + 10
+            while True:
+                rows = await conn.fetch("SELECT id, state FROM orders WHERE id = ANY($1)", orders)
+                states = {row[0]: row[1] for row in rows}
+                if all(state == "bakePizza.errorInKitchen" for state in states.values()):
+                    break
+                assert time.monotonic() < deadline, states
+                await asyncio.sleep(0.3)
+            fired = await conn.fetch(
+                "SELECT order_id, count(*) FROM journal WHERE order_id = ANY($1)"
+                " AND event_id LIKE 'timer:%' GROUP BY order_id",
+                orders,
+            )
+        finally:
+            await conn.close()
+        assert {row[0]: row[1] for row in fired} == dict.fromkeys(orders, 1)
