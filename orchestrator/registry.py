@@ -211,17 +211,24 @@ class Registry:
         if found is None:
             raise InvalidInput("chart", f"unknown chart {name!r}; known: {sorted(self.charts)}")
         cluster = self.cluster
-        if cluster is not None:
-            if shard is None:
-                shard = self._shard_for(cluster, event)
-            if not cluster.serves(shard):
+        if cluster is None:
+            return await self._create_here(found, event, None)
+        if shard is None:
+            shard = self._shard_for(cluster, event)
+        if cluster.serves(shard):
+            try:
+                return await self._create_here(found, event, shard)
+            except ShardMoved:
                 if forwarded:
-                    raise cluster.moved(shard)
+                    raise
+                if not event.keyed:  # nothing was made: in another shard (or node) then
+                    return await self.create(event, chart=name)
+        elif forwarded:
+            raise cluster.moved(shard)
+        here = functools.partial(self.create, event, chart=name, shard=shard, forwarded=True)
+        return await cluster.create(shard, event, name, here)
 
-                async def here() -> Reply:
-                    return await self.create(event, chart=name, shard=shard, forwarded=True)
-
-                return await cluster.create(shard, event, name, here)
+    async def _create_here(self, found: Chart, event: Event, shard: int | None) -> Reply:
         if not event.keyed:
             return await self._create(found, event, shard)
         while True:
