@@ -7,14 +7,18 @@ both come here. Each flag also reads an environment variable (``KITCHEN_BROKER``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import click
 
 from orchestrator.worker import ProcessOptions, Service, process_options, serve
 from services.stub import MODES
 
-Build = Callable[..., Service]
+
+class Build(Protocol):
+    """A stub's service, made for a delay and a failure mode."""
+
+    def __call__(self, *, delay: float, mode: str) -> Service: ...
 
 
 def main(name: str, build: Build) -> None:

@@ -131,10 +131,6 @@ class Service:
 
         return register
 
-    @property
-    def command_types(self) -> list[str]:
-        return list(self._routes)
-
     async def start(self, broker: Broker, ledger: Path) -> None:
         """Open the ledger, declare the queue and consume it, on a connected broker."""
         unknown = {r.undoes for r in self._routes.values() if r.undoes} - set(self._routes)
@@ -204,6 +200,11 @@ class Service:
             traceparent=message.traceparent,
         )
         data = await route.handler(command)
+        if data is not None and not isinstance(data, dict):
+            # A handler's bug, not the command's: redelivered, then dead-lettered with this.
+            raise TypeError(
+                f"the {message.type} handler returned {type(data).__name__}, not a dict"
+            )
         answer: bytes | None = None
         if data is not None and not await self._undone(ledger, message):
             answer = self._answer(key, message, route.answer, data)

@@ -419,3 +419,20 @@ async def test_a_compensation_of_an_unhandled_command_is_refused_at_start(
     service.handles("UNBAKE", answer="UNBAKED", undoes="BAKE")(_answer)
     with pytest.raises(ValueError, match="BAKE"):
         await start_service(service)
+
+
+async def test_a_handler_answering_with_no_object_fails_and_records_nothing(
+    ledger: Ledger, start_service: StartService
+) -> None:
+    """An answer's data is a JSON object: a handler returning anything else is a bug, which
+    fails the delivery (redelivered, then dead-lettered) rather than sending a bad answer."""
+    service = Service("oven")
+
+    @service.handles("BAKE", answer="BAKED")
+    async def bake(cmd: Command) -> dict[str, str]:
+        return ["not", "an", "object"]  # type: ignore[return-value]
+
+    await start_service(service)
+    with pytest.raises(TypeError, match="BAKE handler returned list"):
+        await service.handle(Delivery("command.BAKE", command("BAKE", "b-1"), "b-1"))
+    assert await ledger.entries() == []
