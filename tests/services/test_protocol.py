@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import re
 import signal
 import sqlite3
@@ -39,7 +40,6 @@ from tests.helpers import (
     history,
     http_client,
     remove,
-    send,
     send_ok,
     wait_all_in_state,
 )
@@ -47,6 +47,9 @@ from tests.helpers import (
 ROOT = Path(__file__).resolve().parent.parent.parent
 RAW_SERVICE = Path(__file__).with_name("raw_pizzeria.py")
 ORDERS = 5
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+INVOKES = {"PIZZA_READY": "sendOrderToKitchen", "PIZZA_DELIVERED": "sendOrderToDelivery"}
 # The queues of the services of this file, besides the flow's.
 QUEUES = ("pizzeria", "raw-pizzeria")
 
@@ -117,10 +120,14 @@ async def raw_service(tmp_path: Path) -> AsyncIterator[Path]:
 
 
 async def run_orders_to_done(http: httpx.AsyncClient) -> list[str]:
-    """ORDERS confirmed orders, each taken to done; their histories as the flow's."""
+    """ORDERS orders confirmed in the trace TRACE_ID, each taken to done; their histories
+    as the flow's."""
     ids = [(await create_order(http))["id"] for _ in range(ORDERS)]
     for order_id in ids:
-        assert (await send(http, order_id, CONFIRM)).status_code == 200
+        confirmed = await http.post(
+            f"/orders/{order_id}/events", json=CONFIRM, headers={"traceparent": TRACEPARENT}
+        )
+        assert confirmed.status_code == 200, confirmed.text
     await wait_all_in_state(http, ids, DONE, within=60.0)
     await assert_flow_histories(http, ids)
     return ids
@@ -147,12 +154,36 @@ async def refused_reason(http: httpx.AsyncClient) -> str:
     return errors[0]
 
 
-def ledger_counts(ledger: Path, query: str) -> dict[str, int]:
+def ledger_rows(ledger: Path, query: str) -> dict[str, bytes]:
+    """key -> answer, of the rows ``query`` selects from a service's ledger."""
     conn = sqlite3.connect(ledger, timeout=10.0)
     try:
-        return {str(key): int(count) for key, count in conn.execute(query).fetchall()}
+        return {str(key): bytes(answer) for key, answer in conn.execute(query).fetchall()}
     finally:
         conn.close()
+
+
+def times_carried_out(ledger: Path) -> set[int]:
+    """The distinct counts of the kit's ledger's ``times``: how often each was carried out."""
+    conn = sqlite3.connect(ledger, timeout=10.0)
+    try:
+        return {int(times) for (times,) in conn.execute("SELECT times FROM handled")}
+    finally:
+        conn.close()
+
+
+def assert_answered_once_each(answers: dict[str, bytes], order_ids: list[str]) -> None:
+    """One answer per order and command, each carrying its order, the command's invokeid
+    and the trace the orders were confirmed in, continued with a span of its own."""
+    expected = {f"{i}/{t}" for i in order_ids for t in ("MAKE_PIZZA", "DELIVER_PIZZA")}
+    assert set(answers) == expected
+    for key, body in answers.items():
+        answer = json.loads(body)
+        assert answer["subject"] == key.split("/")[0]
+        assert answer["invokeid"] == INVOKES[answer["type"]]
+        _, trace_id, span_id, _ = answer["traceparent"].split("-")
+        assert trace_id == TRACE_ID
+        assert span_id != TRACEPARENT.split("-")[2]
 
 
 async def test_the_python_service_of_the_page_runs_orders_to_done(
@@ -164,12 +195,8 @@ async def test_the_python_service_of_the_page_runs_orders_to_done(
         ids = await run_orders_to_done(http)
         reason = await refused_reason(http)
     assert reason == "nothing to bake: the order has no pizza"
-    # Each order's work carried out once, by the kit's ledger.
-    times = ledger_counts(
-        kit_service, "SELECT order_id || '/' || type, times FROM handled WHERE answer IS NOT NULL"
-    )
-    expected = {f"{i}/{t}": 1 for i in ids for t in ("MAKE_PIZZA", "DELIVER_PIZZA")}
-    assert times == expected
+    assert_answered_once_each(ledger_rows(kit_service, "SELECT key, answer FROM handled"), ids)
+    assert times_carried_out(kit_service) == {1}  # anything but 1 is a double bake
 
 
 async def test_a_raw_aio_pika_service_runs_orders_to_done(
@@ -182,8 +209,7 @@ async def test_a_raw_aio_pika_service_runs_orders_to_done(
         ids = await run_orders_to_done(http)
         reason = await refused_reason(http)
     assert reason == "nothing to bake: the order has no pizza"
-    carried_out = ledger_counts(raw_service, "SELECT key, 1 FROM carried_out")
-    assert carried_out == {f"{i}/{t}": 1 for i in ids for t in ("MAKE_PIZZA", "DELIVER_PIZZA")}
+    assert_answered_once_each(ledger_rows(raw_service, "SELECT key, answer FROM carried_out"), ids)
 
 
 def test_the_raw_service_imports_nothing_of_this_project() -> None:
