@@ -15,10 +15,12 @@ from orchestrator.worker import Command, Poison
 MODES = ("ok", "reject", "ignore")
 
 
-async def carry_out(command: Command, *, delay: float, mode: str) -> dict[str, str] | None:
+async def carry_out(
+    command: Command, *, service: str, delay: float, mode: str
+) -> dict[str, str] | None:
     """The answer's data for a work command, after ``delay``; None in mode ``ignore``."""
     if mode == "reject":
-        raise Poison(f"{command.type} refused (failure mode 'reject')")
+        raise Poison(f"{service} refuses {command.type} (failure mode 'reject')")
     await asyncio.sleep(delay)
     return None if mode == "ignore" else answer(command)
 

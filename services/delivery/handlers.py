@@ -12,6 +12,6 @@ def delivery(*, delay: float = 0.0, mode: str = "ok") -> Service:
 
     @service.handles("DELIVER_PIZZA", answer="PIZZA_DELIVERED")
     async def deliver_pizza(command: Command) -> dict[str, str] | None:
-        return await stub.carry_out(command, delay=delay, mode=mode)
+        return await stub.carry_out(command, service=service.name, delay=delay, mode=mode)
 
     return service

@@ -12,7 +12,7 @@ def kitchen(*, delay: float = 0.0, mode: str = "ok") -> Service:
 
     @service.handles("MAKE_PIZZA", answer="PIZZA_READY")
     async def make_pizza(command: Command) -> dict[str, str] | None:
-        return await stub.carry_out(command, delay=delay, mode=mode)
+        return await stub.carry_out(command, service=service.name, delay=delay, mode=mode)
 
     # The compensation: a cancelled pizza is thrown away, in every mode.
     @service.handles("CANCEL_PIZZA", answer="PIZZA_CANCELLED", undoes="MAKE_PIZZA")
