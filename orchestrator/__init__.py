@@ -5,6 +5,8 @@ General layout, in import order from the bottom: ``errors`` and ``model`` are pl
 event to one order, with no I/O; ``store`` and ``broker`` are ports with their adapters;
 ``actor``, ``registry``, ``outbox`` and ``hub`` run orders; ``edge`` is the HTTP and
 WebSocket surface; ``runtime`` wires it all from ``Settings``; ``cli`` is the command.
+``worker`` is the kit services are written with, and ``client`` the HTTP client; each
+is a public package of its own.
 
 This module re-exports only what chart authors and embedders use.
 """

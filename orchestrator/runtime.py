@@ -34,10 +34,9 @@ from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.sqlite import SqliteStore
 from orchestrator.timers import Scheduler
 from orchestrator.turn import Limits
-from services.delivery import handlers as delivery
-from services.kitchen import handlers as kitchen
-from services.ledger import Ledger
-from services.stub import StubService
+from orchestrator.worker import Service
+from services.delivery.handlers import delivery
+from services.kitchen.handlers import kitchen
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,8 @@ class Runtime:
             self.forwarder = Forwarder(self.cluster, self.metrics)
         self.store = open_store(settings, self.metrics.commit_batch.observe, self.cluster)
         self.broker: Broker
-        self.services: list[StubService] = []
+        # Each in-process service with its ledger file.
+        self.services: list[tuple[Service, Path]] = []
         if settings.broker.startswith(("amqp://", "amqps://")):
             # Kitchen and delivery run as their own processes: python -m services.kitchen
             self.broker = RabbitBroker(
@@ -159,23 +159,13 @@ class Runtime:
             cluster=self.cluster,
         )
 
-    def _embedded_services(self, settings: Settings) -> list[StubService]:
-        """The kitchen and delivery of embedded mode, on the in-process broker."""
-        return [
-            StubService(
-                stub.NAME,
-                stub.ANSWERS,
-                compensations=stub.COMPENSATIONS,
-                broker=self.broker,
-                ledger=Ledger(sibling(settings.db, stub.NAME)),
-                delay=delay,
-                mode=mode,
-            )
-            for stub, delay, mode in (
-                (kitchen, settings.kitchen_delay, settings.kitchen_mode),
-                (delivery, settings.delivery_delay, settings.delivery_mode),
-            )
-        ]
+    def _embedded_services(self, settings: Settings) -> list[tuple[Service, Path]]:
+        """The kitchen and delivery of embedded mode, for the in-process broker."""
+        services = (
+            kitchen(delay=settings.kitchen_delay, mode=settings.kitchen_mode),
+            delivery(delay=settings.delivery_delay, mode=settings.delivery_mode),
+        )
+        return [(service, sibling(settings.db, service.name)) for service in services]
 
     def exclusive_files(self) -> list[Path]:
         """The files only this process may write: the SQLite database, and with the
@@ -185,7 +175,7 @@ class Runtime:
         files = [self.settings.db] if self.settings.store is None else []
         if self.services:
             files.append(sibling(self.settings.db, "broker"))
-            files += [service.ledger.path for service in self.services]
+            files += [ledger for _, ledger in self.services]
         return files
 
     def _dead_lettered(self, queue: str) -> None:
@@ -238,8 +228,8 @@ class Runtime:
         #    the services' answers find the orchestrator's queue bound
         await self.inbox.start()
         # 4. start the services so their queues exist before anything is published
-        for service in self.services:
-            await service.start()
+        for service, ledger in self.services:
+            await service.start(self.broker, ledger)
         # 5. resend the outbox rows read in 1b; in-flight orders carry on
         await self.relay.start()
         # 6. passivate idle actors from now on
@@ -269,8 +259,8 @@ class Runtime:
         # 3. drain the turns already queued; each commits before its actor goes idle
         await self.registry.drain()
         # 4. close the services' ledgers
-        for service in self.services:
-            await service.ledger.close()
+        for service, _ in self.services:
+            await service.close()
         # 5. close the store, flushing the last group commit
         await self.store.close()
         if self.forwarder is not None:

@@ -1,1 +1,1 @@
-"""Stub services that answer the orchestrator's commands: the kitchen and the delivery."""
+"""The bundled kitchen and delivery stubs: the first two users of ``orchestrator.worker``."""

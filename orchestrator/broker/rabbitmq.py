@@ -24,7 +24,7 @@ The first connection is tried again, with backoff, while RabbitMQ is not reachab
 be starting beside us), for up to ``connect_within`` seconds; what waiting cannot mend (a
 refused login, a missing virtual host, a failed TLS handshake) fails at once. That time is
 a constructor argument with no default here: whoever composes the adapter (the runtime,
-``services.run``) passes its setting, and the adapter imports nothing of theirs.
+the worker kit's ``process``) passes its setting, and the adapter imports nothing of theirs.
 ``connect_robust`` reconnects after the broker restarts and replays the exchanges,
 queues, bindings and consumers declared through it; a publish during the outage raises,
 and the outbox relay retries it until it is confirmed. ``on_reconnect`` hears of each

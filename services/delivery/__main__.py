@@ -1,4 +1,4 @@
-from services.delivery import handlers
+from services.delivery.handlers import delivery
 from services.run import main
 
-main(handlers.NAME, handlers.ANSWERS, handlers.COMPENSATIONS)
+main("delivery", delivery)

@@ -1,4 +1,4 @@
-from services.kitchen import handlers
+from services.kitchen.handlers import kitchen
 from services.run import main
 
-main(handlers.NAME, handlers.ANSWERS, handlers.COMPENSATIONS)
+main("kitchen", kitchen)

@@ -94,8 +94,9 @@ async def test_an_orders_log_lines_and_messages_share_its_trace(
     lines = json_lines(server)
     about = [line for line in lines if line.get("order_id") == order_id]
     for line in about:
-        # The services do not know the chart; everything else they do.
-        fields = ORDER_FIELDS if line["logger"].startswith("orchestrator.") else SERVICE_FIELDS
+        # The services (the worker kit) do not know the chart; everything else they do.
+        service = line["logger"].startswith("orchestrator.worker.")
+        fields = SERVICE_FIELDS if service else ORDER_FIELDS
         assert all(line.get(name) for name in fields), line
         assert line["level"] and line["timestamp"]
     turns = applied(lines, order_id)
@@ -115,7 +116,7 @@ async def test_an_orders_log_lines_and_messages_share_its_trace(
     } == {event_type: [FLOW_TRACE] for event_type in flow}
     assert answer_traces(server.db, "kitchen", order_id) == [FLOW_TRACE]
     assert answer_traces(server.db, "delivery", order_id) == [FLOW_TRACE]
-    carried_out = [line for line in about if line["logger"] == "services.stub"]
+    carried_out = [line for line in about if line["logger"].startswith("orchestrator.worker.")]
     assert [line["trace_id"] for line in carried_out] == [FLOW_TRACE, FLOW_TRACE]
 
 

@@ -1,11 +1,11 @@
-"""Tests of services.ledger on real SQLite files: the record of commands carried out."""
+"""Tests of orchestrator.worker.ledger on real SQLite files: the record of commands carried out."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from services.ledger import Ledger
+from orchestrator.worker.ledger import Ledger
 
 FIRST_RELEASE = """
 CREATE TABLE handled (

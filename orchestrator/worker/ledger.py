@@ -1,9 +1,10 @@
 """A service's own durable record of the commands it has carried out.
 
-A redelivered or retried command must not bake a second pizza: the service looks its key
-(order and command type) up here first, and records the command with its answer in one
-SQLite transaction before it publishes the answer. A repeat then only publishes the
-recorded answer again, with the same id, which the orchestrator dedupes.
+A redelivered or retried command must not bake a second pizza: the service looks its
+dedupe key (the order and command type, or the message id) up here first, and records the
+command with its answer in one SQLite transaction before it publishes the answer. A repeat
+then only publishes the recorded answer again, with the same id, which the orchestrator
+dedupes.
 
 A ledger that cannot be read or written (its disk is full) raises ``LedgerUnavailable``:
 the command was not carried out, and will be once the ledger works again.
@@ -33,6 +34,8 @@ CREATE TABLE IF NOT EXISTS handled (
     received INTEGER NOT NULL DEFAULT 1
 )
 """
+# Whether an order's command was carried out, whatever its key: a compensation's look-up.
+INDEX = "CREATE INDEX IF NOT EXISTS handled_by_order ON handled (order_id, type)"
 
 
 ENTRY_COLUMNS = "key, message_id, order_id, type, answer"
@@ -103,6 +106,7 @@ class Ledger:
         db.execute("PRAGMA synchronous=FULL")
         _migrate(db)
         db.execute(SCHEMA)
+        db.execute(INDEX)
         self._db = db
 
     async def close(self) -> None:
@@ -126,6 +130,21 @@ class Ledger:
             .fetchone()
         )
         return Entry(*row) if row else None
+
+    async def carried_out(self, order_id: str, command_type: str) -> bool:
+        """Whether any ``command_type`` was recorded for the order."""
+        return bool(await self._run(self._carried_out, order_id, command_type))
+
+    def _carried_out(self, order_id: str, command_type: str) -> bool:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT 1 FROM handled WHERE order_id = ? AND type = ? LIMIT 1",
+                (order_id, command_type),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     async def receive(self, key: str) -> Entry | None:
         """Count one more message asking for ``key``; the entry if it was carried out."""
