@@ -18,7 +18,7 @@ read-only server (25006, say a standby after a failover) fail a whole batch with
 ``StoreUnavailable``, and the writer reconnects on the next batch. Anything else, a
 constraint violation above all, is a turn's own fault and is retried turn by turn.
 
-Ready for the cluster (DESIGN.md, "Beyond one process"): orders, journal, outbox and timers
+Ready for the cluster (docs/design.md, "Beyond one process"): orders, journal, outbox and timers
 carry ``shard`` (crc32 of the order id modulo ``shards``, fixed when the database is made
 and kept in ``meta``), with per-shard indexes for the scheduler and the relay; ``members``
 and ``shard_leases`` exist, unused until the cluster reads them. The schema is versioned
@@ -129,7 +129,7 @@ CREATE TABLE timers (
 CREATE INDEX timers_due ON timers (due_at);
 CREATE INDEX timers_shard_due ON timers (shard, due_at);
 CREATE INDEX timers_order ON timers (order_id);
--- The cluster's (DESIGN.md): a node's heartbeat, by the database's clock, and who holds
+-- The cluster's (docs/design.md): a node's heartbeat, by the database's clock, and who holds
 -- each shard under which epoch, the fence every write of the owner checks.
 CREATE TABLE members (
     node text PRIMARY KEY,
