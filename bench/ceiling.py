@@ -6,7 +6,7 @@ orchestrator (uvicorn with the same defaults: uvloop, httptools, no access log; 
 core 0) and loads it with the same client: one ``GET /`` per "order". Run beside a
 workload, it shows which phase the machine is in. It is a rough gauge: the Python client,
 not this server, is its limit, and a slow phase costs the orchestrator more than it costs
-this app (see the README's "Benchmarks").
+this app (see bench/README.md, "The machine's phases").
 """
 
 from __future__ import annotations

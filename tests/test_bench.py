@@ -1,8 +1,8 @@
 """The benchmark tools still run and count what they say: a few orders each.
 
-The figures in the README come from these scripts, so a change that breaks them (or makes
-them count the wrong thing) must fail here, not at the next benchmark. No timing is
-asserted: only the counts and the exit codes.
+The figures in bench/README.md and the README come from these scripts, so a change that
+breaks them (or makes them count the wrong thing) must fail here, not at the next
+benchmark. No timing is asserted: only the counts and the exit codes.
 """
 
 from __future__ import annotations

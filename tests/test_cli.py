@@ -1,4 +1,4 @@
-"""`orchestrator serve` reads every flag from an ORCHESTRATOR_* variable too (DESIGN)."""
+"""`orchestrator serve` reads every flag from an ORCHESTRATOR_* variable too (docs/design.md)."""
 
 from __future__ import annotations
 

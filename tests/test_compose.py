@@ -43,8 +43,16 @@ STORE_SERVICE = "postgres"
 STORE_DATA = "/var/lib/postgresql/data"
 # The flags that name a service's SQLite file; its directory must be a volume.
 STATE_FLAGS = ("--db", "--ledger")
-# What ``pip install .`` reads from the build context (pyproject.toml names the readme).
-BUILD_INPUTS = ("pyproject.toml", "README.md", "orchestrator", "services", "statecharts")
+# What ``pip install .`` reads from the build context (pyproject.toml names the readme and
+# the licence files).
+BUILD_INPUTS = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "orchestrator",
+    "services",
+    "statecharts",
+)
 EXPECTED_ENTRY_POINTS = {
     "orchestrator": ["orchestrator", "serve"],
     "kitchen": ["python", "-m", "services.kitchen"],

@@ -104,9 +104,13 @@ async def test_an_event_is_applied_once_even_when_redelivered(rig: Rig) -> None:
             b' "subject": "x"}',
             "not valid Unicode text",
         ),
-        (b"[" * 2000 + b"]" * 2000, "nested too deeply"),  # at once, not after retries
+        # At once, not after retries, and alike on every Python: 3.11's parser gives up
+        # on 2,000 levels, 3.13's reads them (tests/test_messages.py goes deeper).
+        (b"[" * 34 + b"]" * 34, "nested deeper than 33 levels"),
+        (b"[" * 2000 + b"]" * 2000, "nested deeper than 33 levels"),
         (b'{"pad": "' + b"x" * MAX_BODY + b'"}', f"larger than {MAX_BODY} bytes"),
     ],
+    ids=["not json", "no id", "not unicode", "34 deep", "2000 deep", "too large"],
 )
 async def test_a_malformed_message_is_dead_lettered(rig: Rig, body: bytes, reason: str) -> None:
     await rig.broker.publish(event_key("PIZZA_READY"), body, message_id="bad")

@@ -1,6 +1,6 @@
 """An invoke whose command a service dead-letters ends in the chart's error state.
 
-DESIGN: an invoke errors when its message cannot be delivered, or is dead-lettered by the
+docs/design.md: an invoke errors when its message cannot be delivered, or is dead-lettered by the
 service. Here the in-process kitchen or delivery runs in ``reject`` mode, so every command
 it receives is dead-lettered; the orchestrator hears it back and applies
 ``error.invoke.<id>``, and the dead letter stays in the dead-letter queue with its reason.

@@ -1,28 +1,37 @@
-"""The README's tour runs as written against a real server (STYLE: every snippet runs)."""
+"""The README's tour runs as written against a real server (STYLE: every snippet runs), and
+its two commands are the ones the project keeps: the second is what CI runs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.conftest import ServerFactory, ServerProcess
-from tests.helpers import WAITING_FOR_KITCHEN, wait_for_state
+from tests.conftest import ServerProcess
+from tests.docs import README, ROOT, code_blocks, section
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+RUN_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/orchestrator serve\n"
+)
+TEST_COMMAND = "bash scripts/test.sh\n"
 
 
 def tour_script() -> str:
-    text = README.read_text()
-    section = text.split("## A one-minute tour", 1)[1]
-    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
-    return str(blocks[0])
+    return code_blocks(section(README, "A one-minute tour"), "sh")[0]
+
+
+def test_the_readme_gives_the_two_commands_and_ci_runs_the_second() -> None:
+    """The front door's promise: one command runs the product (embedded, nothing else to
+    start), one runs every test, and ``.ci/run`` runs that same command."""
+    assert code_blocks(section(README, "Run it"), "sh") == [RUN_COMMAND]
+    assert code_blocks(section(README, "Test it"), "sh") == [TEST_COMMAND]
+    command = TEST_COMMAND.split()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert any(line.split()[: len(command)] == command for line in ci)
 
 
 def test_tour_runs_to_done(server: ServerProcess) -> None:
@@ -59,31 +68,6 @@ async def test_websocket_snippet_replays_the_history(
     assert first["view"]["id"] == created["id"]
 
 
-def webhook_script() -> str:
-    section = README.read_text().split("### Security", 1)[1]
-    return str(re.findall(r"```sh\n(.*?)```", section, flags=re.S)[0])
-
-
-async def test_the_signed_webhook_snippet_moves_an_order(server_factory: ServerFactory) -> None:
-    """The README's openssl + curl example signs a PIZZA_READY (a service event) that a
-    server with the same secret applies, once: run again, it is answered as a repeat."""
-    script = webhook_script()
-    found = re.search(r"^SECRET=(whsec_\S+)", script, flags=re.M)
-    assert found is not None, script
-    server = server_factory("--kitchen-mode", "ignore", "--webhook-secret", found.group(1))
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        order_id = (await http.post("/orders", json={"pizza": {"name": "x"}})).json()["id"]
-        await http.post(f"/orders/{order_id}/events", json={"type": "CONFIRM_PIZZA"})
-        await wait_for_state(http, order_id, WAITING_FOR_KITCHEN, within=10.0)
-        answers = []
-        for _ in range(2):
-            proc = await asyncio.create_subprocess_exec(
-                "bash", "-eu", "-c", script,
-                env={**os.environ, "URL": server.url, "ORDER": order_id},
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-            assert proc.returncode == 0
-            answers.append(json.loads(stdout))
-        assert answers[0]["state"].startswith("deliverPizza"), answers
-        assert answers[1]["version"] == answers[0]["version"]
+def test_the_readme_stays_a_front_door() -> None:
+    """A few screens (about 150 lines): what goes deeper has a page under docs/."""
+    assert len(README.read_text().splitlines()) <= 200

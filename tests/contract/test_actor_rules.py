@@ -1,4 +1,4 @@
-"""Contract tests for "The actor contract" in DESIGN.md, one group per numbered rule.
+"""Contract tests for "The actor contract" in docs/design.md, one group per numbered rule.
 
 Every test drives a real ``orchestrator serve`` subprocess over HTTP and WebSocket, and
 reads only what a user can read: responses, /metrics, and the stub services' ledgers

@@ -1,10 +1,10 @@
 """The API checked against its own OpenAPI document, by schemathesis, on a live server.
 
-DESIGN "HTTP contract": ``/openapi.json`` describes the API. Schemathesis loads it from a
-real server subprocess and sends every operation generated requests, valid and not, each
-response checked: no 5xx, a documented status, the documented content type, headers and
-body schema, invalid input refused with a 4xx, and (with a token) no access without one.
-A stateful run then chains operations through the document's links.
+docs/design.md, "The HTTP contract": ``/openapi.json`` describes the API. Schemathesis loads
+it from a real server subprocess and sends every operation generated requests, valid and
+not, each response checked: no 5xx, a documented status, the documented content type,
+headers and body schema, invalid input refused with a 4xx, and (with a token) no access
+without one. A stateful run then chains operations through the document's links.
 
 Not run: ``positive_data_acceptance``, because valid-by-schema requests may rightly be
 refused for reasons no schema can state (a stale ``If-Match``, a reused Idempotency-Key, an

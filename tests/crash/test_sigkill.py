@@ -1,4 +1,4 @@
-"""Crash tests for rule 8 of the actor contract (DESIGN.md): restart after kill -9.
+"""Crash tests for rule 8 of the actor contract (docs/design.md): restart after kill -9.
 
 A real ``orchestrator serve`` subprocess is killed with SIGKILL (no shutdown code runs)
 and restarted on the same files. Afterwards every acknowledged event is still in its

@@ -1,7 +1,7 @@
 """API auth: with ORCHESTRATOR_API_TOKEN set, commands and reads need the bearer token.
 
-DESIGN, HTTP contract: "when ORCHESTRATOR_API_TOKEN is set, commands and reads need
-Authorization: Bearer". Health, readiness, metrics and the OpenAPI document stay open.
+docs/design.md, "The HTTP contract": with ORCHESTRATOR_API_TOKEN set, commands and reads
+need ``Authorization: Bearer``. Health, readiness, metrics and the OpenAPI document stay open.
 """
 
 from __future__ import annotations

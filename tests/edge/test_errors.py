@@ -1,10 +1,10 @@
 """Bad requests through a real server: every error is an RFC 9457 problem and changes nothing.
 
-Covers the error answers of DESIGN "HTTP contract": 404 unknown order or route, 405 wrong
-method, 409 event not allowed (with ``allowed``) or refused, 412 is in test_orders.py, 413
-body over the size limit, 422 malformed body, header or query naming the ``field``. After
-each bad request on an order, the order's version, items and history are unchanged, the
-answer is never a 5xx, and the order still takes a good event.
+Covers the error answers of docs/design.md, "The HTTP contract": 404 unknown order or route,
+405 wrong method, 409 event not allowed (with ``allowed``) or refused, 412 is in
+test_orders.py, 413 body over the size limit, 422 malformed body, header or query naming the
+``field``. After each bad request on an order, the order's version, items and history are
+unchanged, the answer is never a 5xx, and the order still takes a good event.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def assert_problem(response: httpx.Response, status: int, field: str | None = No
 
 
 async def assert_unchanged(client: httpx.AsyncClient, before: JsonObject) -> None:
-    """DESIGN actor rule 4 (all or nothing): nothing of a refused request is visible."""
+    """docs/design.md, actor rule 4 (all or nothing): nothing of a refused request is visible."""
     after = await view(client, before["id"])
     assert after["version"] == before["version"]
     assert after["items"] == before["items"]
@@ -182,7 +182,7 @@ async def test_bad_event_is_refused_and_changes_nothing(
 async def test_unknown_event_type_lists_the_known_ones(
     client: httpx.AsyncClient, order: JsonObject
 ) -> None:
-    """DESIGN bodies: a type the chart does not know is 422 naming "type"."""
+    """docs/design.md, bodies: a type the chart does not know is 422 naming "type"."""
     response = await client.post(f"/orders/{order['id']}/events", json={"type": "EAT_PIZZA"})
     problem = assert_problem(response, 422, "type")
     assert "EAT_PIZZA" in problem["detail"]
@@ -192,7 +192,7 @@ async def test_unknown_event_type_lists_the_known_ones(
 async def test_remove_pizza_not_in_the_order_is_409(
     client: httpx.AsyncClient, order: JsonObject
 ) -> None:
-    """DESIGN bodies: REMOVE_PIZZA with no equal item: 409, nothing changes."""
+    """docs/design.md, bodies: REMOVE_PIZZA with no equal item: 409, nothing changes."""
     response = await client.post(
         f"/orders/{order['id']}/events",
         json={"type": "REMOVE_PIZZA", "data": {"pizza": MARGHERITA}},
@@ -230,7 +230,7 @@ async def test_event_not_allowed_in_state_is_409_with_allowed(
 async def test_event_after_done_is_409_with_nothing_allowed(
     client: httpx.AsyncClient, order: JsonObject
 ) -> None:
-    """DESIGN: done is final; any event there is 409 and ``allowed`` is empty."""
+    """docs/design.md: done is final; any event there is 409 and ``allowed`` is empty."""
     confirmed = await client.post(f"/orders/{order['id']}/events", json={"type": "CONFIRM_PIZZA"})
     assert confirmed.status_code == 200
     done = await wait_for_state(client, order["id"], "done")
@@ -303,7 +303,7 @@ BAD_CREATES = [
 async def test_bad_create_is_422_and_creates_nothing(
     client: httpx.AsyncClient, content: bytes, headers: dict[str, str], field: str | None
 ) -> None:
-    """HTTP table row POST /orders and DESIGN bodies: create without pizza, pizza not an
+    """HTTP table row POST /orders and docs/design.md, bodies: create without pizza, pizza not an
     object, an unknown field or chart, or a malformed body: 422 naming the field."""
     response = await post_raw(client, "/orders", content, headers)
     assert_problem(response, 422, field)
@@ -312,7 +312,7 @@ async def test_bad_create_is_422_and_creates_nothing(
 
 
 async def test_body_over_the_limit_is_413(server_factory: ServerFactory) -> None:
-    """DESIGN auth and limits: bodies over a size limit get 413 (``--max-body-bytes``),
+    """docs/design.md, auth and limits: bodies over a size limit get 413 (``--max-body-bytes``),
     whether the length is declared or the body is streamed; nothing changes."""
     server = server_factory("--max-body-bytes", "1024")
     big: JsonObject = {"name": "hawaii", "note": "x" * 2000}
@@ -397,7 +397,7 @@ async def test_a_client_gone_mid_body_is_no_server_error(server: ServerProcess) 
 async def test_unknown_route_is_404_problem(
     client: httpx.AsyncClient, method: str, path: str
 ) -> None:
-    """DESIGN: every error is application/problem+json, unknown routes included."""
+    """docs/design.md: every error is application/problem+json, unknown routes included."""
     assert_problem(await client.request(method, path), 404)
 
 
@@ -415,7 +415,7 @@ async def test_unknown_route_is_404_problem(
 async def test_wrong_method_is_405_problem(
     client: httpx.AsyncClient, order: JsonObject, method: str, path: str
 ) -> None:
-    """DESIGN: every error is application/problem+json, a wrong method included; the
+    """docs/design.md: every error is application/problem+json, a wrong method included; the
     order is untouched."""
     response = await client.request(method, path.format(id=order["id"]), json=add(MARGHERITA))
     assert_problem(response, 405)

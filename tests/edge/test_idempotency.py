@@ -1,12 +1,12 @@
 """Idempotency-Key on POST /orders and POST /orders/{id}/events through a real server.
 
-Covers DESIGN actor rule 5 (a repeated event id is answered with the recorded result and
-not applied twice) and the HTTP contract line "a repeat returns the first answer (same
-status, same body)": sequential repeats, 20 concurrent identical requests, a repeat after
-the order has moved on, and a key reused for a different body (422, nothing changes), also
-concurrently on creates. Keys may not take the ids the orchestrator makes (an invoke's
-outcome, an event sent without a key, a timer's firing), nor match ids it made before
-those had a namespace.
+Covers rule 5 of docs/design.md, "The actor contract" (a repeated id gets the recorded
+answer and is not applied again) and its HTTP contract's "a POST with an Idempotency-Key
+that repeats gets the first answer (same status, same body)": sequential repeats, 20
+concurrent identical requests, a repeat after the order has moved on, and a key reused for a
+different body (422, nothing changes), also concurrently on creates. Keys may not take the
+ids the orchestrator makes (an invoke's outcome, an event sent without a key, a timer's
+firing), nor match ids it made before those had a namespace.
 """
 
 from __future__ import annotations
@@ -405,7 +405,7 @@ async def test_a_create_refused_for_another_body_does_not_answer_this_one(
 async def test_a_key_in_the_form_of_a_timer_event_id_is_422_and_the_timer_fires(
     tmp_path: Path, server_factory: ServerFactory
 ) -> None:
-    """DESIGN actor rule 7: a timer fires with an event id made from the timer's id and due
+    """docs/design.md, actor rule 7: a timer fires with an event id made from the timer's id and due
     time, which a client can read in the database's shape and the history. Before the
     timer ids had a namespace of their own, a client's key equal to the next firing's id
     took it first: the timer's turn then failed on the journal's unique event ids, was

@@ -1,6 +1,6 @@
 """Operational endpoints and the process lifecycle through a real server.
 
-Covers the last row of DESIGN "HTTP contract" (GET /healthz, /readyz, /metrics,
+Covers the last row of docs/design.md, "The HTTP contract" (GET /healthz, /readyz, /metrics,
 /openapi.json) and "Ways to run it": SIGTERM drains and exits cleanly, and a restart on
 the same database serves the orders created before.
 """

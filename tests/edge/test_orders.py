@@ -1,6 +1,6 @@
 """Order endpoints through a real server: create, read, events, history, list, If-Match.
 
-Covers the success rows of DESIGN "HTTP contract": POST /orders, GET /orders/{id},
+Covers the success rows of docs/design.md, "The HTTP contract": POST /orders, GET /orders/{id},
 POST /orders/{id}/events, GET /orders/{id}/history and GET /orders (state and chart
 filters, cursor pagination), the order view's fields, and the optional If-Match header.
 """
@@ -81,7 +81,7 @@ async def test_get_returns_the_current_view(client: httpx.AsyncClient) -> None:
 
 
 async def test_add_pizza_appends_to_items(client: httpx.AsyncClient) -> None:
-    """DESIGN bodies: ADD_PIZZA {"pizza": {...}} appends it to items; 200 with the view."""
+    """docs/design.md, bodies: ADD_PIZZA {"pizza": {...}} appends it to items; 200 with the view."""
     order = await create_order(client)
     response = await send(client, order["id"], add(MARGHERITA))
     assert response.status_code == 200
@@ -93,7 +93,7 @@ async def test_add_pizza_appends_to_items(client: httpx.AsyncClient) -> None:
 
 
 async def test_remove_pizza_removes_one_equal_item(client: httpx.AsyncClient) -> None:
-    """DESIGN bodies: REMOVE_PIZZA removes one item equal to the pizza, duplicates stay."""
+    """docs/design.md, bodies: REMOVE_PIZZA removes one item equal to the pizza, duplicates stay."""
     order = await create_order(client)
     for pizza in (MARGHERITA, HAWAII):
         assert (await send(client, order["id"], add(pizza))).status_code == 200
@@ -109,7 +109,8 @@ async def test_remove_pizza_removes_one_equal_item(client: httpx.AsyncClient) ->
 
 
 async def test_remove_pizza_compares_whole_objects(client: httpx.AsyncClient) -> None:
-    """DESIGN bodies: "removes one item equal to it": same name, other size is not equal."""
+    """docs/design.md, bodies: "removes one item equal to it": same name, other size is not
+    equal."""
     order = await create_order(client)
     other_size = {"name": "hawaii", "size": "S"}
     response = await send(client, order["id"], remove(other_size))
@@ -119,7 +120,7 @@ async def test_remove_pizza_compares_whole_objects(client: httpx.AsyncClient) ->
 
 
 async def test_version_rises_by_one_per_applied_event(client: httpx.AsyncClient) -> None:
-    """DESIGN order view: version rises by one per applied event."""
+    """docs/design.md, the order view: version rises by one per applied event."""
     order = await create_order(client)
     versions = [order["version"]]
     for n in range(5):
@@ -305,7 +306,8 @@ async def test_list_pages_with_a_filter(client: httpx.AsyncClient) -> None:
 
 
 async def test_if_match_with_the_current_version_applies(client: httpx.AsyncClient) -> None:
-    """DESIGN: optional If-Match: <version> on POST /orders/{id}/events; matching applies."""
+    """docs/design.md: optional If-Match: <version> on POST /orders/{id}/events; matching
+    applies."""
     order = await create_order(client)
     response = await send(client, order["id"], add(MARGHERITA), if_match="1")
     assert response.status_code == 200
@@ -316,7 +318,7 @@ async def test_if_match_with_the_current_version_applies(client: httpx.AsyncClie
 
 
 async def test_if_match_with_a_stale_version_is_412(client: httpx.AsyncClient) -> None:
-    """DESIGN: If-Match: 412 when the order has moved on; the body has the current version
+    """docs/design.md: If-Match: 412 when the order has moved on; the body has the current version
     and nothing is applied."""
     order = await create_order(client)
     assert (await send(client, order["id"], add(MARGHERITA))).status_code == 200

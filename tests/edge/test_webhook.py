@@ -1,7 +1,7 @@
 """POST /events: CloudEvents signed with Standard Webhooks move orders; nothing else does.
 
-DESIGN, HTTP table: "POST /events | CloudEvents webhook (structured or binary HTTP
-binding), HMAC-signed | 2xx; 401 bad or missing signature; 4xx bad event". With a secret
+docs/api.md, the ``POST /events`` row: a CloudEvent in the structured or binary binding;
+2xx, 401 for a bad or missing signature, 4xx for a bad event. With a secret
 the signature covers the id, timestamp and the whole event (structured binding only), so
 no header or body mutation of a signed request is applied (issue 16, item 1).
 """

@@ -1,6 +1,6 @@
 """WS /orders/{id}/ws through a real server with the ``websockets`` client.
 
-Covers the WebSocket row of DESIGN "HTTP contract": the view on connect (``"event":
+Covers the WebSocket row of docs/design.md, "The HTTP contract": the view on connect (``"event":
 null``), then one ``{"version", "event", "view"}`` message per applied event in version
 order; ``?after=V`` replays the journal after V, then goes live; close 4404 for an unknown
 order and 4422 for a bad ``after``; a subscriber that falls behind is closed with 4008 and
