@@ -31,6 +31,7 @@ from orchestrator.errors import IdempotencyConflict, InvalidInput, OrchestratorE
 from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord, timer_event_id
+from orchestrator.spans import Span, Spans
 from orchestrator.store.base import TurnStore
 from orchestrator.turn import Limits
 
@@ -57,7 +58,9 @@ class Registry:
         idle_seconds: float = 300.0,
         default_chart: str = "pizza",
         limits: Limits | None = None,
+        spans: Spans | None = None,
     ) -> None:
+        self._spans = spans
         self.store = store
         self.charts = charts
         self.metrics = metrics
@@ -98,6 +101,7 @@ class Registry:
                 on_idle=self._idle,
                 metrics=self.metrics,
                 limits=self.limits,
+                spans=self._spans,
             )
             self._actors[order_id] = actor
         else:
@@ -119,6 +123,19 @@ class Registry:
             # a timer stored without one (before traces were kept) starts a new trace.
             traceparent=tracing.continued(timer.traceparent),
         )
+        if self._spans is not None:
+            # From when it fell due to now: how late it fires.
+            self._spans.record(
+                Span(
+                    f"timer {timer.event_type}",
+                    "internal",
+                    event.traceparent or "",
+                    timer.traceparent,
+                    int(timer.due_at * 1e9),
+                    time.time_ns(),
+                    {"orchestrator.order_id": timer.order_id, "orchestrator.timer_id": timer.id},
+                )
+            )
         return await self.actor(timer.order_id).submit(Request(event, timer=timer))
 
     async def create(self, event: Event, *, chart: str | None) -> Reply:

@@ -6,6 +6,7 @@ written sequences, one step per line, so their order can be read and argued abou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from orchestrator.model import Event, TurnRecord
 from orchestrator.outbox import OutboxRelay
 from orchestrator.registry import Registry
 from orchestrator.settings import Settings
+from orchestrator.spans import Spans
 from orchestrator.store.base import Store
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.sqlite import SqliteStore
@@ -67,10 +69,27 @@ async def prepare_store(settings: Settings) -> None:
     await store.close()
 
 
+def open_spans(service: str, endpoint: str | None) -> Spans | None:
+    """The OTLP span exporter when an endpoint is set; OpenTelemetry is imported only then,
+    so a process without one never loads it."""
+    if endpoint is None:
+        return None
+    try:
+        from orchestrator.otel import OtlpSpans
+    except ImportError:
+        log.warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed"
+            " (pip install 'order-orchestrator[otel]'): no spans are exported"
+        )
+        return None
+    return OtlpSpans(service, endpoint)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.spans = open_spans("orchestrator", settings.otlp_endpoint)
         self.charts = load_charts(settings.charts, settings.options_by_chart())
         self.store = open_store(settings, on_batch=self.metrics.commit_batch.observe)
         self.broker: Broker
@@ -101,16 +120,20 @@ class Runtime:
             max_actors=settings.max_actors,
             idle_seconds=settings.idle_seconds,
             limits=Limits(settings.max_order_bytes, settings.max_order_events),
+            spans=self.spans,
         )
-        self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
+        self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics, self.spans)
         self.scheduler = Scheduler(self.store, self.registry.fire)
-        self.inbox = Inbox(self.broker, self.registry, max_body_bytes=settings.max_body_bytes)
+        self.inbox = Inbox(
+            self.broker, self.registry, max_body_bytes=settings.max_body_bytes, spans=self.spans
+        )
         self.app: Starlette = create_app(
             self.lifespan,
             registry=self.registry,
             hub=self.hub,
             store=self.store,
             metrics=self.metrics,
+            spans=self.spans,
             max_body_bytes=settings.max_body_bytes,
             ws_send_timeout=settings.ws_send_timeout,
             api_token=settings.api_token,
@@ -130,6 +153,7 @@ class Runtime:
                 ledger=Ledger(sibling(settings.db, stub.NAME)),
                 delay=delay,
                 mode=mode,
+                spans=self.spans,
             )
             for stub, delay, mode in (
                 (kitchen, settings.kitchen_delay, settings.kitchen_mode),
@@ -207,4 +231,7 @@ class Runtime:
             await service.ledger.close()
         # 5. close the store, flushing the last group commit
         await self.store.close()
+        # 6. export the spans still queued (a few seconds at most, in the exporter's thread)
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.close)
         log.info("orchestrator stopped")

@@ -97,6 +97,9 @@ class Settings:
     # Names a request's Host may give besides localhost, the loopback addresses and --host
     # (and any IP address when --host listens on all); "*" allows any (see edge.sameorigin).
     allowed_hosts: tuple[str, ...] = ()
+    # Where to send spans over OTLP/HTTP (the base URL; /v1/traces is appended); None: no
+    # spans are recorded at all. Needs the ``otel`` extra.
+    otlp_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:

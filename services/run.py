@@ -18,8 +18,12 @@ from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, RabbitBroker
 from orchestrator.lockfile import ExclusiveLock, InUse
 from orchestrator.settings import BROKER_CONNECT_TIMEOUT, LOG_FORMATS, amqp_url_problem
+from orchestrator.spans import Spans
 from services.ledger import Ledger
+from services.metrics import ServiceMetrics
 from services.stub import StubService
+
+log = logging.getLogger(__name__)
 
 MODES = ("ok", "reject", "ignore")
 
@@ -58,6 +62,24 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
     )
     @click.option("--log-level", default="info", show_default=True)
     @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True)
+    @click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve Prometheus metrics on this port at /metrics [default: off].",
+    )
+    @click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="The address --metrics-port listens on (0.0.0.0 for a scraper elsewhere).",
+    )
+    @click.option(
+        "--otlp-endpoint",
+        envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+        default=None,
+        help="Export spans over OTLP/HTTP to this base URL (needs the otel extra) [default: off].",
+    )
     def command(
         broker: str,
         broker_connect_timeout: float,
@@ -66,6 +88,9 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         mode: str,
         log_level: str,
         log_format: str,
+        metrics_port: int | None,
+        metrics_host: str,
+        otlp_endpoint: str | None,
     ) -> None:
         problem = amqp_url_problem(broker)
         if problem is not None:
@@ -86,39 +111,64 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         except OSError as exc:
             raise click.ClickException(f"cannot lock {ledger}: {exc.strerror}") from exc
         rabbit = RabbitBroker(broker, connect_within=broker_connect_timeout)
+        metrics = ServiceMetrics(list(answers))
+        exposed = None
+        if metrics_port is not None:
+            try:
+                exposed = metrics.serve(metrics_host, metrics_port)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}"
+                ) from exc
+        spans = _open_spans(name, otlp_endpoint)
+        service = StubService(
+            name,
+            answers,
+            compensations=compensations,
+            broker=rabbit,
+            ledger=Ledger(ledger),
+            delay=delay,
+            mode=mode,
+            metrics=metrics,
+            spans=spans,
+        )
         try:
-            asyncio.run(_serve(name, answers, compensations, rabbit, ledger, delay, mode))
+            asyncio.run(_serve(service, rabbit))
         except BrokerUnreachable as exc:
             raise click.ClickException(str(exc)) from exc
+        finally:
+            if exposed is not None:
+                exposed.shutdown()
+            if spans is not None:
+                spans.close()
 
     command(auto_envvar_prefix=name.upper())
 
 
-async def _serve(
-    name: str,
-    answers: dict[str, str],
-    compensations: dict[str, str],
-    broker: RabbitBroker,
-    ledger: Path,
-    delay: float,
-    mode: str,
-) -> None:
+def _open_spans(name: str, endpoint: str | None) -> Spans | None:
+    """The OTLP span exporter when an endpoint is set; OpenTelemetry is imported only then
+    (as the orchestrator's runtime does)."""
+    if endpoint is None:
+        return None
+    try:
+        from orchestrator.otel import OtlpSpans
+    except ImportError:
+        log.warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed"
+            " (pip install 'order-orchestrator[otel]'): no spans are exported"
+        )
+        return None
+    return OtlpSpans(name, endpoint)
+
+
+async def _serve(service: StubService, broker: RabbitBroker) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await broker.connect()
-    service = StubService(
-        name,
-        answers,
-        compensations=compensations,
-        broker=broker,
-        ledger=Ledger(ledger),
-        delay=delay,
-        mode=mode,
-    )
     await service.start()
-    logging.getLogger(__name__).info("%s ready on %s", name, broker.url.rsplit("@", 1)[-1])
+    log.info("%s ready on %s", service.name, broker.url.rsplit("@", 1)[-1])
     await stop.wait()
     # Stop consuming first: an interrupted command goes back to the queue, and the ledger
     # makes its redelivery harmless.

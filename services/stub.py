@@ -19,6 +19,10 @@ dead-lettered (a dead MAKE_PIZZA would leave its order waiting for the kitchen's
 An answer the broker could not store (``NotStored``) is retried the same way; the ledger
 then answers the redelivery with the recorded answer.
 
+With ``metrics`` the service counts the commands it receives, carries out, answers from
+the ledger (deduped) and fails; with ``spans`` each command gets a consumer span (whose
+traceparent its answer carries) and each answer a producer span.
+
 Failure modes, for tests, apply to work commands only (a stuck kitchen still hears a
 cancellation): ``reject`` dead-letters them (the orchestrator's invoke then errors),
 ``ignore`` records them and never answers (the order waits).
@@ -34,7 +38,9 @@ import uuid
 from orchestrator import tracing
 from orchestrator.broker.base import Broker, Delivery, Poison, Retry
 from orchestrator.messages import MalformedMessage, Message, command_key, decode, encode, event_key
+from orchestrator.spans import Span, Spans
 from services.ledger import Entry, Ledger, LedgerUnavailable
+from services.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,12 @@ class StubService:
         compensations: dict[str, str] | None = None,
         delay: float = 0.0,
         mode: str = "ok",
+        metrics: ServiceMetrics | None = None,
+        spans: Spans | None = None,
     ) -> None:
         self.name = name
+        self.metrics = metrics
+        self.spans = spans
         self.answers = answers
         # compensation type -> the command type it undoes
         self.compensations = compensations or {}
@@ -69,10 +79,56 @@ class StubService:
         await self.broker.consume(self.name, self.handle)
 
     async def handle(self, delivery: Delivery) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            await self._handle(delivery)
+            return
+        metrics.received.inc()
+        try:
+            await self._handle(delivery)
+        except Poison:
+            metrics.failed["poison"].inc()
+            raise
+        except Exception:
+            metrics.failed["retry"].inc()  # the broker delivers it again
+            raise
+
+    async def _handle(self, delivery: Delivery) -> None:
         try:
             command = decode(delivery.body)
         except MalformedMessage as exc:
             raise Poison(str(exc)) from exc
+        # The answer continues the command's trace with a span id of this service's own.
+        traceparent = tracing.continued(command.traceparent)
+        if self.spans is None:
+            await self._process(command, traceparent)
+            return
+        start_ns = time.time_ns()
+        error = None
+        try:
+            await self._process(command, traceparent)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.spans.record(
+                Span(
+                    f"process {command.type}",
+                    "consumer",
+                    traceparent,
+                    command.traceparent,
+                    start_ns,
+                    time.time_ns(),
+                    {
+                        "messaging.destination.name": self.name,
+                        "messaging.message.id": command.id,
+                        "orchestrator.order_id": command.subject,
+                    },
+                    error,
+                )
+            )
+
+    async def _process(self, command: Message, traceparent: str) -> None:
         answer_type = self.answers.get(command.type)
         if answer_type is None:
             raise Poison(f"{self.name} does not handle {command.type}")
@@ -84,7 +140,7 @@ class StubService:
         self._carrying[key] = (lock, users + 1)
         try:
             async with lock:
-                entry = await self._carry_out(key, command, answer_type)
+                entry = await self._carry_out(key, command, answer_type, traceparent)
         except LedgerUnavailable as exc:
             raise Retry(str(exc)) from exc
         finally:
@@ -95,21 +151,44 @@ class StubService:
             else:
                 self._carrying[key] = (lock, users - 1)
         if entry.answer is not None:
-            await self.broker.publish(
-                event_key(answer_type), entry.answer, message_id=_answer_id(self.name, key)
-            )
+            start_ns = time.time_ns()
+            answer_id = _answer_id(self.name, key)
+            await self.broker.publish(event_key(answer_type), entry.answer, message_id=answer_id)
+            if self.spans is not None:
+                self.spans.record(
+                    Span(
+                        f"publish {answer_type}",
+                        "producer",
+                        tracing.continued(traceparent),
+                        traceparent,
+                        start_ns,
+                        time.time_ns(),
+                        {
+                            "messaging.destination.name": event_key(answer_type),
+                            "messaging.message.id": answer_id,
+                            "orchestrator.order_id": command.subject,
+                        },
+                    )
+                )
 
-    async def _carry_out(self, key: str, command: Message, answer_type: str) -> Entry:
+    async def _carry_out(
+        self, key: str, command: Message, answer_type: str, traceparent: str
+    ) -> Entry:
         entry = await self.ledger.receive(key)
-        if entry is None:
+        if entry is not None:
+            if self.metrics is not None:
+                self.metrics.deduped[command.type].inc()
+        else:
             work = command.type not in self.compensations
             if work:
                 await asyncio.sleep(self.delay)
             answer: bytes | None = None
             if not work or (self.mode != "ignore" and not await self._undone(command)):
-                answer = self._answer(key, command, answer_type)
+                answer = self._answer(key, command, answer_type, traceparent)
             entry = Entry(key, command.id, command.subject, command.type, answer)
             await self.ledger.record(entry)
+            if self.metrics is not None:
+                self.metrics.executed[command.type].inc()
             log.debug(
                 "%s carried out %s for order %s",
                 self.name,
@@ -131,14 +210,14 @@ class StubService:
                     return True
         return False
 
-    def _answer(self, key: str, command: Message, answer_type: str) -> bytes:
+    def _answer(self, key: str, command: Message, answer_type: str, traceparent: str) -> bytes:
         answer = Message(
             id=_answer_id(self.name, key),
             type=answer_type,
             source=f"/{self.name}",
             subject=command.subject,
             data={"command": command.id},
-            traceparent=tracing.continued(command.traceparent),
+            traceparent=traceparent,
         )
         return encode(answer, time.time())
 

@@ -1,0 +1,169 @@
+"""OpenTelemetry spans of one order across three processes, received by a real OTLP/HTTP
+receiver (``tests.observe.otlp``), and no OpenTelemetry at all when it is not configured.
+
+The orchestrator and the ``python -m services.kitchen`` and ``services.delivery``
+subprocesses run on a real RabbitMQ with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, as an
+operator would set it. With ``ORCHESTRATOR_TEST_RABBITMQ=require`` an unreachable broker
+fails the test.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator import runtime
+from tests.conftest import ServerFactory
+from tests.helpers import (
+    CONFIRM,
+    DONE,
+    HAWAII,
+    RABBITMQ_URL,
+    delete_flow_queues,
+    eventually,
+    spawn_service,
+    wait_for_state,
+)
+from tests.observe.otlp import ReceivedSpan, otlp_receiver
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+CALLER = "b7ad6b7169203331"  # the client's own span, which the requests continue
+HEADERS = {"traceparent": f"00-{TRACE}-{CALLER}-01"}
+# The spans of one pizza order, by the process that records them.
+EXPECTED = {
+    ("orchestrator", "POST /orders"),
+    ("orchestrator", "turn ADD_PIZZA"),
+    ("orchestrator", "POST /orders/{order_id}/events"),
+    ("orchestrator", "turn CONFIRM_PIZZA"),
+    ("orchestrator", "publish MAKE_PIZZA"),
+    ("kitchen", "process MAKE_PIZZA"),
+    ("kitchen", "publish PIZZA_READY"),
+    ("orchestrator", "receive PIZZA_READY"),
+    ("orchestrator", "turn PIZZA_READY"),
+    ("orchestrator", "publish DELIVER_PIZZA"),
+    ("delivery", "process DELIVER_PIZZA"),
+    ("delivery", "publish PIZZA_DELIVERED"),
+    ("orchestrator", "receive PIZZA_DELIVERED"),
+    ("orchestrator", "turn PIZZA_DELIVERED"),
+}
+
+
+def one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
+    (found,) = [s for s in spans if s.service == service and s.name == name]
+    return found
+
+
+async def test_one_order_is_one_trace_across_three_processes(
+    tmp_path: Path, server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every span of the order shares the client's trace id, and each names its real
+    parent: request -> turn -> the service's processing of the command the turn sent ->
+    the orchestrator's receipt of its answer -> that answer's turn, and so on to done.
+    No span points at a parent that was never recorded."""
+    await delete_flow_queues()
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # export within 0.1 s
+        db = tmp_path / "orders.db"
+        services = [spawn_service(db, name) for name in ("kitchen", "delivery")]
+        try:
+            server = server_factory("--broker", RABBITMQ_URL, db=db)
+            async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+                created = await http.post("/orders", json={"pizza": HAWAII}, headers=HEADERS)
+                assert created.status_code == 201
+                order_id = created.json()["id"]
+                confirmed = await http.post(
+                    f"/orders/{order_id}/events", json=CONFIRM, headers=HEADERS
+                )
+                assert confirmed.status_code == 200
+                await wait_for_state(http, order_id, DONE)
+
+                async def all_received() -> bool:
+                    names = {(s.service, s.name) for s in receiver.of_trace(TRACE)}
+                    return EXPECTED <= names
+
+                await eventually(all_received, within=30, what="the order's spans")
+        finally:
+            for proc in services:
+                proc.send_signal(signal.SIGTERM)
+            for proc in services:
+                assert proc.wait(timeout=30) == 0
+        spans = receiver.of_trace(TRACE)
+
+    # One trace, whole: every parent is a span of it, or the client's own span.
+    ids = {span.span_id for span in spans}
+    assert len(ids) == len(spans)
+    assert {span.parent_id for span in spans} <= ids | {CALLER}
+    assert {span.service for span in spans} == {"orchestrator", "kitchen", "delivery"}
+
+    def parent(service: str, name: str) -> ReceivedSpan:
+        child = one(spans, service, name)
+        (found,) = [s for s in spans if s.span_id == child.parent_id]
+        return found
+
+    request = one(spans, "orchestrator", "POST /orders/{order_id}/events")
+    assert request.parent_id == CALLER and request.kind == "server"
+    assert request.attributes["http.route"] == "/orders/{order_id}/events"
+    assert request.attributes["http.response.status_code"] == 200
+    confirm = one(spans, "orchestrator", "turn CONFIRM_PIZZA")
+    assert parent("orchestrator", "turn CONFIRM_PIZZA") == request
+    assert confirm.attributes["orchestrator.order_id"] == order_id
+    assert parent("orchestrator", "publish MAKE_PIZZA") == confirm
+    assert parent("kitchen", "process MAKE_PIZZA") == confirm
+    kitchen = one(spans, "kitchen", "process MAKE_PIZZA")
+    assert kitchen.kind == "consumer"
+    assert parent("kitchen", "publish PIZZA_READY") == kitchen
+    assert parent("orchestrator", "receive PIZZA_READY") == kitchen
+    ready = one(spans, "orchestrator", "turn PIZZA_READY")
+    assert parent("orchestrator", "turn PIZZA_READY") == one(
+        spans, "orchestrator", "receive PIZZA_READY"
+    )
+    assert parent("orchestrator", "publish DELIVER_PIZZA") == ready
+    assert parent("delivery", "process DELIVER_PIZZA") == ready
+    delivery = one(spans, "delivery", "process DELIVER_PIZZA")
+    assert parent("orchestrator", "receive PIZZA_DELIVERED") == delivery
+    delivered = one(spans, "orchestrator", "turn PIZZA_DELIVERED")
+    assert parent("orchestrator", "turn PIZZA_DELIVERED") == one(
+        spans, "orchestrator", "receive PIZZA_DELIVERED"
+    )
+    assert delivered.attributes["orchestrator.state"] == DONE
+    # The invoke's outcome (the publish was confirmed) is a turn under its publish span.
+    published = one(spans, "orchestrator", "publish MAKE_PIZZA")
+    outcomes = [s for s in spans if s.parent_id == published.span_id]
+    assert [s.name for s in outcomes] == ["turn done.invoke.sendOrderToKitchen"]
+    assert not [span for span in spans if span.error]
+
+
+def test_no_opentelemetry_import_without_an_endpoint(tmp_path: Path) -> None:
+    """Off and free: a runtime and a service without an endpoint never import
+    OpenTelemetry, although the extra is installed here (a fresh interpreter checks)."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from orchestrator.runtime import Runtime\n"
+        "from orchestrator.settings import Settings\n"
+        "import services.run, orchestrator.cli\n"
+        f"Runtime(Settings(db=Path({str(tmp_path / 'orders.db')!r})))\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry'))\n"
+        "assert not loaded, loaded\n"
+        "import orchestrator.otel\n"  # and the check can see one
+        "assert 'opentelemetry.sdk.trace' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_an_endpoint_without_the_extra_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT may be set for other programs: without the extra the
+    server starts, records nothing, and says why once."""
+    monkeypatch.setitem(sys.modules, "orchestrator.otel", None)  # as if not installed
+    with caplog.at_level(logging.WARNING, logger="orchestrator.runtime"):
+        assert runtime.open_spans("orchestrator", "http://127.0.0.1:4318") is None
+    assert "pip install 'order-orchestrator[otel]'" in caplog.text
