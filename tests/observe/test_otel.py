@@ -9,6 +9,7 @@ fails the test.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
@@ -25,8 +26,14 @@ from tests.helpers import (
     DONE,
     HAWAII,
     RABBITMQ_URL,
+    WAITING_FOR_KITCHEN,
+    WEBHOOK_SECRET,
+    cloudevent,
+    create_order,
     delete_flow_queues,
     eventually,
+    send_ok,
+    signed_headers,
     spawn_service,
     wait_for_state,
 )
@@ -138,6 +145,42 @@ async def test_one_order_is_one_trace_across_three_processes(
     outcomes = [s for s in spans if s.parent_id == published.span_id]
     assert [s.name for s in outcomes] == ["turn done.invoke.sendOrderToKitchen"]
     assert not [span for span in spans if span.error]
+
+
+async def test_a_webhook_without_a_header_continues_the_events_own_trace(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /events with no ``traceparent`` header but a CloudEvent that carries one: the
+    request's span continues the event's trace (as the event does), and its turn is the
+    request span's child. Embedded mode, the kitchen never answering."""
+    event_trace, event_span = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        server = server_factory(
+            "--otlp-endpoint", receiver.url, "--webhook-secret", WEBHOOK_SECRET,
+            "--kitchen-mode", "ignore",
+        )  # fmt: skip
+        async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+            order_id = (await create_order(http))["id"]
+            await send_ok(http, order_id, CONFIRM)
+            await wait_for_state(http, order_id, WAITING_FOR_KITCHEN)
+            body, event_id = cloudevent(order_id, "PIZZA_READY")
+            event = {**json.loads(body), "traceparent": f"00-{event_trace}-{event_span}-01"}
+            body = json.dumps(event).encode()
+            response = await http.post(
+                "/events", content=body, headers=signed_headers(body, event_id)
+            )
+            assert response.status_code == 200
+
+            async def received() -> bool:
+                names = {s.name for s in receiver.of_trace(event_trace)}
+                return {"POST /events", "turn PIZZA_READY"} <= names
+
+            await eventually(received, within=30, what="the webhook's spans")
+        spans = receiver.of_trace(event_trace)
+    request = one(spans, "orchestrator", "POST /events")
+    assert request.parent_id == event_span
+    assert one(spans, "orchestrator", "turn PIZZA_READY").parent_id == request.span_id
 
 
 def test_no_opentelemetry_import_without_an_endpoint(tmp_path: Path) -> None:
