@@ -183,6 +183,38 @@ async def test_a_webhook_without_a_header_continues_the_events_own_trace(
     assert one(spans, "orchestrator", "turn PIZZA_READY").parent_id == request.span_id
 
 
+async def test_a_timer_fires_in_the_trace_of_the_turn_that_set_it(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kitchen never answers and its 0.5 s timeout fires: the timer's span is a child
+    of the turn that set it (the one entering the wait) and starts when it fell due; the
+    timeout's turn is the timer span's child. Embedded mode."""
+    timeout = "after.waitingForPizzaToBeBaked.kitchenTimeout"
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        server = server_factory(
+            "--otlp-endpoint", receiver.url, "--kitchen-mode", "ignore",
+            "--chart-option", "pizza.kitchenTimeout=0.5",
+            "--chart-option", "pizza.maxRetries=0",
+        )  # fmt: skip
+        async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+            order_id = (await create_order(http))["id"]
+            confirmed = await http.post(f"/orders/{order_id}/events", json=CONFIRM, headers=HEADERS)
+            assert confirmed.status_code == 200
+
+            async def received() -> bool:
+                return f"turn {timeout}" in {s.name for s in receiver.of_trace(TRACE)}
+
+            await eventually(received, within=30, what="the timeout's turn span")
+        spans = receiver.of_trace(TRACE)
+    waiting = one(spans, "orchestrator", "turn done.invoke.sendOrderToKitchen")
+    assert waiting.attributes["orchestrator.state"] == WAITING_FOR_KITCHEN
+    timer = one(spans, "orchestrator", f"timer {timeout}")
+    assert timer.parent_id == waiting.span_id
+    assert timer.attributes["orchestrator.order_id"] == order_id
+    assert one(spans, "orchestrator", f"turn {timeout}").parent_id == timer.span_id
+
+
 def test_no_opentelemetry_import_without_an_endpoint(tmp_path: Path) -> None:
     """Off and free: a runtime and a service without an endpoint never import
     OpenTelemetry, although the extra is installed here (a fresh interpreter checks)."""
