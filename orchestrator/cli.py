@@ -228,6 +228,8 @@ def main() -> None:
 @click.option(
     "--otlp-endpoint",
     envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+    # An empty variable is unset, as OpenTelemetry's specification says.
+    callback=lambda _ctx, _param, value: value or None,
     default=None,
     help="Export spans over OTLP/HTTP to this base URL (needs the otel extra) [default: off].",
 )

@@ -142,6 +142,10 @@ class Settings:
             problem = amqp_url_problem(self.broker)
             if problem is not None:
                 raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
+        if self.otlp_endpoint is not None:
+            problem = otlp_endpoint_problem(self.otlp_endpoint)
+            if problem is not None:
+                raise InvalidInput("otlp_endpoint", f"otlp_endpoint must be {problem}")
         if self.store is not None and not self.store.startswith(POSTGRES_SCHEMES):
             raise InvalidInput("store", "store must be a postgresql:// URL")
         for name in self.allowed_hosts:
@@ -176,6 +180,19 @@ class Settings:
     @property
     def charts(self) -> Path:
         return self.charts_dir if self.charts_dir is not None else default_charts_dir()
+
+
+def otlp_endpoint_problem(url: str) -> str | None:
+    """What is wrong with an OTLP/HTTP endpoint, worded to follow "must be", or None."""
+    if not url.startswith(("http://", "https://")):
+        return "an http:// or https:// URL (OTLP over HTTP)"
+    try:
+        host = URL(url).host
+    except ValueError as exc:
+        return f"a valid http:// URL ({exc})"
+    if not host:
+        return "an http:// URL with a host, e.g. http://127.0.0.1:4318"
+    return None
 
 
 def amqp_url_problem(url: str) -> str | None:

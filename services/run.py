@@ -17,7 +17,12 @@ import click
 from orchestrator import logs
 from orchestrator.broker.rabbitmq import BrokerUnreachable, RabbitBroker
 from orchestrator.lockfile import ExclusiveLock, InUse
-from orchestrator.settings import BROKER_CONNECT_TIMEOUT, LOG_FORMATS, amqp_url_problem
+from orchestrator.settings import (
+    BROKER_CONNECT_TIMEOUT,
+    LOG_FORMATS,
+    amqp_url_problem,
+    otlp_endpoint_problem,
+)
 from orchestrator.spans import Spans
 from services.ledger import Ledger
 from services.metrics import ServiceMetrics
@@ -77,6 +82,8 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
     @click.option(
         "--otlp-endpoint",
         envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+        # An empty variable is unset, as OpenTelemetry's specification says.
+        callback=lambda _ctx, _param, value: value or None,
         default=None,
         help="Export spans over OTLP/HTTP to this base URL (needs the otel extra) [default: off].",
     )
@@ -95,6 +102,10 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
         problem = amqp_url_problem(broker)
         if problem is not None:
             raise click.UsageError(f"--broker must be {problem}")
+        if otlp_endpoint is not None:
+            problem = otlp_endpoint_problem(otlp_endpoint)
+            if problem is not None:
+                raise click.UsageError(f"--otlp-endpoint must be {problem}")
         for flag, seconds in (
             ("--broker-connect-timeout", broker_connect_timeout),
             ("--delay", delay),

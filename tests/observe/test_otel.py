@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -242,3 +243,37 @@ def test_an_endpoint_without_the_extra_is_a_warning(
     with caplog.at_level(logging.WARNING, logger="orchestrator.runtime"):
         assert runtime.open_spans("orchestrator", "http://127.0.0.1:4318") is None
     assert "pip install 'order-orchestrator[otel]'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["orchestrator", "serve", "--port", "1"],
+        ["services.kitchen", "--broker", "amqp://guest:guest@127.0.0.1:1/"],
+    ],
+    ids=["serve", "kitchen"],
+)
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("127.0.0.1:4318", "an http:// or https:// URL"),
+        ("grpc://127.0.0.1:4317", "an http:// or https:// URL"),
+        ("http:///v1", "an http:// URL with a host"),
+    ],
+)
+def test_an_endpoint_that_is_not_an_http_url_is_a_usage_error(
+    tmp_path: Path, command: list[str], endpoint: str, problem: str
+) -> None:
+    """A wrong OTEL_EXPORTER_OTLP_ENDPOINT stops the process at start, in one line,
+    rather than failing every export later."""
+    done = subprocess.run(
+        [sys.executable, "-m", *command],
+        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"must be {problem}" in done.stderr
+    assert "Traceback" not in done.stderr
