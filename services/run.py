@@ -2,7 +2,9 @@
 
 ``python -m services.kitchen --broker amqp://...`` and ``python -m services.delivery ...``
 both come here. Each flag also reads an environment variable (``KITCHEN_BROKER``,
-``DELIVERY_LEDGER``, ...), so a container needs no command-line changes.
+``DELIVERY_LEDGER``, ...), so a container needs no command-line changes; the exception is
+``--otlp-endpoint``, which reads OpenTelemetry's own ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+``--metrics-port`` serves the service's Prometheus metrics (``services.metrics``).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def main(name: str, answers: dict[str, str], compensations: dict[str, str]) -> N
     @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True)
     @click.option(
         "--metrics-port",
-        type=click.IntRange(0, 65535),
+        type=click.IntRange(1, 65535),
         default=None,
         help="Serve Prometheus metrics on this port at /metrics [default: off].",
     )

@@ -7,6 +7,9 @@ while a real order runs through a real RabbitMQ. With
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -127,3 +130,26 @@ async def test_the_kitchen_counts_its_commands(
             proc.send_signal(signal.SIGTERM)
         for proc in (kitchen, delivery):
             assert proc.wait(timeout=30) == 0
+
+
+def test_a_metrics_port_in_use_is_one_line_at_start(tmp_path: Path) -> None:
+    """The port is taken before RabbitMQ is waited for: a clash ends the process at once,
+    in one line (no RabbitMQ needed: nothing listens at the broker's address)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "services.kitchen",
+                "--broker", "amqp://guest:guest@127.0.0.1:1/",
+                "--ledger", str(tmp_path / "kitchen.db"),
+                "--metrics-port", str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
