@@ -250,6 +250,14 @@ def main() -> None:
     help="json: one object per line, with order_id, event_id, chart and trace_id.",
 )
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option(
+    "--otlp-endpoint",
+    envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+    # An empty variable is unset, as OpenTelemetry's specification says.
+    callback=lambda _ctx, _param, value: value or None,
+    default=None,
+    help="Export spans over OTLP/HTTP to this base URL (needs the otel extra) [default: off].",
+)
 def serve(access_log: bool, workers: int, **options: object) -> None:
     """Run the orchestrator (embedded mode by default: nothing else to start)."""
     if isinstance(options.get("synchronous"), str):

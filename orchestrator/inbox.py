@@ -24,6 +24,7 @@ owner's own outage answered over the forward.
 from __future__ import annotations
 
 import logging
+import time
 
 from orchestrator import tracing
 from orchestrator.broker.base import DEAD_LETTER_QUEUE, Broker, Delivery, Poison, Retry
@@ -34,8 +35,10 @@ from orchestrator.errors import (
     ShardMoved,
     StoreUnavailable,
 )
-from orchestrator.messages import EVENT_PREFIX, MalformedMessage, decode, event_from
+from orchestrator.messages import EVENT_PREFIX, MalformedMessage, Message, decode, event_from
+from orchestrator.model import Event
 from orchestrator.registry import Registry
+from orchestrator.spans import Span, Spans
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,16 @@ INBOX_QUEUE = "orchestrator"
 
 
 class Inbox:
-    def __init__(self, broker: Broker, registry: Registry, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        registry: Registry,
+        *,
+        max_body_bytes: int,
+        spans: Spans | None = None,
+    ) -> None:
         self._broker = broker
+        self._spans = spans
         self._registry = registry
         # The same bound as HTTP bodies' (--max-body-bytes): an event is an event, wherever
         # it comes from, and its data ends up in the order's every view and turn.
@@ -57,6 +68,41 @@ class Inbox:
         await self._broker.consume(INBOX_QUEUE, self.handle)
 
     async def handle(self, delivery: Delivery) -> None:
+        if self._spans is None:
+            await self._handle(delivery)
+            return
+        start_ns = time.time_ns()
+        received: list[tuple[Message, Event]] = []
+        error = None
+        try:
+            await self._handle(delivery, received)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            # A body that is not a CloudEvent has no trace to be part of.
+            for message, event in received:
+                self._spans.record(
+                    Span(
+                        f"receive {message.type}",
+                        "consumer",
+                        event.traceparent or "",
+                        message.traceparent,
+                        start_ns,
+                        time.time_ns(),
+                        {
+                            "messaging.destination.name": INBOX_QUEUE,
+                            "messaging.message.id": message.id,
+                            "orchestrator.order_id": message.subject,
+                        },
+                        error,
+                    )
+                )
+
+    async def _handle(
+        self, delivery: Delivery, received: list[tuple[Message, Event]] | None = None
+    ) -> None:
+        """``received`` (when spans are recorded) gets the message and its event."""
         if len(delivery.body) > self._max_body_bytes:
             raise Poison(f"the message is larger than {self._max_body_bytes} bytes")
         try:
@@ -64,6 +110,8 @@ class Inbox:
             event = event_from(message, "broker")
         except (MalformedMessage, InvalidInput) as exc:
             raise Poison(str(exc)) from exc
+        if received is not None:
+            received.append((message, event))
         try:
             await self._registry.send(message.subject, event)
         except (StoreUnavailable, ShardMoved) as exc:

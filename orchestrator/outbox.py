@@ -47,6 +47,7 @@ from orchestrator.model import (
     invoke_outcome,
     outcome_event_id,
 )
+from orchestrator.spans import Span, Spans
 from orchestrator.store.base import OutboxStore
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,14 @@ Deliver = Callable[[str, Event], Awaitable[None]]
 
 class OutboxRelay:
     def __init__(
-        self, store: OutboxStore, broker: Broker, deliver: Deliver, metrics: Metrics
+        self,
+        store: OutboxStore,
+        broker: Broker,
+        deliver: Deliver,
+        metrics: Metrics,
+        spans: Spans | None = None,
     ) -> None:
+        self._spans = spans
         self._store = store
         self._broker = broker
         self._deliver = deliver
@@ -155,9 +162,13 @@ class OutboxRelay:
     async def _relay(self, message: OutboxMessage) -> None:
         try:
             async with self._slots:
-                outcome = await self._publish(message)
+                if self._spans is None:
+                    outcome = await self._publish(message)
+                    own = None
+                else:
+                    outcome, own = await self._publish_traced(message, self._spans)
             if message.invoke is not None:
-                await self._tell(message, message.invoke, outcome)
+                await self._tell(message, message.invoke, outcome, own)
             self._store.mark_sent([message])
         finally:
             self._pending.pop(message.id, None)
@@ -201,14 +212,42 @@ class OutboxRelay:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _tell(self, message: OutboxMessage, invoke: str, outcome: str) -> None:
+    async def _publish_traced(self, message: OutboxMessage, spans: Spans) -> tuple[str, str]:
+        """``_publish`` in a producer span, a child of the turn that committed the message;
+        its traceparent is the one the invoke's outcome event then carries."""
+        parent = traceparent_of(message.body)
+        own = tracing.continued(parent)
+        start_ns = time.time_ns()
+        outcome = await self._publish(message)
+        spans.record(
+            Span(
+                f"publish {message.type}",
+                "producer",
+                own,
+                parent,
+                start_ns,
+                time.time_ns(),
+                {
+                    "messaging.destination.name": message.routing_key,
+                    "messaging.message.id": message.id,
+                    "orchestrator.order_id": message.order_id,
+                },
+                None if outcome == "done" else "no queue takes the message",
+            )
+        )
+        return outcome, own
+
+    async def _tell(
+        self, message: OutboxMessage, invoke: str, outcome: str, traceparent: str | None
+    ) -> None:
+        """``traceparent``: the publish span's, when spans are recorded."""
         event = Event(
             type=invoke_outcome(outcome, invoke),
             data={OUTCOME_MESSAGE_ID: message.id},
             id=outcome_event_id(outcome, message.id),
             origin="relay",
             keyed=True,
-            traceparent=tracing.continued(traceparent_of(message.body)),
+            traceparent=traceparent or tracing.continued(traceparent_of(message.body)),
         )
         await self._deliver_quietly(message.order_id, event)
 
@@ -247,5 +286,18 @@ class OutboxRelay:
             keyed=True,
             traceparent=tracing.continued(command.traceparent),
         )
+        if self._spans is not None:
+            now = time.time_ns()
+            self._spans.record(
+                Span(
+                    f"dead letter {command.type}",
+                    "consumer",
+                    event.traceparent or "",
+                    command.traceparent,
+                    now,
+                    now,
+                    {"orchestrator.order_id": command.subject, "orchestrator.reason": reason},
+                )
+            )
         async with self._about(command.subject, command.id, command.traceparent):
             await self._deliver_quietly(command.subject, event)

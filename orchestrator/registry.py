@@ -52,6 +52,7 @@ from orchestrator.ids import new_order_id
 from orchestrator.metrics import Metrics
 from orchestrator.model import Event, Reply, Snapshot, Timer, TurnRecord, timer_event_id
 from orchestrator.shards import order_id_in
+from orchestrator.spans import Span, Spans
 from orchestrator.store.base import TurnStore
 from orchestrator.turn import Limits
 
@@ -104,7 +105,9 @@ class Registry:
         default_chart: str = "pizza",
         limits: Limits | None = None,
         cluster: Cluster | None = None,
+        spans: Spans | None = None,
     ) -> None:
+        self._spans = spans
         self.store = store
         self.cluster = cluster
         self.charts = charts
@@ -146,6 +149,7 @@ class Registry:
                 on_idle=self._idle,
                 metrics=self.metrics,
                 limits=self.limits,
+                spans=self._spans,
             )
             self._actors[order_id] = actor
         else:
@@ -193,6 +197,19 @@ class Registry:
             # a timer stored without one (before traces were kept) starts a new trace.
             traceparent=tracing.continued(timer.traceparent),
         )
+        if self._spans is not None:
+            # From when it fell due to now: how late it fires.
+            self._spans.record(
+                Span(
+                    f"timer {timer.event_type}",
+                    "internal",
+                    event.traceparent or "",
+                    timer.traceparent,
+                    int(timer.due_at * 1e9),
+                    time.time_ns(),
+                    {"orchestrator.order_id": timer.order_id, "orchestrator.timer_id": timer.id},
+                )
+            )
         return await self.actor(timer.order_id).submit(Request(event, timer=timer))
 
     async def create(

@@ -6,6 +6,7 @@ written sequences, one step per line, so their order can be read and argued abou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from orchestrator.cluster.forward import Forwarder
 from orchestrator.cluster.node import ClusterNode
 from orchestrator.edge.app import create_app
 from orchestrator.edge.sameorigin import AllowedHosts
+from orchestrator.exporter import open_spans
 from orchestrator.hub import Hub, message_of
 from orchestrator.inbox import Inbox
 from orchestrator.metrics import Metrics
@@ -79,6 +81,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.spans = open_spans("orchestrator", settings.otlp_endpoint)
         self.charts = load_charts(settings.charts, settings.options_by_chart())
         # On PostgreSQL every server is a cluster node (one alone is a cluster of one): two
         # processes on one database can then never both write an order.
@@ -134,8 +137,9 @@ class Runtime:
             idle_seconds=settings.idle_seconds,
             limits=Limits(settings.max_order_bytes, settings.max_order_events),
             cluster=self.forwarder,
+            spans=self.spans,
         )
-        self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics)
+        self.relay = OutboxRelay(self.store, self.broker, self._deliver, self.metrics, self.spans)
         self.scheduler = Scheduler(
             self.store,
             self.registry.fire,
@@ -143,13 +147,16 @@ class Runtime:
         )
         if self.cluster is not None:
             self.cluster.attach(_ShardHost(self))
-        self.inbox = Inbox(self.broker, self.registry, max_body_bytes=settings.max_body_bytes)
+        self.inbox = Inbox(
+            self.broker, self.registry, max_body_bytes=settings.max_body_bytes, spans=self.spans
+        )
         self.app: Starlette = create_app(
             self.lifespan,
             registry=self.registry,
             hub=self.hub,
             store=self.store,
             metrics=self.metrics,
+            spans=self.spans,
             max_body_bytes=settings.max_body_bytes,
             ws_send_timeout=settings.ws_send_timeout,
             api_token=settings.api_token,
@@ -229,7 +236,7 @@ class Runtime:
         await self.inbox.start()
         # 4. start the services so their queues exist before anything is published
         for service, ledger in self.services:
-            await service.start(self.broker, ledger)
+            await service.start(self.broker, ledger, spans=self.spans)
         # 5. resend the outbox rows read in 1b; in-flight orders carry on
         await self.relay.start()
         # 6. passivate idle actors from now on
@@ -265,6 +272,9 @@ class Runtime:
         await self.store.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        # 6. export the spans still queued (a few seconds at most, in the exporter's thread)
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.close)
         log.info("orchestrator stopped")
 
 

@@ -104,6 +104,9 @@ class Settings:
     # about that long after it died.
     advertise_url: str | None = None
     lease_ttl: float = 10.0
+    # Where to send spans over OTLP/HTTP (the base URL; /v1/traces is appended); None: no
+    # spans are recorded at all. Needs the ``otel`` extra.
+    otlp_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:
@@ -163,6 +166,10 @@ class Settings:
             problem = amqp_url_problem(self.broker)
             if problem is not None:
                 raise InvalidInput("broker", f"broker must be 'memory' or {problem}")
+        if self.otlp_endpoint is not None:
+            problem = otlp_endpoint_problem(self.otlp_endpoint)
+            if problem is not None:
+                raise InvalidInput("otlp_endpoint", f"otlp_endpoint must be {problem}")
         if self.store is not None and not self.store.startswith(POSTGRES_SCHEMES):
             raise InvalidInput("store", "store must be a postgresql:// URL")
         for name in self.allowed_hosts:
@@ -207,6 +214,19 @@ class Settings:
     @property
     def charts(self) -> Path:
         return self.charts_dir if self.charts_dir is not None else default_charts_dir()
+
+
+def otlp_endpoint_problem(url: str) -> str | None:
+    """What is wrong with an OTLP/HTTP endpoint, worded to follow "must be", or None."""
+    if not url.startswith(("http://", "https://")):
+        return "an http:// or https:// URL (OTLP over HTTP)"
+    try:
+        host = URL(url).host
+    except ValueError as exc:
+        return f"a valid http:// URL ({exc})"
+    if not host:
+        return "an http:// URL with a host, e.g. http://127.0.0.1:4318"
+    return None
 
 
 def amqp_url_problem(url: str) -> str | None:

@@ -20,11 +20,17 @@ import re
 VERSION = "00"
 # version, trace id, parent id, flags; a later version may append "-" and more fields.
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_SAMPLED = 0x01
+SAMPLED = 0x01
 
 
 def parse(value: str | None) -> tuple[str, int] | None:
     """The trace id and flags of a valid traceparent, or None (then start a new trace)."""
+    found = ids(value)
+    return None if found is None else (found[0], found[2])
+
+
+def ids(value: str | None) -> tuple[str, str, int] | None:
+    """The trace id, parent (span) id and flags of a valid traceparent, or None."""
     if value is None:
         return None
     found = _TRACEPARENT.fullmatch(value.strip())
@@ -35,7 +41,7 @@ def parse(value: str | None) -> tuple[str, int] | None:
         return None
     if trace_id == "0" * 32 or parent_id == "0" * 16:
         return None
-    return trace_id, int(flags, 16)
+    return trace_id, parent_id, int(flags, 16)
 
 
 def continued(*candidates: str | None) -> str:
@@ -46,10 +52,10 @@ def continued(*candidates: str | None) -> str:
         if parsed is not None:
             trace_id, flags = parsed
             # Only the sampled flag is defined in version 00; others are not passed on.
-            return _format(trace_id, flags & _SAMPLED)
+            return _format(trace_id, flags & SAMPLED)
     # Mersenne Twister, as for event ids: ids need to be unique, not unguessable, and
     # os.urandom costs a system call per request.
-    return _format(f"{random.getrandbits(128):032x}", _SAMPLED)
+    return _format(f"{random.getrandbits(128):032x}", SAMPLED)
 
 
 def header(values: list[str]) -> str | None:

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from orchestrator.edge import charts, cluster, dashboard, openapi, ops, orders, webhooks, ws
 from orchestrator.edge.auth import BearerAuth
+from orchestrator.edge.observe import ObserveRequests
 from orchestrator.edge.problems import HANDLERS
 from orchestrator.edge.sameorigin import AllowedHosts, SameOriginGuard
 
@@ -25,9 +26,9 @@ def create_app(
     allowed_hosts: AllowedHosts,
     **state: Any,
 ) -> Starlette:
-    """The app; ``state`` (registry, hub, store, metrics, max_body_bytes, ws_send_timeout,
-    webhook_keys, webhook_window, cluster) goes to ``app.state``, where the endpoints find
-    it."""
+    """The app; ``state`` (registry, hub, store, metrics, spans, max_body_bytes,
+    ws_send_timeout, webhook_keys, webhook_window, cluster) goes to ``app.state``, where the
+    endpoints find it."""
     # Matched in this order, one pattern after another: the most requested come first.
     routes: list[BaseRoute] = [
         Route("/orders/{order_id}/events", orders.send_event, methods=["POST"]),
@@ -48,8 +49,12 @@ def create_app(
         Route("/cluster/turns", cluster.receive_turn, methods=["POST"], include_in_schema=False),
         *dashboard.routes(),
     ]
-    # Outermost first: a request from a foreign host or page is refused before anything.
-    middleware = [Middleware(SameOriginGuard, allowed_hosts=allowed_hosts)]
+    # Outermost first: every answer is counted and timed, refusals included; then a request
+    # from a foreign host or page is refused before anything.
+    middleware = [
+        Middleware(ObserveRequests, metrics=state["metrics"], spans=state.get("spans")),
+        Middleware(SameOriginGuard, allowed_hosts=allowed_hosts),
+    ]
     # Without a token there is nothing to check: no layer on every request.
     if api_token is not None:
         signed = state.get("webhook_keys") is not None

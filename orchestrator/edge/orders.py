@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from orchestrator import tracing
 from orchestrator.charts import JSON_TYPES
+from orchestrator.edge import observe
 from orchestrator.edge.bodies import read_body
 from orchestrator.errors import InvalidInput, OrderNotFound
 from orchestrator.ids import new_event_id
@@ -119,7 +120,9 @@ def _event_id(request: Request, raw: bytes) -> tuple[str, bool, str]:
 
 def _traceparent(request: Request) -> str:
     """Continue the caller's trace (W3C ``traceparent`` header), or start one here."""
-    return tracing.continued(tracing.header(request.headers.getlist("traceparent")))
+    return observe.traceparent(
+        request.scope, tracing.header(request.headers.getlist("traceparent"))
+    )
 
 
 def _reply(reply: Reply, **headers: str) -> Response:

@@ -25,12 +25,14 @@ id; it continues the trace of the request's ``traceparent`` header, else of the 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from cloudevents.core.bindings.http import HTTPMessage, from_binary_event
 from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator import signatures, tracing
+from orchestrator.edge import observe
 from orchestrator.edge.bodies import read_body
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
@@ -60,8 +62,13 @@ async def receive_event(request: Request) -> Response:
             )
         origin = SIGNED_WEBHOOK_ORIGIN
     registry: Registry = request.app.state.registry
-    traceparent = tracing.header(request.headers.getlist("traceparent"))
-    reply = await registry.send(message.subject, event_from(message, origin, traceparent))
+    header = tracing.header(request.headers.getlist("traceparent"))
+    event = event_from(message, origin, header)
+    if observe.SPAN in request.scope:
+        # The request's span takes the event's place in the trace: the turn is its child.
+        own = observe.traceparent(request.scope, header, message.traceparent)
+        event = replace(event, traceparent=own)
+    reply = await registry.send(message.subject, event)
     return Response(reply.body, 200, media_type="application/json")
 
 

@@ -18,7 +18,10 @@ and for each delivery:
    a crash before means a redelivery, which step 2 makes harmless).
 
 The answer carries the command's order as its ``subject``, the command's ``invokeid``, and
-the command's trace continued with a span of this service (``traceparent``).
+the command's trace continued with a span of this service (``traceparent``). Started with
+``metrics``, the service counts the commands it receives, carries out, answers from the
+ledger (deduped) and fails; with ``spans``, each command gets a consumer span (whose
+traceparent its answer carries) and each answer a producer span.
 
 A compensation (``undoes="MAKE_PIZZA"``) is carried out like any command; a work command
 that finishes after its compensation was carried out for the same order is recorded but
@@ -49,7 +52,9 @@ from orchestrator import tracing
 from orchestrator.broker.base import Broker, Delivery, Poison, Retry
 from orchestrator.messages import MalformedMessage, Message, command_key, decode, encode, event_key
 from orchestrator.model import JsonObject
+from orchestrator.spans import Span, Spans
 from orchestrator.worker.ledger import Entry, Ledger, LedgerUnavailable
+from orchestrator.worker.metrics import ServiceMetrics
 
 # The largest command taken, as the orchestrator bounds its own events: 1 MiB.
 MAX_COMMAND_BYTES = 1 << 20
@@ -102,6 +107,8 @@ class Service:
         self._log = logging.getLogger(f"orchestrator.worker.{name}")
         self._broker: Broker | None = None
         self._ledger: Ledger | None = None
+        self.metrics: ServiceMetrics | None = None
+        self.spans: Spans | None = None
         # Commands being carried out now, by key: a second copy arriving meanwhile (say, a
         # resend after the orchestrator restarted) waits for the first, then finds it done.
         self._carrying: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -131,8 +138,21 @@ class Service:
 
         return register
 
-    async def start(self, broker: Broker, ledger: Path) -> None:
+    def command_types(self) -> list[str]:
+        """The command types this service handles."""
+        return list(self._routes)
+
+    async def start(
+        self,
+        broker: Broker,
+        ledger: Path,
+        *,
+        metrics: ServiceMetrics | None = None,
+        spans: Spans | None = None,
+    ) -> None:
         """Open the ledger, declare the queue and consume it, on a connected broker."""
+        self.metrics = metrics
+        self.spans = spans
         unknown = {r.undoes for r in self._routes.values() if r.undoes} - set(self._routes)
         if unknown:
             raise ValueError(f"{self.name} compensates commands it does not handle: {unknown}")
@@ -151,13 +171,59 @@ class Service:
 
     async def handle(self, delivery: Delivery) -> None:
         """Carry out one delivery's command; what the broker calls for each."""
-        broker, ledger = self._started()
+        metrics = self.metrics
+        if metrics is None:
+            await self._handle(delivery)
+            return
+        metrics.received.inc()
+        try:
+            await self._handle(delivery)
+        except Poison:
+            metrics.failed["poison"].inc()
+            raise
+        except Exception:
+            metrics.failed["retry"].inc()  # the broker delivers it again
+            raise
+
+    async def _handle(self, delivery: Delivery) -> None:
         if len(delivery.body) > MAX_COMMAND_BYTES:
             raise Poison(f"the command is larger than {MAX_COMMAND_BYTES} bytes")
         try:
             message = decode(delivery.body)
         except MalformedMessage as exc:
             raise Poison(str(exc)) from exc
+        # The answer continues the command's trace with a span id of this service's own.
+        traceparent = tracing.continued(message.traceparent)
+        if self.spans is None:
+            await self._process(message, traceparent)
+            return
+        start_ns = time.time_ns()
+        error = None
+        try:
+            await self._process(message, traceparent)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.spans.record(
+                Span(
+                    f"process {message.type}",
+                    "consumer",
+                    traceparent,
+                    message.traceparent,
+                    start_ns,
+                    time.time_ns(),
+                    {
+                        "messaging.destination.name": self.name,
+                        "messaging.message.id": message.id,
+                        "orchestrator.order_id": message.subject,
+                    },
+                    error,
+                )
+            )
+
+    async def _process(self, message: Message, traceparent: str) -> None:
+        broker, ledger = self._started()
         route = self._routes.get(message.type)
         if route is None:
             raise Poison(f"{self.name} does not handle {message.type}")
@@ -166,7 +232,7 @@ class Service:
         self._carrying[key] = (lock, users + 1)
         try:
             async with lock:
-                entry = await self._carry_out(ledger, key, message, route)
+                entry = await self._carry_out(ledger, key, message, route, traceparent)
         except LedgerUnavailable as exc:
             raise Retry(str(exc)) from exc
         finally:
@@ -177,18 +243,38 @@ class Service:
             else:
                 self._carrying[key] = (lock, users - 1)
         if entry.answer is not None:
-            await broker.publish(
-                event_key(route.answer), entry.answer, message_id=answer_id(self.name, key)
-            )
+            start_ns = time.time_ns()
+            answered = answer_id(self.name, key)
+            await broker.publish(event_key(route.answer), entry.answer, message_id=answered)
+            if self.spans is not None:
+                self.spans.record(
+                    Span(
+                        f"publish {route.answer}",
+                        "producer",
+                        tracing.continued(traceparent),
+                        traceparent,
+                        start_ns,
+                        time.time_ns(),
+                        {
+                            "messaging.destination.name": event_key(route.answer),
+                            "messaging.message.id": answered,
+                            "orchestrator.order_id": message.subject,
+                        },
+                    )
+                )
 
     def _started(self) -> tuple[Broker, Ledger]:
         if self._broker is None or self._ledger is None:
             raise RuntimeError(f"{self.name} is not started")
         return self._broker, self._ledger
 
-    async def _carry_out(self, ledger: Ledger, key: str, message: Message, route: _Route) -> Entry:
+    async def _carry_out(
+        self, ledger: Ledger, key: str, message: Message, route: _Route, traceparent: str
+    ) -> Entry:
         entry = await ledger.receive(key)
         if entry is not None:
+            if self.metrics is not None:
+                self.metrics.deduped[message.type].inc()
             return entry
         command = Command(
             id=message.id,
@@ -207,9 +293,11 @@ class Service:
             )
         answer: bytes | None = None
         if data is not None and not await self._undone(ledger, message):
-            answer = self._answer(key, message, route.answer, data)
+            answer = self._answer(key, message, route.answer, data, traceparent)
         entry = Entry(key, message.id, message.subject, message.type, answer)
         await ledger.record(entry)
+        if self.metrics is not None:
+            self.metrics.executed[message.type].inc()
         self._log.debug(
             "%s carried out %s for order %s",
             self.name,
@@ -231,7 +319,9 @@ class Service:
                     return True
         return False
 
-    def _answer(self, key: str, command: Message, answer_type: str, data: JsonObject) -> bytes:
+    def _answer(
+        self, key: str, command: Message, answer_type: str, data: JsonObject, traceparent: str
+    ) -> bytes:
         answer = Message(
             id=answer_id(self.name, key),
             type=answer_type,
@@ -239,7 +329,7 @@ class Service:
             subject=command.subject,
             data=data,
             invoke=command.invoke,
-            traceparent=tracing.continued(command.traceparent),
+            traceparent=traceparent,
         )
         return encode(answer, time.time())
 

@@ -8,9 +8,11 @@ import os
 import re
 
 import httpx
+from prometheus_client import CollectorRegistry
 
 from orchestrator.cli import main
 from orchestrator.metrics import Metrics
+from orchestrator.worker.metrics import ServiceMetrics
 from tests.conftest import ServerFactory
 from tests.docs import DOCS, code_blocks, section
 from tests.helpers import WAITING_FOR_KITCHEN, create_order, wait_for_state
@@ -19,16 +21,27 @@ from tests.observe.test_logs_and_traces import JSON_LOGS, applied, json_lines
 OPERATIONS = DOCS / "operations.md"
 
 
+# What a scrape appends to a family's name, by its type.
+SUFFIXES = {"counter": "_total", "info": "_info"}
+
+
+def listed(table: str) -> set[str]:
+    return set(re.findall(r"^\| `(\w+)(?:\{[^}]*\})?` \|", table, flags=re.M))
+
+
+def exposed(registry: CollectorRegistry) -> set[str]:
+    return {family.name + SUFFIXES.get(family.type, "") for family in registry.collect()}
+
+
 def test_the_metrics_table_lists_every_metric() -> None:
     """One row per metric the registry exposes, by the name a scrape shows."""
-    listed = set(
-        re.findall(r"^\| `(\w+)(?:\{[^}]*\})?` \|", section(OPERATIONS, "Metrics"), flags=re.M)
-    )
-    exposed = {
-        family.name + ("_total" if family.type == "counter" else "")
-        for family in Metrics().registry.collect()
+    orchestrator, services = section(OPERATIONS, "Metrics").split("\n| metric |")[1:]
+    assert listed(orchestrator) == exposed(Metrics().registry)
+    # The services' table lists their own; the process_* and python_* rows are shared.
+    shared = {
+        name for name in exposed(Metrics().registry) if name.startswith(("process_", "python_"))
     }
-    assert listed == exposed
+    assert listed(services) | shared == exposed(ServiceMetrics(["MAKE_PIZZA"]).registry)
 
 
 async def test_the_traceparent_snippet_sets_the_orders_trace(
