@@ -22,6 +22,7 @@ takes to its initial child are left out: ``initial`` on the child says the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from statemachine import HistoryState, State, StateChart
@@ -31,7 +32,12 @@ from orchestrator.model import MACHINE_WRAPPERS
 JsonObject = dict[str, Any]
 
 
-def chart_graph(machine_class: type[StateChart[Any]]) -> JsonObject:
+def chart_graph(
+    machine_class: type[StateChart[Any]], event_names: Mapping[str, str] | None = None
+) -> JsonObject:
+    """The graph of ``machine_class``; ``event_names`` renames events to their author's
+    names where the chart runs them under other ones (``Chart.event_names``)."""
+    names = event_names or {}
     roots = list(machine_class.states)
     walked = _walk(roots)
     # An XState machine's root of its own (MACHINE_ROOT, and MACHINE_REGIONS when parallel)
@@ -41,7 +47,7 @@ def chart_graph(machine_class: type[StateChart[Any]]) -> JsonObject:
         roots = list(roots[0].states)
     return {
         "states": [_state(state) for state in roots],
-        "transitions": [edge for state in walked for edge in _transitions(state)],
+        "transitions": [edge for state in walked for edge in _transitions(state, names)],
     }
 
 
@@ -74,12 +80,12 @@ def _walk(states: list[State]) -> list[State]:
     return found
 
 
-def _transitions(state: State) -> list[JsonObject]:
+def _transitions(state: State, names: Mapping[str, str]) -> list[JsonObject]:
     edges = []
     for transition in state.transitions:
         if transition.initial or transition.source is not state:
             continue
-        event = " ".join(str(e) for e in transition.events) or None
+        event = " ".join(names.get(str(e), str(e)) for e in transition.events) or None
         targets = [t.id for t in transition.targets] or [None]
         for target in targets:
             edges.append(

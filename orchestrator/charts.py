@@ -321,7 +321,9 @@ class Chart:
     """A loaded chart: its statechart class, its context class, events and timers.
 
     ``service_events`` are the events only a service may send (the document's
-    ``serviceEvents``): a turn refuses them from a client."""
+    ``serviceEvents``): a turn refuses them from a client. ``event_names`` gives the
+    author's name of a platform event whose internal name differs (an XState v5 invoke's
+    ``xstate.done.actor.<id>`` for ``done.invoke.<id>``), for what the user reads."""
 
     name: str
     path: Path
@@ -332,6 +334,11 @@ class Chart:
     timers: dict[str, tuple[TimerSpec, ...]] = field(default_factory=dict)
     facts: dict[tuple[str, ...], StateFacts] = field(default_factory=dict)
     service_events: frozenset[str] = frozenset()
+    event_names: dict[str, str] = field(default_factory=dict)
+
+    def event_name(self, event_type: str) -> str:
+        """The name the chart's author gave the event ``event_type``."""
+        return self.event_names.get(event_type, event_type)
 
     def start(self, order_id: str) -> Machine:
         """A new order in the initial state; entry actions of that state run now."""
@@ -474,6 +481,7 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
         engine=Engine(machine_class, context_class, track_moves=bool(document.timers)),
         timers=document.timers,
         service_events=document.service_events,
+        event_names=document.event_names,
     )
     try:
         chart.start("chart-check")

@@ -40,6 +40,7 @@ from statemachine.spec_parser import Functions, names_in_boolean_expr
 from orchestrator.errors import ChartError
 from orchestrator.model import (
     CONTEXT,
+    EVENT_NAMES,
     INVOKE_IDS,
     INVOKE_OUTCOME_PREFIXES,
     SERVICE_EVENTS,
@@ -80,6 +81,7 @@ class Document:
     service_events: frozenset[str] = frozenset()
     context: JsonObject = field(default_factory=dict)
     invoke_ids: dict[str, str] = field(default_factory=dict)
+    event_names: dict[str, str] = field(default_factory=dict)
 
 
 class _Located(dict[str, Any]):
@@ -149,6 +151,7 @@ def prepare(doc: JsonObject, source: str) -> Document:
     if not isinstance(context, dict):
         raise ChartError(f"{source}: {CONTEXT!r} must be a mapping of field names to values")
     invoke_ids = doc.pop(INVOKE_IDS, {})
+    event_names = doc.pop(EVENT_NAMES, {})
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -192,16 +195,16 @@ def prepare(doc: JsonObject, source: str) -> Document:
                     event in timer_events or event.startswith(_ENGINE_EVENT_PREFIXES)
                 ):
                     raise ChartError(
-                        f"{source}: {_where(state_id, transition)}: the event {event!r} takes "
-                        "a name of the platform's own (after., done., error.), which no one "
-                        "could send; done.invoke.<id>, error.invoke.<id> and done.state.<id> "
-                        "are the ones a chart may wait for"
+                        f"{source}: {_where(state_id, transition)}: the event {event!r} "
+                        "takes a name of the platform's own (after., done., error., xstate.), "
+                        "which no one could send; done.invoke.<id>, error.invoke.<id> and "
+                        "done.state.<id> are the ones a chart may wait for"
                     )
     # A timer of 0 seconds fires as soon as its state is entered: a loop of them is an
     # eventless loop spread over turns, which no event could ever interrupt.
     at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
     _refuse_eventless_loops(states, where, source, at_once)
-    return Document(doc, timers, where, service_events, context, invoke_ids)
+    return Document(doc, timers, where, service_events, context, invoke_ids, event_names)
 
 
 def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> type[Any]:

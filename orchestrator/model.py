@@ -72,7 +72,8 @@ def names_json(names: tuple[str, ...]) -> str:
 TIMER_EVENT_PREFIX = "after."
 # Events whose type starts with one of these come from the platform (an invoke's outcome,
 # a timer), never from a client; they are hidden from nextEvents and refused over HTTP.
-PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
+# ``xstate.`` is XState v5's own namespace (``xstate.done.actor.<id>``, ...).
+PLATFORM_EVENT_PREFIXES = ("done.", "error.", "xstate.", TIMER_EVENT_PREFIX)
 
 
 # Where an event came from (``Event.origin``). The events a chart keeps for its services
@@ -91,6 +92,11 @@ CONTEXT = "context"
 # the invoke's id (``<prefix><n>``, added to the Context class by the chart loader from the
 # document's ``INVOKE_IDS``) and ``END_INVOKE``, a Context method clearing it.
 INVOKE_IDS = "invokeIds"
+# A document's names for platform events, internal name -> the author's: an XState
+# machine's invoke outcomes are ``done.invoke.<id>``/``error.invoke.<id>`` inside, and
+# the version's names (v5 ``xstate.done.actor.<id>``, v4 ``error.platform.<id>``) in
+# the order's history and the chart's graph.
+EVENT_NAMES = "eventNames"
 INVOKE_ACTION_PREFIX = "begin_invoke_"
 END_INVOKE = "end_invoke"
 # The state standing for an XState machine's root when the root has transitions, timers,

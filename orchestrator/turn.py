@@ -216,7 +216,7 @@ def _record(
         order_id=order_id,
         version=version,
         event_id=event.id,
-        type=event.type,
+        type=machine.chart.event_name(event.type),
         # The history shows what each event carried, but not a private field (a callback's
         # task token): the journal is read by every history page, replay and broadcast.
         data=_without(event.data, private),

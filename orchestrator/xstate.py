@@ -14,7 +14,10 @@ How XState maps onto our runtime:
   entry action (run after the state's ``entry``, as XState starts services after entry)
   that sends a command with ``send_command(..., invoke=id)``; ``onDone``/``onError``
   become transitions on ``done.invoke.<id>``/``error.invoke.<id>``, which the runtime
-  raises when the broker durably took the command or could not deliver it.
+  raises when the broker durably took the command or could not deliver it. The author
+  writes the version's names for them (v5 ``xstate.done.actor.<id>``, v4
+  ``error.platform.<id>``...), which the converter maps to ours and records
+  (``EVENT_NAMES``) so that the history shows them as written.
 - ``meta.message`` sets the order's ``status`` on entry, before the entry actions.
 - ``serviceEvents`` on the machine, our addition as in a YAML document: the events only a
   service may send (XState ignores a key it does not know).
@@ -56,6 +59,7 @@ from orchestrator.errors import ChartError
 from orchestrator.model import (
     CONTEXT,
     END_INVOKE,
+    EVENT_NAMES,
     INVOKE_ACTION_PREFIX,
     INVOKE_IDS,
     MACHINE_REGIONS,
@@ -64,6 +68,7 @@ from orchestrator.model import (
     JsonObject,
     invoke_outcome,
     is_number,
+    is_platform_event,
 )
 
 _DESCRIPTIVE = frozenset({"description", "tags", "meta"})
@@ -96,6 +101,12 @@ _REFUSED = {
     "reenter": "XState v5's reenter is not supported; use 'internal'",
     "autoForward": "not supported",
     "history": "history states are not supported",
+}
+# The names each version gives an invoke's outcome events, before the invoke's id: done,
+# then error. Inside they are ``done.invoke.<id>``/``error.invoke.<id>`` (``invoke_outcome``).
+_OUTCOME_PREFIXES = {
+    5: ("xstate.done.actor.", "xstate.error.actor."),
+    4: ("done.invoke.", "error.platform."),
 }
 _MILLISECONDS = re.compile(r"\d+(\.\d+)?")
 
@@ -147,6 +158,8 @@ class _Converter:
         states = {k: v for k, v in config.items() if k != "context"}
         # The actions that set the context's ``current_invoke`` before a src: name -> id.
         self.invoke_ids: dict[str, str] = {}
+        # The author's names of the platform events the chart waits for, by internal name.
+        self.event_names: dict[str, str] = {}
         self.version = 4 if _uses_keys(states, _V4_KEYS) else 5
 
     def fail(self, node: _Node, message: str) -> NoReturn:
@@ -211,6 +224,8 @@ class _Converter:
             native[CONTEXT] = self.mapping(self.root, config["context"], "context")
         if self.invoke_ids:
             native[INVOKE_IDS] = self.invoke_ids
+        if self.event_names:
+            native[EVENT_NAMES] = self.event_names
         return native
 
     def children(self, node: _Node, *, parallel: bool) -> JsonObject:
@@ -271,7 +286,7 @@ class _Converter:
             self.invoke_ids[begin] = invoke_id
             enter += [begin, invoke["src"], END_INVOKE]
             for key, prefix in (("onDone", "done"), ("onError", "error")):
-                event = invoke_outcome(prefix, invoke_id)
+                event = self.outcome(prefix, invoke_id)
                 what = f"invoke {invoke_id!r} {key}"
                 transitions += self.transitions(node, event, invoke.get(key, []), what)
         if "onDone" in config:
@@ -313,7 +328,27 @@ class _Converter:
             self.fail(node, f"on {event!r}: wildcard events are not supported")
         if _has_space(event):
             self.fail(node, f"on {event!r}: an event name cannot contain spaces")
+        for theirs, outcome in zip(_OUTCOME_PREFIXES[self.version], ("done", "error"), strict=True):
+            if event.startswith(theirs) and len(event) > len(theirs):
+                return self.outcome(outcome, event[len(theirs) :])
+        if is_platform_event(event):
+            done, error = _OUTCOME_PREFIXES[self.version]
+            self.fail(
+                node,
+                f"on {event!r}: XState v{self.version} sends no such event here (an "
+                f"invoke's outcomes are {done}<id> and {error}<id>; a state's "
+                "completion is its 'onDone')",
+            )
         return event or None
+
+    def outcome(self, outcome: str, invoke_id: str) -> str:
+        """The internal event of an invoke's ``done`` or ``error`` outcome, remembering the
+        version's name for it, which the order's history shows."""
+        event = invoke_outcome(outcome, invoke_id)
+        prefix = _OUTCOME_PREFIXES[self.version][outcome == "error"]
+        if event != prefix + invoke_id:
+            self.event_names[event] = prefix + invoke_id
+        return event
 
     def names(self, node: _Node, value: object, what: str) -> list[str]:
         """Action or guard names: strings, or ``{"type": name}`` objects, one or a list."""

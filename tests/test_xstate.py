@@ -69,6 +69,7 @@ def run(config: JsonObject) -> tuple[StateChart[Any], Counter]:
     """The converted machine built by statemachine.io (timers left out), bound to a Counter."""
     native = convert(config)
     invoke_ids = native.pop("invokeIds", {})
+    native.pop("eventNames", None)
     machine_class = load(json.dumps(_without_after(native)), format="json")
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
@@ -1023,3 +1024,133 @@ def test_chart_graph_leaves_the_machine_root_out(tmp_path: Path) -> None:
     assert [s["id"] for s in graph["states"]] == ["media", "volume"]
     root_edges = [t for t in graph["transitions"] if t["source"] == MACHINE_ROOT]
     assert sorted(str(t["event"]) for t in root_edges) == ["PING", "RESET", "RESET"]
+
+
+# An invoke's outcomes heard through onDone/onError and through explicit transitions under
+# the version's own names (both also in an ancestor, for an outcome after the state moved).
+def outcome_machine(version: int) -> JsonObject:
+    done, error = (
+        ("xstate.done.actor.", "xstate.error.actor.")
+        if version == 5
+        else ("done.invoke.", "error.platform.")
+    )
+    config: JsonObject = {
+        "id": "job",
+        "initial": "working",
+        "states": {
+            "working": {
+                "initial": "sending",
+                "on": {error + "send": {"target": "broken", "actions": "late_error"}},
+                "states": {
+                    "sending": {
+                        "invoke": {"id": "send", "src": "send_it", "onDone": "sent"},
+                        "on": {error + "send": {"target": "#job.broken", "actions": "early"}},
+                    },
+                    "sent": {
+                        "invoke": {"src": "poll", "onError": "#job.broken"},
+                        "on": {done + "0.job.working.sent": "#job.finished"}
+                        if version == 5
+                        else {done + "job.working.sent:invocation[0]": "#job.finished"},
+                    },
+                },
+            },
+            "broken": {"on": {"RETRY": "working"}},
+            "finished": {"type": "final"},
+        },
+    }
+    return config if version == 5 else {**config, "predictableActionArguments": True}
+
+
+OUTCOME_EVENTS = {
+    5: [
+        "xstate.done.actor.send",
+        "xstate.error.actor.send",
+        "RETRY",
+        "xstate.error.actor.send",
+        "RETRY",
+        "xstate.done.actor.send",
+        "xstate.done.actor.0.job.working.sent",
+    ],
+    4: [
+        "done.invoke.send",
+        "error.platform.send",
+        "RETRY",
+        "error.platform.send",
+        "RETRY",
+        "done.invoke.send",
+        "done.invoke.job.working.sent:invocation[0]",
+    ],
+}
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_invoke_outcomes_take_the_versions_names(tmp_path: Path, version: int) -> None:
+    """A machine that waits for its invokes' outcomes by XState's names for its version
+    (v5 ``xstate.done.actor.<id>``/``xstate.error.actor.<id>``, v4 ``done.invoke.<id>``/
+    ``error.platform.<id>``), in ``onDone``/``onError`` or as written in ``on``, moves as
+    XState does when the relay raises them; the chart names them as the author did."""
+    config = outcome_machine(version)
+    events = OUTCOME_EVENTS[version]
+    theirs, _ = reference(config, events, version=version)
+    mine = ours(tmp_path, config, events)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[-1].value == ("finished",)
+    chart = load_chart(tmp_path / "ref.json")
+    assert chart.event_name("error.invoke.send") == events[1]
+    assert chart.event_name("done.invoke.send") == events[0]
+
+
+@pytest.mark.parametrize(
+    ("version", "event"),
+    [
+        (5, "done.invoke.x"),
+        (5, "error.platform.x"),
+        (5, "error.invoke.x"),
+        (4, "xstate.done.actor.x"),
+        (4, "error.invoke.x"),
+        (4, "done.state.job.a"),
+        (5, "xstate.done.state.job.a"),
+    ],
+)
+def test_an_outcome_name_of_another_version_is_refused(version: int, event: str) -> None:
+    """An event the version never sends (another version's outcome names, ours) would
+    never come: refused at load, naming the version's own names."""
+    config = outcome_machine(version)
+    config["states"]["broken"]["on"][event] = "finished"
+    theirs = "xstate.done.actor.<id>" if version == 5 else "done.invoke.<id>"
+    with pytest.raises(ChartError, match=re.escape(f"on {event!r}: XState v{version}")) as info:
+        convert(config)
+    assert theirs in str(info.value)
+
+
+async def test_history_shows_an_outcome_by_the_versions_name(
+    server_factory: ServerFactory,
+) -> None:
+    """The order's history and the chart's graph show a v5 machine's outcome events as
+    ``xstate.done.actor.<id>`` (inside they are ``done.invoke.<id>``), and a client
+    cannot send one: it is the platform's."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"chart": "xstate_pizza", "pizza": HAWAII})
+        order_id = created.json()["id"]
+        assert (await send(http, order_id, CONFIRM)).status_code == 200
+        await wait_for_state(http, order_id, DONE)
+        forged = await http.post(
+            f"/orders/{order_id}/events",
+            json={"type": "xstate.done.actor.sendOrderToKitchen", "data": {}},
+        )
+        history = (await http.get(f"/orders/{order_id}/history")).json()["entries"]
+        graph = (await http.get("/charts/xstate_pizza")).json()
+    assert forged.status_code == 422
+    assert "sent by the orchestrator" in forged.json()["detail"]
+    assert [e["type"] for e in history][:3] == [
+        "ADD_PIZZA",
+        "CONFIRM_PIZZA",
+        "xstate.done.actor.sendOrderToKitchen",
+    ]
+    events = {t["event"] for t in graph["transitions"]}
+    assert {"xstate.done.actor.sendOrderToKitchen", "xstate.error.actor.sendOrderToKitchen"} <= (
+        events
+    )
+    assert not any(str(e).startswith(("done.invoke.", "error.invoke.")) for e in events)

@@ -9,9 +9,9 @@ differential tests are the proof that a chart behaves as XState does.
 whose every action records its name, whose every invoke ``src`` sends a command) and applies
 the same events to an order. Both give one ``Step`` for the start and one per event.
 
-The one name that differs on purpose: the outcome of an invoke is ``done.invoke.<id>`` /
-``error.invoke.<id>`` here, which ``ours`` maps the reference's names onto (v5's
-``xstate.done.actor.<id>``, ``xstate.error.actor.<id>``, v4's ``error.platform.<id>``).
+Events are given by XState's names, an invoke's outcomes too (v5 ``xstate.done.actor.<id>``,
+v4 ``error.platform.<id>``...): ``ours`` sends each under the internal name the loaded
+chart gives it (``Chart.event_names``), as the relay raises it.
 """
 
 from __future__ import annotations
@@ -64,17 +64,6 @@ def reference(
     steps = json.loads(done.stdout)["steps"]
     out = [Step(tuple(s["value"]), s["context"] or {}, tuple(s["actions"])) for s in steps]
     return out, list(steps[0]["children"])
-
-
-def _our_event(event: str) -> str:
-    for theirs, outcome in (
-        ("xstate.done.actor.", "done.invoke."),
-        ("xstate.error.actor.", "error.invoke."),
-        ("error.platform.", "error.invoke."),
-    ):
-        if event.startswith(theirs):
-            return outcome + event[len(theirs) :]
-    return event
 
 
 def _actions_module(actions: set[str], sources: set[str], fields: JsonObject) -> str:
@@ -137,8 +126,9 @@ def ours(
         run = order.context.__dict__.pop("actions_run", [])
         return Step(tuple(sorted(order.state_path().split(","))), data, tuple(run))
 
+    internal = {name: event for event, name in chart.event_names.items()}
     steps = [step()]
     for event in events:
-        order.send(_our_event(event), {})
+        order.send(internal.get(event, event), {})
         steps.append(step())
     return Ours(steps, start_invokes)
