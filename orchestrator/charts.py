@@ -42,6 +42,7 @@ from orchestrator.documents import (
     TimerSpec,
     check_names,
     read_document,
+    with_aliases,
     with_invoke_ids,
 )
 from orchestrator.errors import ChartError, ChartLoop
@@ -455,6 +456,7 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     _check_context(context_class, path.name if document.context else actions.name)
     context_class = with_invoke_ids(context_class, document.invoke_ids)
     check_names(document, context_class, path.name)
+    context_class = with_aliases(context_class, document.aliases, path.name)
     try:
         machine_class = load(json.dumps(document.native), format="json", name=path.stem)
     except (InvalidDefinition, ValueError, KeyError, TypeError) as exc:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from statemachine.spec_parser import Functions, names_in_boolean_expr
 
 from orchestrator.errors import ChartError
 from orchestrator.model import (
+    ALIASES,
     CONTEXT,
     EVENT_NAMES,
     INVOKE_IDS,
@@ -82,6 +84,7 @@ class Document:
     context: JsonObject = field(default_factory=dict)
     invoke_ids: dict[str, str] = field(default_factory=dict)
     event_names: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 class _Located(dict[str, Any]):
@@ -152,6 +155,7 @@ def prepare(doc: JsonObject, source: str) -> Document:
         raise ChartError(f"{source}: {CONTEXT!r} must be a mapping of field names to values")
     invoke_ids = doc.pop(INVOKE_IDS, {})
     event_names = doc.pop(EVENT_NAMES, {})
+    aliases = doc.pop(ALIASES, {})
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -204,7 +208,7 @@ def prepare(doc: JsonObject, source: str) -> Document:
     # eventless loop spread over turns, which no event could ever interrupt.
     at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
     _refuse_eventless_loops(states, where, source, at_once)
-    return Document(doc, timers, where, service_events, context, invoke_ids, event_names)
+    return Document(doc, timers, where, service_events, context, invoke_ids, event_names, aliases)
 
 
 def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> type[Any]:
@@ -220,6 +224,31 @@ def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> typ
 
     methods = {name: begin(invoke_id) for name, invoke_id in invoke_ids.items()}
     return type(context_class.__name__, (context_class,), methods)
+
+
+def with_aliases(context_class: type[Any], aliases: dict[str, str], source: str) -> type[Any]:
+    """``context_class`` with each internal name of ``aliases`` bound to what the author's
+    name names: the same function (python-statemachine reads its parameters), or, for a
+    field or another attribute, a property reading it."""
+    if not aliases:
+        return context_class
+    members: dict[str, Any] = {}
+    for alias, name in aliases.items():
+        if hasattr(context_class, alias):
+            raise ChartError(
+                f"{source}: {context_class.__name__}.{alias} takes a name the chart needs for "
+                f"{name!r}; rename it"
+            )
+        found = inspect.getattr_static(context_class, name, None)
+        if isinstance(found, staticmethod | classmethod) or inspect.isfunction(found):
+            members[alias] = found
+        else:
+            members[alias] = property(partial(_read, name=name))
+    return type(context_class.__name__, (context_class,), members)
+
+
+def _read(self: Any, name: str) -> Any:
+    return getattr(self, name)
 
 
 def _take_service_events(doc: JsonObject, source: str) -> frozenset[str]:
@@ -319,11 +348,28 @@ def _refuse_eventless_loops(
 
 def check_names(document: Document, context_class: type, source: str) -> None:
     """Refuse an action, guard or delay name the chart's context does not define, or
-    defines as a coroutine; and a delay method that needs an argument (the turn calls it
-    with none). Actions' and guards' parameters are not checked: what python-statemachine
-    passes them depends on the event (a final state's returned dict, ``prepare_event``)."""
+    defines as a coroutine; an action or guard named as an event; and a delay method
+    that needs an argument (the turn calls it with none). Names are the author's
+    (``Document.aliases``). Actions' and guards' parameters are not checked: what
+    python-statemachine passes them depends on the event (a final state's returned dict,
+    ``prepare_event``)."""
+
+    events = {
+        event
+        for _, state in _walk(document.native["states"], source)
+        for transition in _transitions(state)
+        for event in str(transition.get("event") or "").split()
+    }
 
     def require(name: str, at: str, what: str, verb: str) -> None:
+        if what != "delay" and name in events:
+            # python-statemachine resolves the name to the event's trigger, and sends the
+            # event each time the action runs: a loop, for an action of that event.
+            raise ChartError(
+                f"{source}: {at}: {what} {name!r} is also an event of the chart, which "
+                "python-statemachine would send instead of calling the method; rename one"
+            )
+        name = document.aliases.get(name, name)
         if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
             raise ChartError(f"{source}: {at}: {what} {name!r} {verb} {context_class.__name__}")
         method = getattr(context_class, name, None)

@@ -97,6 +97,13 @@ INVOKE_IDS = "invokeIds"
 # the version's names (v5 ``xstate.done.actor.<id>``, v4 ``error.platform.<id>``) in
 # the order's history and the chart's graph.
 EVENT_NAMES = "eventNames"
+# The names a document's actions and guards take in its native form where the author's
+# cannot be used there, internal name -> the author's: an XState action named as one of
+# the chart's events (python-statemachine would send the event instead of calling the
+# action). The chart loader adds each internal name to the Context class, bound to
+# what the author's name names.
+ALIASES = "aliases"
+ALIAS_PREFIX = "xstate_name_"
 INVOKE_ACTION_PREFIX = "begin_invoke_"
 END_INVOKE = "end_invoke"
 # The state standing for an XState machine's root when the root has transitions, timers,

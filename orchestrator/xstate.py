@@ -57,6 +57,8 @@ from typing import Any, NoReturn
 
 from orchestrator.errors import ChartError
 from orchestrator.model import (
+    ALIAS_PREFIX,
+    ALIASES,
     CONTEXT,
     END_INVOKE,
     EVENT_NAMES,
@@ -91,10 +93,15 @@ _STATE_KEYS = _DESCRIPTIVE | {
 _ROOT_STATE_KEYS = frozenset({"type", "on", "always", "entry", "invoke", "after"})
 _TRANSITION_KEYS = frozenset({"target", "actions", "cond", "guard", "internal"}) | _DESCRIPTIVE
 _INVOKE_KEYS = frozenset({"id", "src", "onDone", "onError"}) | _DESCRIPTIVE
+# On an invoke, ``data`` (v4) and ``input`` (v5) are what the service is given.
+_INPUT_REFUSED = "an invoke's input for its service is not supported; the src method reads it"
+_INVOKE_REFUSED = {"data": _INPUT_REFUSED, "input": _INPUT_REFUSED}
 _REFUSED = {
     "activities": "not supported; use invoke",
     "data": "done data is not supported",
     "output": "done data is not supported",
+    "params": "parameterised actions and guards are not supported; name a method of the "
+    "Context class that takes no params",
     "onEntry": "not supported; write 'entry'",
     "onExit": "not supported; write 'exit'",
     "in": "state guards are not supported; use a guard method",
@@ -160,6 +167,10 @@ class _Converter:
         self.invoke_ids: dict[str, str] = {}
         # The author's names of the platform events the chart waits for, by internal name.
         self.event_names: dict[str, str] = {}
+        # Every event a transition names, and the internal names of actions and guards
+        # that cannot keep their own (``ALIASES``): the author's name -> internal.
+        self.events = _events(config)
+        self.aliases: dict[str, str] = {}
         self.version = 4 if _uses_keys(states, _V4_KEYS) else 5
 
     def fail(self, node: _Node, message: str) -> NoReturn:
@@ -193,11 +204,17 @@ class _Converter:
             self.by_id[child_id] = child
             self.index(child)
 
-    def check_keys(self, node: _Node, config: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    def check_keys(
+        self,
+        node: _Node,
+        config: Mapping[str, Any],
+        allowed: frozenset[str],
+        refused: Mapping[str, str] = _REFUSED,
+    ) -> None:
         for key in config:
             if key in allowed:
                 continue
-            self.fail(node, f"{key!r}: {_REFUSED.get(key, 'not supported')}")
+            self.fail(node, f"{key!r}: {refused.get(key, _REFUSED.get(key, 'not supported'))}")
 
     def machine(self) -> JsonObject:
         config = self.root.config
@@ -226,6 +243,8 @@ class _Converter:
             native[INVOKE_IDS] = self.invoke_ids
         if self.event_names:
             native[EVENT_NAMES] = self.event_names
+        if self.aliases:
+            native[ALIASES] = {alias: name for name, alias in self.aliases.items()}
         return native
 
     def children(self, node: _Node, *, parallel: bool) -> JsonObject:
@@ -284,7 +303,7 @@ class _Converter:
             # id is set by a named action the chart loader adds to the Context class.)
             begin = f"{INVOKE_ACTION_PREFIX}{len(self.invoke_ids)}"
             self.invoke_ids[begin] = invoke_id
-            enter += [begin, invoke["src"], END_INVOKE]
+            enter += [begin, self.bound(invoke["src"]), END_INVOKE]
             for key, prefix in (("onDone", "done"), ("onError", "error")):
                 event = self.outcome(prefix, invoke_id)
                 what = f"invoke {invoke_id!r} {key}"
@@ -351,19 +370,41 @@ class _Converter:
         return event
 
     def names(self, node: _Node, value: object, what: str) -> list[str]:
-        """Action or guard names: strings, or ``{"type": name}`` objects, one or a list."""
+        """Action or guard names: strings, or ``{"type": name}`` objects, one or a list;
+        each as the native document names it (``bound``)."""
         items = value if isinstance(value, list) else [] if value is None else [value]
         names = []
         for item in items:
-            name = item.get("type") if isinstance(item, Mapping) and len(item) == 1 else item
-            if not _is_name(name):
+            name = item.get("type") if isinstance(item, Mapping) else item
+            if not isinstance(name, str) or not name:
                 self.fail(
                     node,
-                    f"{what}: {item!r} is not supported; name a method of the Context "
-                    "class (XState action and guard objects, assign, send, params, are not)",
+                    f"{what}: {item!r} is not supported; name a method of the Context class, "
+                    'as a string or {"type": name}',
                 )
-            names.append(str(name))
+            if name.startswith("xstate."):
+                self.fail(
+                    node,
+                    f"{what}: {name!r} is one of XState's built-in actions (assign, send, "
+                    "raise, spawn, log...), which are not supported; write a Context method",
+                )
+            if isinstance(item, Mapping):
+                self.check_keys(node, item, frozenset({"type"}))
+            if not _is_name(name):
+                self.fail(node, f"{what}: {name!r} is not a Python identifier")
+            names.append(self.bound(name))
         return names
+
+    def bound(self, name: str) -> str:
+        """The native document's name for the action or guard ``name``: its own, unless
+        it is also an event of the chart, whose trigger python-statemachine would call in
+        its place (an event sent from its own transition's actions, for ever)."""
+        if name not in self.events:
+            return name
+        alias = self.aliases.get(name)
+        if alias is None:
+            alias = self.aliases[name] = f"{ALIAS_PREFIX}{len(self.aliases)}"
+        return alias
 
     def candidates(self, node: _Node, spec: object, what: str) -> list[Mapping[str, Any]]:
         """A transition's candidates; ``null`` forbids the event (a targetless transition
@@ -464,7 +505,7 @@ class _Converter:
         items = value if isinstance(value, list) else [value]
         for item in items:
             invoke = self.mapping(node, item, "invoke")
-            self.check_keys(node, invoke, _INVOKE_KEYS)
+            self.check_keys(node, invoke, _INVOKE_KEYS, _INVOKE_REFUSED)
             if "id" in invoke and (
                 not isinstance(invoke["id"], str) or not invoke["id"] or _has_space(invoke["id"])
             ):
@@ -517,6 +558,20 @@ class _Converter:
             f"after {delay!r}: a delay is milliseconds or the name of a Context "
             "attribute (delay expressions are not supported)",
         )
+
+
+def _events(config: Mapping[str, Any]) -> set[str]:
+    """The events the ``on`` of ``config`` and of its states below name."""
+    found: set[str] = set()
+    on = config.get("on")
+    if isinstance(on, Mapping):
+        found.update(str(event) for event in on)
+    states = config.get("states")
+    if isinstance(states, Mapping):
+        for state in states.values():
+            if isinstance(state, Mapping):
+                found |= _events(state)
+    return found
 
 
 def _ancestors(node: _Node) -> list[_Node]:

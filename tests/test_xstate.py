@@ -19,12 +19,13 @@ import pytest
 from statemachine import StateChart
 from statemachine.io import load
 
+from orchestrator import turn
 from orchestrator.chart_graph import chart_graph
 from orchestrator.charts import load_chart, load_charts
 from orchestrator.context import Context
 from orchestrator.documents import prepare, with_invoke_ids
 from orchestrator.errors import ChartError
-from orchestrator.model import MACHINE_ROOT, JsonObject
+from orchestrator.model import MACHINE_ROOT, Event, JsonObject
 from orchestrator.xstate import read_xstate, xstate_to_native
 from tests.conftest import ServerFactory
 from tests.helpers import CONFIRM, DONE, HAWAII, MARGHERITA, add, send, wait_for_state
@@ -70,6 +71,7 @@ def run(config: JsonObject) -> tuple[StateChart[Any], Counter]:
     native = convert(config)
     invoke_ids = native.pop("invokeIds", {})
     native.pop("eventNames", None)
+    native.pop("aliases", None)
     machine_class = load(json.dumps(_without_after(native)), format="json")
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
@@ -397,17 +399,32 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     "invoke-data": (
         machine(a={"invoke": {"id": "i", "src": "send_it", "data": {}}}),
         "state a",
+        "'data': an invoke's input for its service",
+    ),
+    "invoke-input": (
+        machine(a={"invoke": {"id": "i", "src": "send_it", "input": {"n": 1}}}),
+        "state a",
+        "'input': an invoke's input for its service",
+    ),
+    "done-data": (
+        machine(a={"on": {"GO": "end"}}, end={"type": "final", "data": {"n": 1}}),
+        "state end",
         "done data",
+    ),
+    "action-params": (
+        machine(a={"entry": {"type": "bump", "params": {"by": 2}}}),
+        "state a",
+        "'params': parameterised actions",
     ),
     "assign-entry": (
         machine(a={"entry": [{"type": "xstate.assign", "assignment": {"n": 1}}]}),
         "state a",
-        "action and guard objects",
+        "'xstate.assign' is one of XState's built-in actions",
     ),
     "spawn": (
         machine(a={"on": {"GO": {"actions": {"type": "xstate.spawn"}}}}),
         "state a",
-        "action and guard objects",
+        "built-in actions",
     ),
     "action-not-identifier": (machine(a={"entry": "do-it"}), "state a", "'do-it'"),
     "wildcard": (machine(a={"on": {"*": "a"}}), "state a", "wildcard"),
@@ -438,7 +455,7 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     "guard-object": (
         machine(a={"on": {"GO": {"target": "a", "guard": {"type": "big", "params": {}}}}}),
         "state a",
-        "guard",
+        "'params': parameterised actions and guards",
     ),
     "machine-exit": ({**machine(a={}), "exit": "bye"}, "machine", "'exit'"),
     "machine-final": ({**machine(a={}), "type": "final"}, "machine", "'final'"),
@@ -1154,3 +1171,98 @@ async def test_history_shows_an_outcome_by_the_versions_name(
         events
     )
     assert not any(str(e).startswith(("done.invoke.", "error.invoke.")) for e in events)
+
+
+# Actions, a guard and an invoke src named as events of the chart (item 8 of issue 22).
+SAME_NAMES: JsonObject = {
+    "id": "shop",
+    "initial": "cart",
+    "states": {
+        "cart": {
+            "on": {
+                "addItem": {"actions": "addItem"},
+                "createOrder": {"target": "ordered", "actions": ["createOrder", "addItem"]},
+            }
+        },
+        "ordered": {
+            "entry": "createOrder",
+            "on": {
+                "check": [{"target": "checked", "guard": "check"}, {"actions": "addItem"}],
+                "createOrder": {"actions": "createOrder"},
+            },
+        },
+        "checked": {"entry": "check_entered", "on": {"addItem": "cart"}},
+    },
+}
+SAME_NAMES_EVENTS = ["addItem", "createOrder", "createOrder", "check"]
+
+
+@pytest.mark.parametrize(("version", "checks"), [(5, True), (5, False), (4, True)])
+def test_actions_and_guards_named_as_events_run_as_xstate(
+    tmp_path: Path, version: int, checks: bool
+) -> None:
+    """An action or a guard with the name of an event is that method, not the event: the
+    two namespaces are apart, as in XState (the engine used to send the event from its
+    own transition's action, looping until the 1,000-transition bound)."""
+    config = SAME_NAMES
+    if version == 4:
+        config = json.loads(json.dumps(SAME_NAMES).replace('"guard"', '"cond"'))
+    guards = {"check": checks}
+    theirs, _ = reference(config, SAME_NAMES_EVENTS, version=version, guards=guards)
+    mine = ours(tmp_path, config, SAME_NAMES_EVENTS, guards=guards)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[2].actions == ("createOrder", "addItem", "createOrder")
+
+
+CREATE_BY_ACTION = """\
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Shop(Context):
+    fields: ClassVar[JsonObject] = {"orders": 0}
+    create_event = "createOrder"
+    orders: int
+
+    def createOrder(self) -> None:
+        self.orders += 1
+"""
+
+
+def test_an_order_is_created_by_an_event_named_as_its_action(tmp_path: Path) -> None:
+    """The issue's case: ``createOrder`` both the create event and its action. The create
+    applies once and runs the action once (it was refused by the transition bound)."""
+    (tmp_path / "shop.py").write_text(CREATE_BY_ACTION)
+    config = {
+        "id": "shop",
+        "initial": "new",
+        "states": {
+            "new": {"on": {"createOrder": {"target": "open", "actions": "createOrder"}}},
+            "open": {"on": {"createOrder": {"actions": "createOrder"}}},
+        },
+    }
+    (tmp_path / "shop.json").write_text(json.dumps(config))
+    chart = load_chart(tmp_path / "shop.json")
+    machine = turn.start(chart, "o-1", Event("createOrder", {}, "e-1"))
+    record = turn.apply(machine, None, Event("createOrder", {}, "e-1"), 1.0)
+    assert (record.snapshot.state, record.snapshot.context["orders"]) == ("open", 1)
+    again = turn.apply(machine, record.snapshot, Event("createOrder", {}, "e-2"), 2.0)
+    assert again.snapshot.context["orders"] == 2
+
+
+def test_a_yaml_action_named_as_an_event_is_refused_at_load(tmp_path: Path) -> None:
+    """A native document cannot keep the two apart (python-statemachine resolves the name
+    to the event first): refused at load, naming the action and the event."""
+    (tmp_path / "shop.py").write_text(CREATE_BY_ACTION)
+    (tmp_path / "shop.yaml").write_text(
+        "states:\n"
+        "  new:\n"
+        "    initial: true\n"
+        "    transitions:\n"
+        "      - {event: createOrder, target: open, on: createOrder}\n"
+        "  open: {}\n"
+    )
+    with pytest.raises(ChartError, match="action 'createOrder' is also an event of the chart"):
+        load_chart(tmp_path / "shop.yaml")

@@ -43,15 +43,25 @@ class Step:
 
 
 def reference(
-    config: JsonObject, events: list[str], *, version: int = 5
+    config: JsonObject,
+    events: list[str],
+    *,
+    version: int = 5,
+    guards: dict[str, bool] | None = None,
 ) -> tuple[list[Step], list[str]]:
-    """XState's steps for ``events``, and the ids of the invokes running after the start."""
+    """XState's steps for ``events``, and the ids of the invokes running after the start;
+    each guard of ``guards`` always gives its value."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: the XState reference cannot run")
     if not (REFERENCE_DIR / "node_modules" / "xstate").is_dir():
         pytest.fail("the xstate package is not installed: npm ci --prefix tests/xstate_reference")
-    request = {"version": version, "config": config, "events": [{"type": e} for e in events]}
+    request = {
+        "version": version,
+        "config": config,
+        "events": [{"type": e} for e in events],
+        "guards": {name: json.dumps(value) for name, value in (guards or {}).items()},
+    }
     done = subprocess.run(
         [node, str(REFERENCE_DIR / "run.mjs")],
         input=json.dumps(request),
@@ -66,7 +76,9 @@ def reference(
     return out, list(steps[0]["children"])
 
 
-def _actions_module(actions: set[str], sources: set[str], fields: JsonObject) -> str:
+def _actions_module(
+    actions: set[str], sources: set[str], fields: JsonObject, guards: dict[str, bool]
+) -> str:
     lines = [
         "from typing import ClassVar",
         "from orchestrator import Context, JsonObject",
@@ -80,6 +92,8 @@ def _actions_module(actions: set[str], sources: set[str], fields: JsonObject) ->
         ]
     for name in sorted(sources - actions):
         lines += [f"    def {name}(self) -> None:", f"        self.send_command({name!r}, {{}})"]
+    for name, value in sorted(guards.items()):
+        lines += [f"    def {name}(self) -> bool:", f"        return {value!r}"]
     return "\n".join(lines) + "\n"
 
 
@@ -107,13 +121,20 @@ class Ours:
 
 
 def ours(
-    directory: Path, config: JsonObject, events: list[str], *, fields: JsonObject | None = None
+    directory: Path,
+    config: JsonObject,
+    events: list[str],
+    *,
+    fields: JsonObject | None = None,
+    guards: dict[str, bool] | None = None,
 ) -> Ours:
-    """Our steps for ``events``: ``config`` loaded as a chart, applied to a new order."""
+    """Our steps for ``events``: ``config`` loaded as a chart, applied to a new order;
+    each guard of ``guards`` always gives its value."""
     actions: set[str] = set()
     sources: set[str] = set()
     _names(config, actions, sources)
-    (directory / "ref.py").write_text(_actions_module(actions, sources, fields or {}))
+    module = _actions_module(actions, sources, fields or {}, guards or {})
+    (directory / "ref.py").write_text(module)
     path = directory / "ref.json"
     path.write_text(json.dumps(config))
     chart = load_chart(path)
