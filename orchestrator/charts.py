@@ -86,7 +86,8 @@ class Machine:
         configuration = self.configuration()
         facts = self.chart.facts.get(configuration)
         if facts is None:
-            facts = StateFacts.of(configuration, self.chart.engine.bind(self.context))
+            sm = self.chart.engine.bind(self.context)
+            facts = StateFacts.of(configuration, sm, self.chart.state_names)
             self.chart.facts[configuration] = facts
         return facts
 
@@ -123,15 +124,19 @@ class StateFacts:
     final: bool
 
     @classmethod
-    def of(cls, configuration: tuple[str, ...], sm: StateChart[Any]) -> StateFacts:
+    def of(
+        cls, configuration: tuple[str, ...], sm: StateChart[Any], state_names: dict[str, str]
+    ) -> StateFacts:
+        """The facts of ``configuration``; ``state_names`` gives the names of the states
+        whose ids differ from them (``Chart.state_names``)."""
         paths = []
         for state in sm.configuration:
             if state.is_atomic:
-                names = [state.id]
+                names = [state_names.get(state.id, state.id)]
                 parent = state.parent
                 # An XState machine's root (MACHINE_ROOT) is no part of its states' paths.
                 while parent is not None and parent.id not in MACHINE_WRAPPERS:
-                    names.append(parent.id)
+                    names.append(state_names.get(parent.id, parent.id))
                     parent = parent.parent
                 paths.append(".".join(reversed(names)))
         allowed = tuple(dict.fromkeys(event.id for event in sm.allowed_events))
@@ -324,7 +329,8 @@ class Chart:
     ``service_events`` are the events only a service may send (the document's
     ``serviceEvents``): a turn refuses them from a client. ``event_names`` gives the
     author's name of a platform event whose internal name differs (an XState v5 invoke's
-    ``xstate.done.actor.<id>`` for ``done.invoke.<id>``), for what the user reads."""
+    ``xstate.done.actor.<id>`` for ``done.invoke.<id>``), ``state_names`` the name of a
+    state whose id differs (``idle`` for ``left.idle``), for what the user reads."""
 
     name: str
     path: Path
@@ -336,6 +342,7 @@ class Chart:
     facts: dict[tuple[str, ...], StateFacts] = field(default_factory=dict)
     service_events: frozenset[str] = frozenset()
     event_names: dict[str, str] = field(default_factory=dict)
+    state_names: dict[str, str] = field(default_factory=dict)
 
     def event_name(self, event_type: str) -> str:
         """The name the chart's author gave the event ``event_type``."""
@@ -484,6 +491,7 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
         timers=document.timers,
         service_events=document.service_events,
         event_names=document.event_names,
+        state_names=document.state_names,
     )
     try:
         chart.start("chart-check")

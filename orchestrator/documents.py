@@ -29,6 +29,8 @@ hold the flaw, not at the first order that reaches it.
 from __future__ import annotations
 
 import inspect
+import keyword
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,6 +48,7 @@ from orchestrator.model import (
     INVOKE_IDS,
     INVOKE_OUTCOME_PREFIXES,
     SERVICE_EVENTS,
+    STATE_NAMES,
     TIMER_EVENT_PREFIX,
     JsonObject,
     is_number,
@@ -85,6 +88,7 @@ class Document:
     invoke_ids: dict[str, str] = field(default_factory=dict)
     event_names: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    state_names: dict[str, str] = field(default_factory=dict)
 
 
 class _Located(dict[str, Any]):
@@ -156,6 +160,7 @@ def prepare(doc: JsonObject, source: str) -> Document:
     invoke_ids = doc.pop(INVOKE_IDS, {})
     event_names = doc.pop(EVENT_NAMES, {})
     aliases = doc.pop(ALIASES, {})
+    state_names = doc.pop(STATE_NAMES, {})
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -208,7 +213,17 @@ def prepare(doc: JsonObject, source: str) -> Document:
     # eventless loop spread over turns, which no event could ever interrupt.
     at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
     _refuse_eventless_loops(states, where, source, at_once)
-    return Document(doc, timers, where, service_events, context, invoke_ids, event_names, aliases)
+    return Document(
+        doc,
+        timers,
+        where,
+        service_events,
+        context,
+        invoke_ids=invoke_ids,
+        event_names=event_names,
+        aliases=aliases,
+        state_names=state_names,
+    )
 
 
 def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> type[Any]:
@@ -239,12 +254,24 @@ def with_aliases(context_class: type[Any], aliases: dict[str, str], source: str)
                 f"{source}: {context_class.__name__}.{alias} takes a name the chart needs for "
                 f"{name!r}; rename it"
             )
-        found = inspect.getattr_static(context_class, name, None)
+        attribute = python_name(context_class, name)
+        found = inspect.getattr_static(context_class, attribute, None)
         if isinstance(found, staticmethod | classmethod) or inspect.isfunction(found):
             members[alias] = found
         else:
-            members[alias] = property(partial(_read, name=name))
+            members[alias] = property(partial(_read, name=attribute))
     return type(context_class.__name__, (context_class,), members)
+
+
+def python_name(context_class: type[Any], name: str) -> str:
+    """The attribute of ``context_class`` an author's action, guard or src ``name`` binds
+    to: ``name`` itself when the class has it (a Python identifier, or one set with
+    ``setattr``), else its Python form, each character an identifier cannot hold made
+    ``_`` (``isValidDepartDate?`` is ``isValidDepartDate_``, ``log-in`` ``log_in``)."""
+    if name.isidentifier() or hasattr(context_class, name) or name in context_class.fields:
+        return name
+    python = re.sub(r"\W", "_", name)
+    return python if python.isidentifier() and not keyword.iskeyword(python) else f"_{python}"
 
 
 def _read(self: Any, name: str) -> Any:
@@ -369,9 +396,17 @@ def check_names(document: Document, context_class: type, source: str) -> None:
                 f"{source}: {at}: {what} {name!r} is also an event of the chart, which "
                 "python-statemachine would send instead of calling the method; rename one"
             )
-        name = document.aliases.get(name, name)
-        if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
-            raise ChartError(f"{source}: {at}: {what} {name!r} {verb} {context_class.__name__}")
+        # An XState name that is no Python identifier binds to its Python form; a native
+        # document's names bind as they are.
+        author = document.aliases.get(name)
+        python = name if author is None else python_name(context_class, author)
+        name = name if author is None else author
+        if not (hasattr(context_class, python) or python in getattr(context_class, "fields", {})):
+            called = "" if python == name else f" (in Python {python!r})"
+            raise ChartError(
+                f"{source}: {at}: {what} {name!r}{called} {verb} {context_class.__name__}"
+            )
+        name = python
         method = getattr(context_class, name, None)
         if inspect.iscoroutinefunction(method):
             raise ChartError(

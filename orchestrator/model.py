@@ -104,6 +104,10 @@ EVENT_NAMES = "eventNames"
 # what the author's name names.
 ALIASES = "aliases"
 ALIAS_PREFIX = "xstate_name_"
+# The names of a document's states whose ids differ from them, id -> name: an XState
+# state whose name another state also has (``idle`` in two regions), or with a space in
+# it, has its dotted path for id. The paths clients see are made of the names.
+STATE_NAMES = "stateNames"
 INVOKE_ACTION_PREFIX = "begin_invoke_"
 END_INVOKE = "end_invoke"
 # The state standing for an XState machine's root when the root has transitions, timers,

@@ -31,9 +31,13 @@ How XState maps onto our runtime:
   under ``MACHINE_REGIONS`` when parallel) only when it has transitions, timers, actions or
   regions of its own, so other charts keep their documents; the paths clients see leave
   the two out (``charts.StateFacts``, ``chart_graph``).
-- Every state name must be unique in the chart (python-statemachine keys states by name,
-  and the order's state path is made of these names); duplicates are refused rather than
-  renamed, so that the paths clients see are the names the author wrote.
+- States are told apart by path, as in XState. python-statemachine keys states by id: a
+  state keeps its name for id where no other state has it and it holds no space, else
+  its dotted path is its id (``STATE_NAMES`` maps it back, so that the paths clients see
+  are made of the names the author wrote).
+- Action, guard and src names that are not Python identifiers, or that are also events
+  (python-statemachine would send the event in the action's place), take an internal
+  name (``ALIASES``) bound to the author's method by the chart loader.
 
 Anything else is refused with a ``ChartError`` naming the file and the state, never
 ignored, except the purely descriptive keys (``description``, ``tags``, other ``meta``).
@@ -66,7 +70,9 @@ from orchestrator.model import (
     INVOKE_IDS,
     MACHINE_REGIONS,
     MACHINE_ROOT,
+    MACHINE_WRAPPERS,
     SERVICE_EVENTS,
+    STATE_NAMES,
     JsonObject,
     invoke_outcome,
     is_number,
@@ -144,6 +150,8 @@ class _Node:
     config: Mapping[str, Any]
     parent: _Node | None
     children: dict[str, _Node] = field(default_factory=dict)
+    # The state's id in the native document (``_Converter.name_states``).
+    native: str = ""
 
     @property
     def where(self) -> str:
@@ -153,7 +161,7 @@ class _Node:
 class _Converter:
     def __init__(self, config: Mapping[str, Any], source: str) -> None:
         self.source = source
-        self.by_key: dict[str, _Node] = {}
+        self.nodes: list[_Node] = []
         self.by_id: dict[str, _Node] = {}
         machine_id = config.get("id", "(machine)")
         self.root = _Node("", (), config, None)
@@ -162,6 +170,7 @@ class _Converter:
         self.by_id[machine_id] = self.root
         self.machine_id = machine_id
         self.index(self.root)
+        self.name_states()
         states = {k: v for k, v in config.items() if k != "context"}
         # The actions that set the context's ``current_invoke`` before a src: name -> id.
         self.invoke_ids: dict[str, str] = {}
@@ -177,7 +186,7 @@ class _Converter:
         raise ChartError(f"{self.source}: {node.where}: {message}")
 
     def index(self, node: _Node) -> None:
-        """Collect the children of ``node``, checking names and ids are unique."""
+        """Collect the children of ``node``, checking their names and that ids are unique."""
         states = node.config.get("states", {})
         if not isinstance(states, Mapping):
             self.fail(node, "'states' must be an object")
@@ -185,15 +194,9 @@ class _Converter:
             child = _Node(key, (*node.path, key), config, node)
             if not isinstance(config, Mapping):
                 self.fail(child, "a state must be an object")
-            if not _is_name(key):
-                self.fail(child, f"state name {key!r} is not a Python identifier")
-            if key in self.by_key:
-                self.fail(
-                    child,
-                    f"name {key!r} is also used by {self.by_key[key].where}; "
-                    "state names must be unique in the chart",
-                )
-            self.by_key[key] = child
+            if not key or "." in key:
+                self.fail(child, "a state's name is not empty and has no '.' (a path's separator)")
+            self.nodes.append(child)
             node.children[key] = child
             # XState's default id is the machine's id and the path, whatever the parents' ids.
             child_id = config.get("id", ".".join((self.machine_id, *child.path)))
@@ -203,6 +206,32 @@ class _Converter:
                 self.fail(child, f"id {child_id!r} is used twice")
             self.by_id[child_id] = child
             self.index(child)
+
+    def name_states(self) -> None:
+        """Give each state its id in the native document: its name, where no other state
+        has it and it holds no space (python-statemachine keys states by id, and splits a
+        target list at spaces), so that the charts whose names allow it keep them there;
+        else its dotted path, spaces made ``_`` (and a ``~<n>`` should that be taken).
+        The paths clients see are made of the names (``STATE_NAMES``)."""
+        count: dict[str, int] = {}
+        for node in self.nodes:
+            count[node.key] = count.get(node.key, 0) + 1
+        taken = set(MACHINE_WRAPPERS)
+        renamed = []
+        for node in self.nodes:
+            if count[node.key] == 1 and not _has_space(node.key) and node.key not in taken:
+                node.native = node.key
+                taken.add(node.key)
+            else:
+                renamed.append(node)
+        for node in renamed:
+            base = re.sub(r"\s", "_", ".".join(node.path))
+            native, n = base, 1
+            while native in taken:
+                n += 1
+                native = f"{base}~{n}"
+            node.native = native
+            taken.add(native)
 
     def check_keys(
         self,
@@ -245,10 +274,13 @@ class _Converter:
             native[EVENT_NAMES] = self.event_names
         if self.aliases:
             native[ALIASES] = {alias: name for name, alias in self.aliases.items()}
+        renamed = {n.native: n.key for n in self.nodes if n.native != n.key}
+        if renamed:
+            native[STATE_NAMES] = renamed
         return native
 
     def children(self, node: _Node, *, parallel: bool) -> JsonObject:
-        states = {key: self.state(child) for key, child in node.children.items()}
+        states = {child.native: self.state(child) for child in node.children.values()}
         initial = node.config.get("initial")
         if parallel:
             if initial is not None:
@@ -256,7 +288,8 @@ class _Converter:
         elif initial not in node.children:
             self.fail(node, f"'initial' must name one of its states, not {initial!r}")
         else:
-            states[initial] = {"initial": True, **states[initial]}
+            first = node.children[initial].native
+            states[first] = {"initial": True, **states[first]}
         return states
 
     def state(self, node: _Node, allowed: frozenset[str] = _STATE_KEYS) -> JsonObject:
@@ -311,7 +344,7 @@ class _Converter:
         if "onDone" in config:
             if not node.children:
                 self.fail(node, "'onDone' needs child states")
-            event = f"done.state.{node.key}"
+            event = f"done.state.{node.native}"
             transitions += self.transitions(node, event, config["onDone"], "onDone")
         exit_ = self.names(node, config.get("exit"), "exit")
 
@@ -390,16 +423,15 @@ class _Converter:
                 )
             if isinstance(item, Mapping):
                 self.check_keys(node, item, frozenset({"type"}))
-            if not _is_name(name):
-                self.fail(node, f"{what}: {name!r} is not a Python identifier")
             names.append(self.bound(name))
         return names
 
     def bound(self, name: str) -> str:
-        """The native document's name for the action or guard ``name``: its own, unless
-        it is also an event of the chart, whose trigger python-statemachine would call in
-        its place (an event sent from its own transition's actions, for ever)."""
-        if name not in self.events:
+        """The native document's name for the action, guard or src ``name``: its own,
+        unless it is also an event of the chart, whose trigger python-statemachine would
+        call in its place (an event sent from its own transition's actions, for ever), or
+        is no Python identifier (a guard is read as a Python expression)."""
+        if _is_name(name) and name not in self.events:
             return name
         alias = self.aliases.get(name)
         if alias is None:
@@ -436,7 +468,7 @@ class _Converter:
         targets = target if isinstance(target, list) else [] if target is None else [target]
         resolved = [self.resolve(node, t, what) for t in targets]
         if targets:
-            out["target"] = " ".join(r.key for r in resolved)
+            out["target"] = " ".join(r.native for r in resolved)
         internal = candidate.get("internal")
         if internal is not None and not isinstance(internal, bool):
             self.fail(node, f"{what}: 'internal' must be true or false")
@@ -447,16 +479,11 @@ class _Converter:
                 internal = all(str(t).startswith(".") for t in targets) or None
             else:
                 internal = all(node in _ancestors(r) for r in resolved) or None
-        if (
-            internal
-            and node is self.root
-            and self.version == 4
-            and "parallel" == node.config.get("type")
-        ):
+        if internal and self.version == 4 and "parallel" == node.config.get("type"):
             self.fail(
                 node,
-                f"{what}: XState v4 leaves the other regions of a parallel machine alone on "
-                "an internal transition from the machine, python-statemachine exits and "
+                f"{what}: XState v4 leaves the other regions of a parallel state alone on "
+                "an internal transition from the state, python-statemachine exits and "
                 "enters them again; put the transition on the region",
             )
         if internal is not None and targets:
@@ -510,7 +537,8 @@ class _Converter:
                 not isinstance(invoke["id"], str) or not invoke["id"] or _has_space(invoke["id"])
             ):
                 self.fail(node, "an invoke's 'id' must be a name without spaces")
-            if not _is_name(invoke.get("src")):
+            src = invoke.get("src")
+            if not isinstance(src, str) or not src or src.startswith("xstate."):
                 self.fail(
                     node,
                     f"invoke {invoke.get('id', '(without id)')!r}: 'src' must name a method "

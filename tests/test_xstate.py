@@ -426,7 +426,6 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
         "state a",
         "built-in actions",
     ),
-    "action-not-identifier": (machine(a={"entry": "do-it"}), "state a", "'do-it'"),
     "wildcard": (machine(a={"on": {"*": "a"}}), "state a", "wildcard"),
     "partial-wildcard": (machine(a={"on": {"error.*": "a"}}), "state a", "wildcard"),
     "event-with-space": (machine(a={"on": {"GO NOW": "a"}}), "state a", "spaces"),
@@ -475,17 +474,12 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     "unknown-target": (machine(a={"on": {"GO": "nowhere"}}), "state a", "'nowhere'"),
     "unknown-id-target": (machine(a={"on": {"GO": "#nope"}}), "state a", "'#nope'"),
     "unknown-child-target": (machine(a={"on": {"GO": ".x"}}), "state a", "'.x'"),
-    "duplicate-name": (
-        machine(p={"initial": "x", "states": {"x": {}}}, q={"initial": "x", "states": {"x": {}}}),
-        "state q.x",
-        "state p.x",
-    ),
     "duplicate-id": (
         machine(a={"id": "same"}, b={"id": "same"}),
         "state b",
         "'same'",
     ),
-    "state-name-not-identifier": (machine(**{"my-state": {}}), "state my-state", "identifier"),
+    "state-name-with-dot": (machine(**{"my.state": {}}), "state my.state", "'.'"),
     "no-initial": ({"states": {"a": {}, "b": {}}}, "machine", "'initial'"),
     "initial-not-a-child": (
         machine(p={"initial": "nope", "states": {"x": {}}}),
@@ -1266,3 +1260,157 @@ def test_a_yaml_action_named_as_an_event_is_refused_at_load(tmp_path: Path) -> N
     )
     with pytest.raises(ChartError, match="action 'createOrder' is also an event of the chart"):
         load_chart(tmp_path / "shop.yaml")
+
+
+# The same names under different parents (item 4 of issue 22): ``idle`` and ``active`` in
+# two regions, ``ready.ready``, and targets by sibling name, ``.child``, ``#id`` and path.
+SAME_STATE_NAMES: JsonObject = {
+    "id": "player",
+    "initial": "ready",
+    "states": {
+        "ready": {
+            "initial": "ready",
+            "entry": "ready_in",
+            "states": {
+                "ready": {"on": {"START": "#player.playing"}},
+            },
+        },
+        "playing": {
+            "type": "parallel",
+            "on": {"STOP": "ready.ready", "RESET": ".video.idle"},
+            "states": {
+                "video": {
+                    "initial": "idle",
+                    "states": {
+                        "idle": {"entry": "video_idle", "on": {"PLAY": "active"}},
+                        "active": {"exit": "video_stop", "on": {"PAUSE": "idle"}},
+                    },
+                },
+                "audio": {
+                    "initial": "idle",
+                    "states": {
+                        "idle": {"on": {"PLAY": "active", "MUTE": "#player.playing.audio.idle"}},
+                        "active": {"entry": "audio_on", "on": {"PAUSE": "idle", "MUTE": "idle"}},
+                    },
+                },
+            },
+        },
+    },
+}
+SAME_STATE_NAMES_EVENTS = ["START", "PLAY", "PAUSE", "PLAY", "RESET", "MUTE", "STOP", "START"]
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_the_same_state_name_under_different_parents(tmp_path: Path, version: int) -> None:
+    """States are told apart by path (they were refused as duplicates): each step's state
+    value is XState's dotted paths (``playing.audio.idle``, ``ready.ready``), and the
+    actions and their order are XState's. (v4 keeps the other regions of a parallel state
+    on an internal transition from it, which is refused: v4 runs RESET from the region.)"""
+    config = SAME_STATE_NAMES
+    if version == 4:
+        with pytest.raises(ChartError, match="XState v4 leaves the other regions"):
+            convert({**SAME_STATE_NAMES, "predictableActionArguments": True})
+        playing = {**SAME_STATE_NAMES["states"]["playing"], "on": {"STOP": "ready.ready"}}
+        video = playing["states"]["video"]
+        playing["states"] = {**playing["states"], "video": {**video, "on": {"RESET": ".idle"}}}
+        config = {
+            **SAME_STATE_NAMES,
+            "predictableActionArguments": True,
+            "states": {**SAME_STATE_NAMES["states"], "playing": playing},
+        }
+    theirs, _ = reference(config, SAME_STATE_NAMES_EVENTS, version=version)
+    mine = ours(tmp_path, config, SAME_STATE_NAMES_EVENTS)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[2].value == ("playing.audio.active", "playing.video.active")
+    assert theirs[0].value == ("ready.ready",)
+
+
+# Names that are no Python identifiers (item 6 of issue 22): states with spaces and marks,
+# events with dots and dashes, a guard and actions with marks.
+FREE_NAMES: JsonObject = {
+    "id": "booking",
+    "initial": "Entering Information",
+    "states": {
+        "Entering Information": {
+            "entry": "show-form",
+            "on": {
+                "user.submit": [
+                    {
+                        "target": "Reviewing?",
+                        "guard": "isValidDepartDate?",
+                        "actions": "log-in",
+                    },
+                    {"target": "Entering Information.Error shown"},
+                ],
+            },
+            "initial": "Blank",
+            "states": {"Blank": {}, "Error shown": {"entry": "show error!"}},
+        },
+        "Reviewing?": {
+            "on": {"go-back": "#booking.Entering Information", "confirm": "Booked"},
+        },
+        "Booked": {"type": "final"},
+    },
+}
+FREE_NAMES_EVENTS = ["user.submit", "go-back", "user.submit", "confirm"]
+
+
+@pytest.mark.parametrize(("version", "valid"), [(5, True), (5, False), (4, True)])
+def test_names_that_are_not_python_identifiers(tmp_path: Path, version: int, valid: bool) -> None:
+    """States, events, guards and actions named freely load as written (they were refused);
+    the guard ``isValidDepartDate?`` is the method ``isValidDepartDate_``, ``log-in`` is
+    ``log_in``; paths show the names as written, and each step is XState's."""
+    config = FREE_NAMES
+    if version == 4:
+        config = json.loads(json.dumps(FREE_NAMES).replace('"guard"', '"cond"'))
+    events = FREE_NAMES_EVENTS if valid else FREE_NAMES_EVENTS[:1]
+    guards = {"isValidDepartDate?": valid}
+    theirs, _ = reference(config, events, version=version, guards=guards)
+    mine = ours(tmp_path, config, events, guards=guards)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[1].value == (("Reviewing?",) if valid else ("Entering Information.Error shown",))
+    chart = load_chart(tmp_path / "ref.json")
+    assert chart.start("o-2").next_events() == ("user.submit",)
+
+
+def test_a_free_name_without_its_method_is_refused_naming_both(tmp_path: Path) -> None:
+    """A guard named ``isValidDepartDate?`` that the class lacks is refused with its name
+    and the Python name it binds to (the refusal used to blame the ``{type}`` form)."""
+    path = write_chart(
+        tmp_path, machine(a={"on": {"GO": {"target": "a", "guard": "isValidDepartDate?"}}})
+    )
+    with pytest.raises(ChartError) as info:
+        load_chart(path)
+    assert "guard 'isValidDepartDate?' (in Python 'isValidDepartDate_') is not defined by" in (
+        str(info.value)
+    )
+
+
+def test_chart_graph_gives_each_state_its_path(tmp_path: Path) -> None:
+    """GET /charts/{name} (what the dashboard lights by path) gives the states that share a
+    name their own ids and XState's dotted paths, the transitions naming the ids."""
+    ours(tmp_path, SAME_STATE_NAMES, [])
+    chart = load_chart(tmp_path / "ref.json")
+    graph = chart_graph(chart.machine_class, chart.event_names, chart.state_names)
+    playing = next(s for s in graph["states"] if s["id"] == "playing")
+    audio = next(s for s in playing["children"] if s["id"] == "audio")
+    assert [(s["id"], s["path"]) for s in audio["children"]] == [
+        ("playing.audio.idle", "playing.audio.idle"),
+        ("playing.audio.active", "playing.audio.active"),
+    ]
+    ready = graph["states"][0]
+    assert (ready["path"], ready["children"][0]["path"]) == ("ready", "ready.ready")
+    edges = {(t["source"], t["event"], t["target"]) for t in graph["transitions"]}
+    assert ("playing.audio.idle", "PLAY", "playing.audio.active") in edges
+    free = tmp_path / "free"
+    free.mkdir()
+    ours(free, FREE_NAMES, [], guards={"isValidDepartDate?": True})
+    chart = load_chart(free / "ref.json")
+    graph = chart_graph(chart.machine_class, chart.event_names, chart.state_names)
+    entering = graph["states"][0]
+    assert [(s["id"], s["path"]) for s in entering["children"]] == [
+        ("Blank", "Entering Information.Blank"),
+        ("Entering_Information.Error_shown", "Entering Information.Error shown"),
+    ]

@@ -17,6 +17,7 @@ chart gives it (``Chart.event_names``), as the relay raises it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -85,16 +86,25 @@ def _actions_module(
         "class Recorder(Context):",
         f"    fields: ClassVar[JsonObject] = {fields!r}",
     ]
+    # Each method under the Python form of its name (isValid? is isValid_), as chart
+    # authors write them.
     for name in sorted(actions):
         lines += [
-            f"    def {name}(self) -> None:",
+            f"    def {_python(name)}(self) -> None:",
             f"        self.__dict__.setdefault('actions_run', []).append({name!r})",
         ]
     for name in sorted(sources - actions):
-        lines += [f"    def {name}(self) -> None:", f"        self.send_command({name!r}, {{}})"]
+        lines += [
+            f"    def {_python(name)}(self) -> None:",
+            f"        self.send_command({name!r}, {{}})",
+        ]
     for name, value in sorted(guards.items()):
-        lines += [f"    def {name}(self) -> bool:", f"        return {value!r}"]
+        lines += [f"    def {_python(name)}(self) -> bool:", f"        return {value!r}"]
     return "\n".join(lines) + "\n"
+
+
+def _python(name: str) -> str:
+    return re.sub(r"\W", "_", name)
 
 
 def _names(config: Any, actions: set[str], sources: set[str]) -> None:

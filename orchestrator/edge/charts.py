@@ -33,6 +33,6 @@ async def get_chart(request: Request) -> Response:
         "creatable": context_class.create_event is not None,
         # Events only a service may send: the dashboard does not offer them.
         "serviceEvents": sorted(chart.service_events),
-        **chart_graph(chart.machine_class, chart.event_names),
+        **chart_graph(chart.machine_class, chart.event_names, chart.state_names),
     }
     return JSONResponse(body)

@@ -570,9 +570,10 @@ OPENAPI: dict[str, Any] = {
 
 STATE_NODE: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "initial", "final", "parallel", "history", "children"],
+    "required": ["id", "path", "initial", "final", "parallel", "history", "children"],
     "properties": {
         "id": {"type": "string"},
+        "path": {"type": "string"},
         "initial": {"type": "boolean"},
         "final": {"type": "boolean"},
         "parallel": {"type": "boolean"},
