@@ -416,6 +416,11 @@ def _check_context(context_class: type[Context], source: str) -> None:
     unknown = sorted(set(context_class.private_fields) - set(context_class.fields))
     if unknown:
         raise ChartError(f"{source}: private_fields {unknown} are not among the fields")
+    if context_class.create_fields and context_class.create_event is None:
+        raise ChartError(
+            f"{source}: create_fields are the data of the create event: set create_event "
+            "(without one, an order is created by its start alone, from no data)"
+        )
     for name, kind in context_class.create_fields.items():
         if kind not in JSON_TYPES:
             raise ChartError(

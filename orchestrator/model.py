@@ -76,6 +76,13 @@ TIMER_EVENT_PREFIX = "after."
 PLATFORM_EVENT_PREFIXES = ("done.", "error.", "xstate.", TIMER_EVENT_PREFIX)
 
 
+# The first event of an order whose chart has no ``create_event``: the order is created by
+# its start alone (the initial states' entry actions, an invoke's src), which the journal
+# records as version 1 under XState's name for the event a machine starts with. The
+# platform's own, as its prefix says: no one sends it.
+START_EVENT = "xstate.init"
+
+
 # Where an event came from (``Event.origin``). The events a chart keeps for its services
 # (``serviceEvents``) are taken only from a service's own channels: a broker message, or a
 # webhook signed with the webhook secret. A client's command or an unsigned webhook is not one.

@@ -44,6 +44,7 @@ from orchestrator.messages import Message, command_key, encode
 from orchestrator.model import (
     OUTCOME_MESSAGE_ID,
     SERVICE_ORIGINS,
+    START_EVENT,
     ContextChange,
     Event,
     JournalEntry,
@@ -120,17 +121,19 @@ def apply(
 ) -> TurnRecord:
     """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order.
     Without ``limits`` an order may grow without bound."""
-    chart = machine.chart
     version = 1 if previous is None else previous.version + 1
+    state_before = "" if previous is None else previous.state
+    if previous is None and event.type == START_EVENT:
+        # A chart without a create event: ``start`` made the order, nothing is sent.
+        return _recorded(machine, previous, event, now, version, state_before, limits)
     _check_outcome(previous, event)
-    check(chart, machine, event, version - 1)
+    check(machine.chart, machine, event, version - 1)
     if limits is not None and version > limits.max_order_events:
         raise OrderTooLarge(
             f"the order has taken {limits.max_order_events} events, as many as one order may",
             "max-order-events",
             limits.max_order_events,
         )
-    state_before = "" if previous is None else previous.state
     try:
         machine.send(event.type, event.data)
     except ChartLoop as exc:
@@ -152,6 +155,18 @@ def apply(
     except Exception as exc:
         log.exception("action failed", extra={"order_id": machine.context.order_id})
         raise Refused(f"{event.type} failed in an action: {exc!r}") from exc
+    return _recorded(machine, previous, event, now, version, state_before, limits)
+
+
+def _recorded(
+    machine: Machine,
+    previous: Snapshot | None,
+    event: Event,
+    now: float,
+    version: int,
+    state_before: str,
+    limits: Limits | None,
+) -> TurnRecord:
     try:
         return _record(machine, previous, event, now, version, state_before, limits)
     except OrchestratorError:

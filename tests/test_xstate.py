@@ -1414,3 +1414,79 @@ def test_chart_graph_gives_each_state_its_path(tmp_path: Path) -> None:
         ("Blank", "Entering Information.Blank"),
         ("Entering_Information.Error_shown", "Entering Information.Error shown"),
     ]
+
+
+# A machine that starts by invoking, with no client event before its service answers.
+STARTS_BY_INVOKING: JsonObject = {
+    "id": "fetcher",
+    "initial": "loading",
+    "serviceEvents": ["PIZZA_READY"],
+    "states": {
+        "loading": {
+            "entry": "begin",
+            "invoke": {"src": "fetch", "onDone": "waiting", "onError": "failed"},
+        },
+        "waiting": {"on": {"PIZZA_READY": "ready"}},
+        "ready": {"type": "final"},
+        "failed": {},
+    },
+}
+STARTS_BY_INVOKING_ACTIONS = """\
+from typing import ClassVar
+
+from orchestrator import Context, JsonObject
+
+
+class Fetcher(Context):
+    fields: ClassVar[JsonObject] = {"begun": 0}
+    begun: int
+
+    def begin(self) -> None:
+        self.begun += 1
+
+    def fetch(self) -> None:
+        self.send_command("MAKE_PIZZA", {"pizza": {"name": "plain"}})
+"""
+
+
+async def test_an_order_is_created_without_an_event(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A chart without a create event (its machine starts by invoking, needing no client
+    event) is created by ``POST /orders`` with the chart alone (it could not be created):
+    version 1 is its start, recorded as XState's ``xstate.init``, whose entry action ran
+    once and whose invoke sent its command; the kitchen's answer carries it to done."""
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    (charts / "fetcher.json").write_text(json.dumps(STARTS_BY_INVOKING))
+    (charts / "fetcher.py").write_text(STARTS_BY_INVOKING_ACTIONS)
+    server = server_factory("--charts", str(charts))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
+        created = await http.post("/orders", json={"chart": "fetcher"})
+        assert created.status_code == 201, created.text
+        assert (created.json()["state"], created.json()["version"]) == ("loading", 1)
+        assert created.json()["nextEvents"] == []
+        done = await wait_for_state(http, created.json()["id"], "ready")
+        history = (await http.get(f"/orders/{done['id']}/history")).json()["entries"]
+        forged = await http.post("/orders", json={"chart": "fetcher", "pizza": {}})
+        chart = (await http.get("/charts/fetcher")).json()
+    assert done["context"]["begun"] == 1
+    assert [e["type"] for e in history] == [
+        "xstate.init",
+        "xstate.done.actor.0.fetcher.loading",
+        "PIZZA_READY",
+    ]
+    assert forged.status_code == 422
+    assert chart["creatable"] is True
+
+
+def test_create_fields_without_a_create_event_are_refused(tmp_path: Path) -> None:
+    """Create fields are the create event's data: without the event they would go nowhere."""
+    (tmp_path / "fetcher.json").write_text(json.dumps(STARTS_BY_INVOKING))
+    (tmp_path / "fetcher.py").write_text(
+        STARTS_BY_INVOKING_ACTIONS.replace(
+            "    begun: int\n", "    begun: int\n    create_fields: ClassVar = {'n': int}\n"
+        )
+    )
+    with pytest.raises(ChartError, match="create_fields are the data of the create event"):
+        load_chart(tmp_path / "fetcher.json")

@@ -709,14 +709,12 @@ def _field_schema(json_type: str) -> dict[str, Any]:
 
 
 def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
-    """One closed object per chart that can be created, keyed by its component name:
+    """One closed object per chart (each can be created), keyed by its component name:
     its create fields, all required, and ``chart`` as the chart's name, required but for
     the default chart (POST /orders takes that one without it)."""
     bodies: dict[str, Any] = {}
     for name in sorted(charts):
         context_class = charts[name].context_class
-        if context_class.create_event is None:
-            continue
         fields = {
             field: _field_schema(JSON_TYPES[kind])
             for field, kind in context_class.create_fields.items()
