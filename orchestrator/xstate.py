@@ -90,14 +90,19 @@ _V4_KEYS = frozenset(
     {"cond", "internal", "predictableActionArguments", "preserveActionOrder", "schema", ""}
 )
 # Keys that change nothing at run time for a JSON config with named actions.
-_MACHINE_IGNORED = frozenset({"predictableActionArguments", "preserveActionOrder", "schema"})
+# v5's ``types`` only types the machine for TypeScript.
+_MACHINE_IGNORED = frozenset(
+    {"predictableActionArguments", "preserveActionOrder", "schema", "types"}
+)
 _STATE_KEYS = _DESCRIPTIVE | {
     *("id", "type", "initial", "states", "on", "always", "onDone"),
     *("entry", "exit", "invoke", "after"),
 }
 # What makes the machine's root a state of its own (``MACHINE_ROOT``) in the document.
 _ROOT_STATE_KEYS = frozenset({"type", "on", "always", "entry", "invoke", "after"})
-_TRANSITION_KEYS = frozenset({"target", "actions", "cond", "guard", "internal"}) | _DESCRIPTIVE
+_TRANSITION_KEYS = (
+    frozenset({"target", "actions", "cond", "guard", "internal", "reenter"}) | _DESCRIPTIVE
+)
 _INVOKE_KEYS = frozenset({"id", "src", "onDone", "onError"}) | _DESCRIPTIVE
 # On an invoke, ``data`` (v4) and ``input`` (v5) are what the service is given.
 _INPUT_REFUSED = "an invoke's input for its service is not supported; the src method reads it"
@@ -111,7 +116,6 @@ _REFUSED = {
     "onEntry": "not supported; write 'entry'",
     "onExit": "not supported; write 'exit'",
     "in": "state guards are not supported; use a guard method",
-    "reenter": "XState v5's reenter is not supported; use 'internal'",
     "autoForward": "not supported",
     "history": "history states are not supported",
 }
@@ -285,6 +289,14 @@ class _Converter:
         if parallel:
             if initial is not None:
                 self.fail(node, "a parallel state has no 'initial'")
+        elif initial is None:
+            # Not XState's first child, as one might think: v5 refuses such a machine,
+            # v4 enters the state and none of its children.
+            self.fail(
+                node,
+                "a compound state needs 'initial' (XState v5 refuses it too; v4 enters "
+                "none of its children, which an order cannot be in)",
+            )
         elif initial not in node.children:
             self.fail(node, f"'initial' must name one of its states, not {initial!r}")
         else:
@@ -470,15 +482,22 @@ class _Converter:
         if targets:
             out["target"] = " ".join(r.native for r in resolved)
         internal = candidate.get("internal")
-        if internal is not None and not isinstance(internal, bool):
-            self.fail(node, f"{what}: 'internal' must be true or false")
+        reenter = candidate.get("reenter")
+        for key, value in (("internal", internal), ("reenter", reenter)):
+            if value is not None and not isinstance(value, bool):
+                self.fail(node, f"{what}: {key!r} must be true or false")
+        if internal is not None and reenter is not None:
+            self.fail(node, f"{what}: give 'internal' (v4) or 'reenter' (v5), not both")
         # XState makes a transition to its own descendants internal by default: v4 those
-        # written ".child", v5 any (``#id`` too).
+        # written ".child", v5 any (``#id`` too), and the state itself, unless told to
+        # ``reenter`` (v4 ignores that key).
         if internal is None and targets:
             if self.version == 4:
                 internal = all(str(t).startswith(".") for t in targets) or None
+            elif reenter:
+                internal = False
             else:
-                internal = all(node in _ancestors(r) for r in resolved) or None
+                internal = all(r is node or node in _ancestors(r) for r in resolved) or None
         if internal and self.version == 4 and "parallel" == node.config.get("type"):
             self.fail(
                 node,
@@ -486,6 +505,17 @@ class _Converter:
                 "an internal transition from the state, python-statemachine exits and "
                 "enters them again; put the transition on the region",
             )
+        if internal and resolved == [node] and node.config.get("type") != "parallel":
+            # v5 takes a transition to its own state without leaving it: it leaves the
+            # state's descendants, runs the actions and enters its initial child again
+            # (python-statemachine would leave and enter the state itself). A parallel
+            # state is left and entered again (a difference left, see docs/xstate.md).
+            initial = node.children.get(str(node.config.get("initial")))
+            if initial is None:
+                del out["target"]
+                targets = []
+            else:
+                out["target"] = initial.native
         if internal is not None and targets:
             out["internal"] = internal
         if "cond" in candidate and "guard" in candidate:

@@ -159,12 +159,63 @@ def test_targetless_transition_runs_actions_without_reentry() -> None:
     assert context.seen == ["hello"]
 
 
-def test_self_target_reenters() -> None:
-    """As in XState v4, targeting the state itself is external: exit and entry run again."""
-    config = machine(a={"entry": "hello", "exit": "bye", "on": {"AGAIN": "a"}})
-    sm, context = run(config)
-    sm.send("AGAIN")
-    assert context.seen == ["hello", "bye", "hello"]
+# Transitions to the state itself and to its own child, with and without v5's reenter.
+SELF_TARGETS: JsonObject = {
+    "id": "m",
+    "initial": "p",
+    "types": {"context": {}},
+    "states": {
+        "p": {
+            "initial": "x",
+            "entry": "pin",
+            "exit": "pout",
+            "on": {
+                "SAME": {"target": "p", "actions": "same"},
+                "AGAIN": {"target": "p", "reenter": True, "actions": "again"},
+                "DOWN": {"target": ".x", "reenter": True, "actions": "down"},
+                "DOWN2": {"target": ".x", "actions": "down2"},
+                "SELF": {"reenter": True, "actions": "selfish"},
+            },
+            "states": {
+                "x": {
+                    "entry": "xin",
+                    "exit": "xout",
+                    "on": {"GO": "y", "ME": {"target": "x", "actions": "me"}},
+                },
+                "y": {},
+            },
+        }
+    },
+}
+SELF_TARGET_EVENTS = [
+    *("GO", "SAME", "ME", "GO", "AGAIN", "GO", "DOWN", "GO", "DOWN2", "SELF", "ME")
+]
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_self_targets_and_reenter_as_xstate(tmp_path: Path, version: int) -> None:
+    """A transition to its own state: v5 does not leave the state (it leaves its
+    descendants and enters its initial child again; an atomic state only runs the
+    actions) unless told to ``reenter``, which also makes a transition to a child leave
+    and enter its source; v4 leaves and enters it again. v5's ``types`` is ignored.
+    (v5 used to leave and enter the state; ``reenter`` was refused.)"""
+    config = SELF_TARGETS
+    events = SELF_TARGET_EVENTS
+    if version == 4:
+        config = json.loads(json.dumps(SELF_TARGETS))
+        del config["types"]
+        on = config["states"]["p"]["on"]
+        for key in ("AGAIN", "DOWN", "SELF"):
+            del on[key]
+        config["predictableActionArguments"] = True
+        events = ["GO", "SAME", "ME", "GO", "DOWN2", "ME"]
+    theirs, _ = reference(config, events, version=version)
+    mine = ours(tmp_path, config, events)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    if version == 5:
+        assert theirs[2].actions == ("same", "xin")
+        assert theirs[3].actions == ("me",)
 
 
 def test_target_forms() -> None:
@@ -445,7 +496,11 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     "atomic-with-initial": (machine(a={"initial": "b"}), "state a", "'initial'"),
     "event-with-tab": (machine(a={"on": {"GO\tNOW": "a"}}), "state a", "spaces"),
     "in-guard": (machine(a={"on": {"GO": {"target": "a", "in": "#m.a"}}}), "state a", "'in'"),
-    "reenter": (machine(a={"on": {"GO": {"target": "a", "reenter": True}}}), "state a", "v5"),
+    "reenter-not-bool": (
+        machine(a={"on": {"GO": {"target": "a", "reenter": "yes"}}}),
+        "state a",
+        "'reenter' must be true or false",
+    ),
     "cond-and-guard": (
         machine(a={"on": {"GO": {"target": "a", "cond": "big", "guard": "big"}}}),
         "state a",
@@ -1490,3 +1545,15 @@ def test_create_fields_without_a_create_event_are_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(ChartError, match="create_fields are the data of the create event"):
         load_chart(tmp_path / "fetcher.json")
+
+
+def test_a_compound_state_without_initial_is_refused_as_v5_refuses_it() -> None:
+    """XState does not take the first child: v5 refuses the machine, v4 stays in the state
+    with no child active; both refusals here say so."""
+    config = machine(p={"states": {"x": {}, "y": {}}})
+    with pytest.raises(AssertionError, match="No initial state specified"):
+        reference(config, [], version=5)
+    theirs, _ = reference({**config, "predictableActionArguments": True}, [], version=4)
+    assert theirs[0].value == ("p",)
+    with pytest.raises(ChartError, match="a compound state needs 'initial'"):
+        convert(config)
