@@ -468,7 +468,7 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     _check_context(context_class, path.name if document.context else actions.name)
     context_class = with_invoke_ids(context_class, document.invoke_ids)
     check_names(document, context_class, path.name)
-    context_class = with_aliases(context_class, document.aliases, path.name)
+    context_class = with_aliases(context_class, document.aliases, path.name, document.params)
     try:
         machine_class = load(json.dumps(document.native), format="json", name=path.stem)
     except (InvalidDefinition, ValueError, KeyError, TypeError) as exc:

@@ -28,6 +28,7 @@ hold the flaw, not at the first order that reaches it.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import keyword
 import re
@@ -47,6 +48,7 @@ from orchestrator.model import (
     EVENT_NAMES,
     INVOKE_IDS,
     INVOKE_OUTCOME_PREFIXES,
+    PARAMS,
     SERVICE_EVENTS,
     STATE_NAMES,
     TIMER_EVENT_PREFIX,
@@ -89,6 +91,7 @@ class Document:
     event_names: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     state_names: dict[str, str] = field(default_factory=dict)
+    params: dict[str, JsonObject] = field(default_factory=dict)
 
 
 class _Located(dict[str, Any]):
@@ -161,6 +164,7 @@ def prepare(doc: JsonObject, source: str) -> Document:
     event_names = doc.pop(EVENT_NAMES, {})
     aliases = doc.pop(ALIASES, {})
     state_names = doc.pop(STATE_NAMES, {})
+    params = doc.pop(PARAMS, {})
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -223,6 +227,7 @@ def prepare(doc: JsonObject, source: str) -> Document:
         event_names=event_names,
         aliases=aliases,
         state_names=state_names,
+        params=params,
     )
 
 
@@ -241,12 +246,19 @@ def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> typ
     return type(context_class.__name__, (context_class,), methods)
 
 
-def with_aliases(context_class: type[Any], aliases: dict[str, str], source: str) -> type[Any]:
+def with_aliases(
+    context_class: type[Any],
+    aliases: dict[str, str],
+    source: str,
+    params: dict[str, JsonObject] | None = None,
+) -> type[Any]:
     """``context_class`` with each internal name of ``aliases`` bound to what the author's
     name names: the same function (python-statemachine reads its parameters), or, for a
-    field or another attribute, a property reading it."""
+    field or another attribute, a property reading it; a parameterised one (``params``)
+    to its method called with ``params=`` a copy of them."""
     if not aliases:
         return context_class
+    params = params or {}
     members: dict[str, Any] = {}
     for alias, name in aliases.items():
         if hasattr(context_class, alias):
@@ -256,11 +268,38 @@ def with_aliases(context_class: type[Any], aliases: dict[str, str], source: str)
             )
         attribute = python_name(context_class, name)
         found = inspect.getattr_static(context_class, attribute, None)
-        if isinstance(found, staticmethod | classmethod) or inspect.isfunction(found):
+        if alias in params:
+            if not (inspect.isfunction(found) and _takes_params(found)):
+                raise ChartError(
+                    f"{source}: {name!r} is given params {params[alias]!r}: make "
+                    f"{context_class.__name__}.{attribute} a method with a 'params' parameter"
+                )
+            members[alias] = _with_params(found, params[alias])
+        elif isinstance(found, staticmethod | classmethod) or inspect.isfunction(found):
             members[alias] = found
         else:
             members[alias] = property(partial(_read, name=attribute))
     return type(context_class.__name__, (context_class,), members)
+
+
+def _takes_params(function: Callable[..., Any]) -> bool:
+    parameters = _signature(function).parameters.values()
+    return any(p.name == "params" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _with_params(function: Callable[..., Any], params: JsonObject) -> Callable[..., Any]:
+    """``function`` called with ``params=`` a copy of ``params`` (an action may change what
+    it is given), its signature less ``params``, which python-statemachine reads to pass
+    the rest."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, params=copy.deepcopy(params), **kwargs)
+
+    signature = _signature(function)
+    kept = [p for p in signature.parameters.values() if p.name != "params"]
+    call.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    call.__name__ = function.__name__
+    return call
 
 
 def python_name(context_class: type[Any], name: str) -> str:

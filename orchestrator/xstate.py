@@ -71,6 +71,7 @@ from orchestrator.model import (
     MACHINE_REGIONS,
     MACHINE_ROOT,
     MACHINE_WRAPPERS,
+    PARAMS,
     SERVICE_EVENTS,
     STATE_NAMES,
     JsonObject,
@@ -111,8 +112,6 @@ _REFUSED = {
     "activities": "not supported; use invoke",
     "data": "done data is not supported",
     "output": "done data is not supported",
-    "params": "parameterised actions and guards are not supported; name a method of the "
-    "Context class that takes no params",
     "onEntry": "not supported; write 'entry'",
     "onExit": "not supported; write 'exit'",
     "in": "state guards are not supported; use a guard method",
@@ -184,6 +183,8 @@ class _Converter:
         # that cannot keep their own (``ALIASES``): the author's name -> internal.
         self.events = _events(config)
         self.aliases: dict[str, str] = {}
+        # Parameterised actions and guards: internal name -> (the author's name, params).
+        self.param_aliases: dict[str, tuple[str, JsonObject]] = {}
         self.version = 4 if _uses_keys(states, _V4_KEYS) else 5
 
     def fail(self, node: _Node, message: str) -> NoReturn:
@@ -276,8 +277,11 @@ class _Converter:
             native[INVOKE_IDS] = self.invoke_ids
         if self.event_names:
             native[EVENT_NAMES] = self.event_names
-        if self.aliases:
+        if self.aliases or self.param_aliases:
             native[ALIASES] = {alias: name for name, alias in self.aliases.items()}
+            native[ALIASES].update({a: name for a, (name, _) in self.param_aliases.items()})
+        if self.param_aliases:
+            native[PARAMS] = {a: params for a, (_, params) in self.param_aliases.items()}
         renamed = {n.native: n.key for n in self.nodes if n.native != n.key}
         if renamed:
             native[STATE_NAMES] = renamed
@@ -433,10 +437,30 @@ class _Converter:
                     f"{what}: {name!r} is one of XState's built-in actions (assign, send, "
                     "raise, spawn, log...), which are not supported; write a Context method",
                 )
-            if isinstance(item, Mapping):
-                self.check_keys(node, item, frozenset({"type"}))
-            names.append(self.bound(name))
+            params = self.params(node, item, what) if isinstance(item, Mapping) else None
+            names.append(self.bound(name) if params is None else self.alias(name, params))
         return names
+
+    def params(self, node: _Node, item: Mapping[str, Any], what: str) -> JsonObject | None:
+        """The params of an action or guard object: v5's ``params``, or v4's other keys
+        (v4 hands the object itself to the implementation); None without any."""
+        if self.version == 5:
+            self.check_keys(node, item, frozenset({"type", "params"}))
+            params = item.get("params")
+            if params is not None and not isinstance(params, Mapping):
+                self.fail(node, f"{what}: 'params' must be an object")
+            return dict(params) if params is not None else None
+        params = {key: value for key, value in item.items() if key != "type"}
+        return params or None
+
+    def alias(self, name: str, params: JsonObject | None = None) -> str:
+        """A new internal name for the action or guard ``name``, with its ``params``."""
+        alias = f"{ALIAS_PREFIX}{len(self.aliases) + len(self.param_aliases)}"
+        if params is None:
+            self.aliases[name] = alias
+        else:
+            self.param_aliases[alias] = (name, params)
+        return alias
 
     def bound(self, name: str) -> str:
         """The native document's name for the action, guard or src ``name``: its own,
@@ -445,10 +469,7 @@ class _Converter:
         is no Python identifier (a guard is read as a Python expression)."""
         if _is_name(name) and name not in self.events:
             return name
-        alias = self.aliases.get(name)
-        if alias is None:
-            alias = self.aliases[name] = f"{ALIAS_PREFIX}{len(self.aliases)}"
-        return alias
+        return self.aliases.get(name) or self.alias(name)
 
     def candidates(self, node: _Node, spec: object, what: str) -> list[Mapping[str, Any]]:
         """A transition's candidates; ``null`` forbids the event (a targetless transition

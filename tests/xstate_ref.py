@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ import pytest
 from orchestrator.charts import load_chart
 from orchestrator.model import JsonObject
 
+# A guard's value, or its (JavaScript, Python) expressions.
+Guards = Mapping[str, bool | tuple[str, str]]
 REFERENCE_DIR = Path(__file__).parent / "xstate_reference"
 # Generous: Node starts in well under a second; this only catches a hang.
 REFERENCE_TIMEOUT = 60
@@ -48,10 +51,11 @@ def reference(
     events: list[str],
     *,
     version: int = 5,
-    guards: dict[str, bool] | None = None,
+    guards: Guards | None = None,
 ) -> tuple[list[Step], list[str]]:
     """XState's steps for ``events``, and the ids of the invokes running after the start;
-    each guard of ``guards`` always gives its value."""
+    each guard of ``guards`` always gives its value, or a (JavaScript, Python) pair of
+    expressions gives it (over ``context``, ``event``, ``params``; ``self``, ``params``)."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: the XState reference cannot run")
@@ -61,7 +65,10 @@ def reference(
         "version": version,
         "config": config,
         "events": [{"type": e} for e in events],
-        "guards": {name: json.dumps(value) for name, value in (guards or {}).items()},
+        "guards": {
+            name: value[0] if isinstance(value, tuple) else json.dumps(value)
+            for name, value in (guards or {}).items()
+        },
     }
     done = subprocess.run(
         [node, str(REFERENCE_DIR / "run.mjs")],
@@ -78,11 +85,14 @@ def reference(
 
 
 def _actions_module(
-    actions: set[str], sources: set[str], fields: JsonObject, guards: dict[str, bool]
+    actions: set[str], sources: set[str], fields: JsonObject, guards: Guards
 ) -> str:
     lines = [
+        "from functools import partial",
+        "from json import dumps as _dumps",
         "from typing import ClassVar",
         "from orchestrator import Context, JsonObject",
+        "dumps = partial(_dumps, separators=(',', ':'))",
         "class Recorder(Context):",
         f"    fields: ClassVar[JsonObject] = {fields!r}",
     ]
@@ -90,8 +100,9 @@ def _actions_module(
     # authors write them.
     for name in sorted(actions):
         lines += [
-            f"    def {_python(name)}(self) -> None:",
-            f"        self.__dict__.setdefault('actions_run', []).append({name!r})",
+            f"    def {_python(name)}(self, params: JsonObject | None = None) -> None:",
+            f"        run = {name!r} if params is None else {name!r} + '(' + dumps(params) + ')'",
+            "        self.__dict__.setdefault('actions_run', []).append(run)",
         ]
     for name in sorted(sources - actions):
         lines += [
@@ -99,7 +110,11 @@ def _actions_module(
             f"        self.send_command({name!r}, {{}})",
         ]
     for name, value in sorted(guards.items()):
-        lines += [f"    def {_python(name)}(self) -> bool:", f"        return {value!r}"]
+        python = value[1] if isinstance(value, tuple) else repr(value)
+        lines += [
+            f"    def {_python(name)}(self, params: JsonObject | None = None) -> bool:",
+            f"        return bool({python})",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +151,7 @@ def ours(
     events: list[str],
     *,
     fields: JsonObject | None = None,
-    guards: dict[str, bool] | None = None,
+    guards: Guards | None = None,
 ) -> Ours:
     """Our steps for ``events``: ``config`` loaded as a chart, applied to a new order;
     each guard of ``guards`` always gives its value."""

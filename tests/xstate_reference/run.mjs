@@ -1,11 +1,12 @@
 // The reference for XState behaviour: run a machine config on the real xstate package.
 //
 // Reads one JSON object on stdin: {"version": 5 | 4, "config": <machine config>,
-// "events": [<event object>, ...], "guards": {<name>: <JS expression over context, event>}}
+// "events": [<event object>, ...], "guards": {<name>: <JS expression over context, event,
+// params>}}
 // and prints one JSON object: {"steps": [{"event", "value", "context", "actions"}, ...]},
 // the first step being the start (event null), then one per event: the state value as
 // sorted dotted paths of the active leaves, the context, and the action names run, in
-// order. Every action name in the config is implemented as "record my name", every invoke
+// order (an action given params as name(<params as JSON>)). Every action name in the config is implemented as "record my name", every invoke
 // src as a service that never finishes (a test sends its done or error event itself), so
 // the order of actions is XState's own. Test-only: the pytest helper tests/xstate_ref.py
 // runs it.
@@ -49,8 +50,15 @@ function walk(node) {
 walk(config);
 
 let log = [];
-const actions = Object.fromEntries([...actionNames].map((name) => [name, () => log.push(name)]));
-const guard = (source) => new Function("context", "event", `return (${source});`);
+// An action given params is recorded with them: name(<params as JSON>).
+const record_action = (name, params) =>
+  log.push(params === undefined ? name : `${name}(${JSON.stringify(params)})`);
+// v4 hands the action object itself: its keys other than type are its params.
+const v4Params = (action) => {
+  const { type, exec, ...rest } = action ?? {};
+  return Object.keys(rest).length ? rest : undefined;
+};
+const guard = (source) => new Function("context", "event", "params", `return (${source});`);
 
 function paths(value, prefix = "") {
   if (typeof value === "string") return [prefix + value];
@@ -70,8 +78,14 @@ function record(event, snapshot) {
 
 if (version === 5) {
   const { createMachine, createActor, fromCallback } = xstate5;
+  const actions = Object.fromEntries(
+    [...actionNames].map((name) => [name, (_, params) => record_action(name, params)]),
+  );
   const guards = Object.fromEntries(
-    Object.entries(guardSources).map(([n, s]) => [n, ({ context, event }) => guard(s)(context, event)]),
+    Object.entries(guardSources).map(([n, s]) => [
+      n,
+      ({ context, event }, params) => guard(s)(context, event, params),
+    ]),
   );
   const actors = Object.fromEntries([...srcNames].map((n) => [n, fromCallback(() => {})]));
   const machine = createMachine(config).provide({ actions, guards, actors });
@@ -87,8 +101,17 @@ if (version === 5) {
   steps[0].children = input.children;
 } else if (version === 4) {
   const { createMachine, interpret } = xstate4;
+  const actions = Object.fromEntries(
+    [...actionNames].map((name) => [
+      name,
+      (context, event, meta) => record_action(name, v4Params(meta.action)),
+    ]),
+  );
   const guards = Object.fromEntries(
-    Object.entries(guardSources).map(([n, s]) => [n, (context, event) => guard(s)(context, event)]),
+    Object.entries(guardSources).map(([n, s]) => [
+      n,
+      (context, event, meta) => guard(s)(context, event, v4Params(meta.cond)),
+    ]),
   );
   const services = Object.fromEntries([...srcNames].map((n) => [n, () => () => {}]));
   const machine = createMachine(
