@@ -526,6 +526,21 @@ class _Converter:
                 "an internal transition from the state, python-statemachine exits and "
                 "enters them again; put the transition on the region",
             )
+        parent = node.parent
+        if (
+            self.version == 4
+            and not internal
+            and resolved
+            and parent is not None
+            and parent.config.get("type") == "parallel"
+            and all(r is node or node in _ancestors(r) for r in resolved)
+        ):
+            self.fail(
+                node,
+                f"{what}: XState v4 leaves the other regions alone when a region re-enters "
+                "itself, python-statemachine (and v5) leaves and enters every region; target "
+                "a child internally ('.child')",
+            )
         if internal and resolved == [node] and node.config.get("type") != "parallel":
             # v5 takes a transition to its own state without leaving it: it leaves the
             # state's descendants, runs the actions and enters its initial child again

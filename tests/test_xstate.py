@@ -515,6 +515,18 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     "machine-final": ({**machine(a={}), "type": "final"}, "machine", "'final'"),
     "machine-on-done": ({**machine(a={}), "onDone": ".a"}, "machine", "'onDone'"),
     "machine-v5-plain-target": ({**machine(a={}), "on": {"GO": "a"}}, "machine", "'.a'"),
+    "v4-region-reenters-itself": (
+        {
+            "type": "parallel",
+            "predictableActionArguments": True,
+            "states": {
+                "p": {"initial": "x", "on": {"R": "#(machine).p.x"}, "states": {"x": {}}},
+                "q": {},
+            },
+        },
+        "state p",
+        "a region re-enters itself",
+    ),
     "machine-v4-parallel-internal": (
         {
             "type": "parallel",
