@@ -254,8 +254,8 @@ def with_aliases(
 ) -> type[Any]:
     """``context_class`` with each internal name of ``aliases`` bound to what the author's
     name names: the same function (python-statemachine reads its parameters), or, for a
-    field or another attribute, a property reading it; a parameterised one (``params``)
-    to its method called with ``params=`` a copy of them."""
+    field or another attribute, a property reading it; one given keyword arguments
+    (``params``: ``params=`` or ``input=``) to its method called with a copy of them."""
     if not aliases:
         return context_class
     params = params or {}
@@ -269,12 +269,15 @@ def with_aliases(
         attribute = python_name(context_class, name)
         found = inspect.getattr_static(context_class, attribute, None)
         if alias in params:
-            if not (inspect.isfunction(found) and _takes_params(found)):
+            given = params[alias]
+            if not (inspect.isfunction(found) and _takes(found, given)):
+                (keyword,) = given
                 raise ChartError(
-                    f"{source}: {name!r} is given params {params[alias]!r}: make "
-                    f"{context_class.__name__}.{attribute} a method with a 'params' parameter"
+                    f"{source}: {name!r} is given {keyword} {given[keyword]!r}: make "
+                    f"{context_class.__name__}.{attribute} a method with a {keyword!r} "
+                    "parameter"
                 )
-            members[alias] = _with_params(found, params[alias])
+            members[alias] = _with_params(found, given)
         elif isinstance(found, staticmethod | classmethod) or inspect.isfunction(found):
             members[alias] = found
         else:
@@ -282,21 +285,23 @@ def with_aliases(
     return type(context_class.__name__, (context_class,), members)
 
 
-def _takes_params(function: Callable[..., Any]) -> bool:
+def _takes(function: Callable[..., Any], given: JsonObject) -> bool:
     parameters = _signature(function).parameters.values()
-    return any(p.name == "params" or p.kind is p.VAR_KEYWORD for p in parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return True
+    return set(given) <= {p.name for p in parameters}
 
 
-def _with_params(function: Callable[..., Any], params: JsonObject) -> Callable[..., Any]:
-    """``function`` called with ``params=`` a copy of ``params`` (an action may change what
-    it is given), its signature less ``params``, which python-statemachine reads to pass
-    the rest."""
+def _with_params(function: Callable[..., Any], given: JsonObject) -> Callable[..., Any]:
+    """``function`` called with the keyword arguments ``given`` (``params``, ``input``),
+    copied (an action may change what it is given), its signature less them, which
+    python-statemachine reads to pass the rest."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        return function(*args, params=copy.deepcopy(params), **kwargs)
+        return function(*args, **copy.deepcopy(given), **kwargs)
 
     signature = _signature(function)
-    kept = [p for p in signature.parameters.values() if p.name != "params"]
+    kept = [p for p in signature.parameters.values() if p.name not in given]
     call.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
     call.__name__ = function.__name__
     return call

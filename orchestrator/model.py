@@ -111,9 +111,9 @@ EVENT_NAMES = "eventNames"
 # what the author's name names.
 ALIASES = "aliases"
 ALIAS_PREFIX = "xstate_name_"
-# The ``params`` of XState's parameterised actions and guards, by internal name (one of
-# ``ALIASES``): the chart loader binds that name to the author's method called with
-# ``params=`` a copy of them.
+# The keyword arguments of XState's parameterised actions and guards (``params``) and of
+# an invoke's src given input (``input``), by internal name (one of ``ALIASES``): the chart
+# loader binds that name to the author's method called with a copy of them.
 PARAMS = "params"
 # The names of a document's states whose ids differ from them, id -> name: an XState
 # state whose name another state also has (``idle`` in two regions), or with a space in

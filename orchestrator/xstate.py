@@ -105,9 +105,13 @@ _TRANSITION_KEYS = (
     frozenset({"target", "actions", "cond", "guard", "internal", "reenter"}) | _DESCRIPTIVE
 )
 _INVOKE_KEYS = frozenset({"id", "src", "onDone", "onError"}) | _DESCRIPTIVE
+# What an invoke gives its service: v5 ``input``, v4 ``data``.
+_INVOKE_INPUT = {5: "input", 4: "data"}
 # On an invoke, ``data`` (v4) and ``input`` (v5) are what the service is given.
-_INPUT_REFUSED = "an invoke's input for its service is not supported; the src method reads it"
-_INVOKE_REFUSED = {"data": _INPUT_REFUSED, "input": _INPUT_REFUSED}
+_INVOKE_REFUSED = {
+    "data": "XState v5 names an invoke's input 'input'",
+    "input": "XState v4 names an invoke's input 'data'",
+}
 _REFUSED = {
     "activities": "not supported; use invoke",
     "data": "done data is not supported",
@@ -183,7 +187,8 @@ class _Converter:
         # that cannot keep their own (``ALIASES``): the author's name -> internal.
         self.events = _events(config)
         self.aliases: dict[str, str] = {}
-        # Parameterised actions and guards: internal name -> (the author's name, params).
+        # Parameterised actions and guards, srcs with input: internal name -> (the author's
+        # name, the keyword arguments its method is called with).
         self.param_aliases: dict[str, tuple[str, JsonObject]] = {}
         self.version = 4 if _uses_keys(states, _V4_KEYS) else 5
 
@@ -352,7 +357,8 @@ class _Converter:
             # id is set by a named action the chart loader adds to the Context class.)
             begin = f"{INVOKE_ACTION_PREFIX}{len(self.invoke_ids)}"
             self.invoke_ids[begin] = invoke_id
-            enter += [begin, self.bound(invoke["src"]), END_INVOKE]
+            src = self.src(node, invoke)
+            enter += [begin, src, END_INVOKE]
             for key, prefix in (("onDone", "done"), ("onError", "error")):
                 event = self.outcome(prefix, invoke_id)
                 what = f"invoke {invoke_id!r} {key}"
@@ -442,19 +448,21 @@ class _Converter:
         return names
 
     def params(self, node: _Node, item: Mapping[str, Any], what: str) -> JsonObject | None:
-        """The params of an action or guard object: v5's ``params``, or v4's other keys
-        (v4 hands the object itself to the implementation); None without any."""
+        """The params of an action or guard object as the keyword argument its method
+        takes, ``{"params": ...}``: v5's ``params``, or v4's other keys (v4 hands the
+        object itself to the implementation); None without any."""
         if self.version == 5:
             self.check_keys(node, item, frozenset({"type", "params"}))
             params = item.get("params")
             if params is not None and not isinstance(params, Mapping):
                 self.fail(node, f"{what}: 'params' must be an object")
-            return dict(params) if params is not None else None
+            return {"params": dict(params)} if params is not None else None
         params = {key: value for key, value in item.items() if key != "type"}
-        return params or None
+        return {"params": params} if params else None
 
     def alias(self, name: str, params: JsonObject | None = None) -> str:
-        """A new internal name for the action or guard ``name``, with its ``params``."""
+        """A new internal name for the action, guard or src ``name``, called with the
+        keyword arguments ``params``."""
         alias = f"{ALIAS_PREFIX}{len(self.aliases) + len(self.param_aliases)}"
         if params is None:
             self.aliases[name] = alias
@@ -598,7 +606,8 @@ class _Converter:
         items = value if isinstance(value, list) else [value]
         for item in items:
             invoke = self.mapping(node, item, "invoke")
-            self.check_keys(node, invoke, _INVOKE_KEYS, _INVOKE_REFUSED)
+            allowed = _INVOKE_KEYS | {_INVOKE_INPUT[self.version]}
+            self.check_keys(node, invoke, allowed, _INVOKE_REFUSED)
             if "id" in invoke and (
                 not isinstance(invoke["id"], str) or not invoke["id"] or _has_space(invoke["id"])
             ):
@@ -611,6 +620,16 @@ class _Converter:
                     "of the Context class (src objects and inline services are not supported)",
                 )
         return items
+
+    def src(self, node: _Node, invoke: Mapping[str, Any]) -> str:
+        """The native name of an invoke's src: with the invoke's input (v5 ``input``, v4
+        ``data``, an object), a method called with ``input=`` it."""
+        given = invoke.get(_INVOKE_INPUT[self.version])
+        if given is None:
+            return self.bound(invoke["src"])
+        if not isinstance(given, Mapping):
+            self.fail(node, f"invoke {invoke.get('id', '(without id)')!r}: its input is an object")
+        return self.alias(invoke["src"], {"input": dict(given)})
 
     def invoke_id(self, node: _Node, index: int) -> str:
         """The id XState gives the ``index``-th invoke of a state that names none: v5's

@@ -447,15 +447,23 @@ REFUSED: dict[str, tuple[JsonObject, str, str]] = {
         "src objects",
     ),
     "invoke-empty-id": (machine(a={"invoke": {"id": "", "src": "send_it"}}), "state a", "'id'"),
-    "invoke-data": (
+    "invoke-data-in-v5": (
         machine(a={"invoke": {"id": "i", "src": "send_it", "data": {}}}),
         "state a",
-        "'data': an invoke's input for its service",
+        "'data': XState v5 names an invoke's input 'input'",
     ),
-    "invoke-input": (
-        machine(a={"invoke": {"id": "i", "src": "send_it", "input": {"n": 1}}}),
+    "invoke-input-in-v4": (
+        {
+            **machine(a={"invoke": {"id": "i", "src": "send_it", "input": {"n": 1}}}),
+            "predictableActionArguments": True,
+        },
         "state a",
-        "'input': an invoke's input for its service",
+        "'input': XState v4 names an invoke's input 'data'",
+    ),
+    "invoke-input-not-object": (
+        machine(a={"invoke": {"id": "i", "src": "send_it", "input": [1]}}),
+        "state a",
+        "its input is an object",
     ),
     "done-data": (
         machine(a={"on": {"GO": "end"}}, end={"type": "final", "data": {"n": 1}}),
@@ -1627,3 +1635,49 @@ def test_params_need_a_method_that_takes_them(tmp_path: Path) -> None:
         ChartError, match=re.escape("make Bad.bump a method with a 'params' parameter")
     ):
         load_chart(path)
+
+
+def input_machine(version: int) -> JsonObject:
+    """Invokes given input (v5 ``input``, v4 ``data``), with and without ids, and one
+    without input."""
+    key = "input" if version == 5 else "data"
+    config: JsonObject = {
+        "id": "loader",
+        "initial": "loading",
+        "states": {
+            "loading": {
+                "invoke": [
+                    {"src": "fetchUser", key: {"userId": 42, "fields": ["name"]}},
+                    {"id": "audit", "src": "log_start", key: {"what": "loading"}},
+                    {"src": "watch"},
+                ],
+                "on": {"LOADED": "ready"},
+            },
+            "ready": {
+                "invoke": {"id": "poll", "src": "fetchUser", key: {"userId": 7}},
+                "on": {"RELOAD": "loading"},
+            },
+        },
+    }
+    return config if version == 5 else {**config, "predictableActionArguments": True}
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_invoke_input_reaches_the_src(tmp_path: Path, version: int) -> None:
+    """An invoke's input (v5 ``input``, v4 ``data``; they were refused) is given to its
+    src method as ``input=`` a copy, as XState gives it to the service: the same services
+    start with the same input at each step."""
+    config = input_machine(version)
+    events = ["LOADED", "RELOAD"]
+    theirs, _ = reference(config, events, version=version)
+    mine = ours(tmp_path, config, events)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.started for s in mine.steps] == [s.started for s in theirs]
+    assert theirs[1].started == (("fetchUser", '{"userId":7}'),)
+
+
+def test_input_needs_a_src_that_takes_it(tmp_path: Path) -> None:
+    """Input given to a src method without an ``input`` parameter is refused at load."""
+    config = machine(a={"invoke": {"id": "i", "src": "bump", "input": {"by": 2}}})
+    with pytest.raises(ChartError, match=re.escape("make Bad.bump a method with a 'input'")):
+        load_chart(write_chart(tmp_path, config))

@@ -1,14 +1,15 @@
 """Random event sequences over the XState corpus, on the real xstate package and here.
 
 Each machine of ``tests/test_xstate.py``'s corpus (parallel and compound roots, invokes
-with and without ids, the same names under different parents, names that are no Python
-identifiers, self-targets and ``reenter``, parameterised actions and guards) runs a
-sequence hypothesis draws from its events, the invoke outcomes included, on XState v5 and
-v4 (``tests/xstate_ref.py``); the states and the actions, in order, must be XState's at
-every step. Events no transition takes are drawn too: XState ignores them, and so does
-the harness here (the product refuses them with 409, leaving the order as it was). An
-outcome of an invoke that is not running is sent to neither: XState never hears one (v5
-fails on its error), where the product may (a dead letter after its state was left).
+with and without ids or with input, the same names under different parents, names that
+are no Python identifiers, self-targets and ``reenter``, parameterised actions and guards)
+runs a sequence hypothesis draws from its events, the invoke outcomes included, on XState
+v5 and v4 (``tests/xstate_ref.py``); the states, the actions in order and the services
+started (with their input) must be XState's at every step. Events no transition takes are
+drawn too: XState ignores them, and so does the harness here (the product refuses them
+with 409, leaving the order as it was). An outcome of an invoke that is not running is
+sent to neither: XState never hears one (v5 fails on its error), where the product may (a
+dead letter after its state was left).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.test_xstate import (
     SAME_NAMES,
     SAME_STATE_NAMES,
     SELF_TARGETS,
+    input_machine,
     outcome_machine,
     params_machine,
 )
@@ -99,6 +101,7 @@ CORPUS: dict[str, tuple[dict[int, Any], Guards]] = {
         {"isAbove": ("2 > params.min", "2 > params['min']")},
     ),
     "outcomes": ({5: outcome_machine(5), 4: outcome_machine(4)}, {}),
+    "input": ({5: input_machine(5), 4: input_machine(4)}, {}),
 }
 # The invokes' outcome events, by XState's names for each version.
 OUTCOMES = {
@@ -132,5 +135,6 @@ def test_random_event_sequences_behave_as_xstate(name: str, version: int) -> Non
             mine = ours(Path(directory), config, sent, guards=guards, ignore_unhandled=True)
         assert [s.value for s in mine.steps] == [s.value for s in theirs], sent
         assert [s.actions for s in mine.steps] == [s.actions for s in theirs], sent
+        assert [s.started for s in mine.steps] == [s.started for s in theirs], sent
 
     check()

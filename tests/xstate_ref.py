@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,13 @@ import pytest
 from statemachine.exceptions import TransitionNotAllowed
 
 from orchestrator.charts import load_chart
+from orchestrator.context import CommandIntent
 from orchestrator.model import JsonObject
 
 # A guard's value, or its (JavaScript, Python) expressions.
 Guards = Mapping[str, bool | tuple[str, str]]
+# JSON as JavaScript's JSON.stringify writes it.
+dumps = partial(json.dumps, separators=(",", ":"))
 REFERENCE_DIR = Path(__file__).parent / "xstate_reference"
 # Generous: Node starts in well under a second; this only catches a hang.
 REFERENCE_TIMEOUT = 60
@@ -47,6 +51,8 @@ class Step:
     actions: tuple[str, ...]
     # The reference did not send the event: an outcome of an invoke that was not running.
     skipped: bool = False
+    # The services started, each as (src, its input as JSON or None).
+    started: tuple[tuple[str, str | None], ...] = ()
 
 
 def reference(
@@ -88,7 +94,13 @@ def reference(
     assert done.returncode == 0, done.stderr
     steps = json.loads(done.stdout)["steps"]
     out = [
-        Step(tuple(s["value"]), s["context"] or {}, tuple(s["actions"]), s["skipped"])
+        Step(
+            tuple(s["value"]),
+            s["context"] or {},
+            tuple(s["actions"]),
+            s["skipped"],
+            tuple((name, given) for name, given in s["started"]),
+        )
         for s in steps
     ]
     return out, list(steps[0]["children"])
@@ -116,8 +128,8 @@ def _actions_module(
         ]
     for name in sorted(sources - actions):
         lines += [
-            f"    def {_python(name)}(self) -> None:",
-            f"        self.send_command({name!r}, {{}})",
+            f"    def {_python(name)}(self, input: JsonObject | None = None) -> None:",
+            f"        self.send_command({name!r}, {{}} if input is None else {{'input': input}})",
         ]
     for name, value in sorted(guards.items()):
         python = value[1] if isinstance(value, tuple) else repr(value)
@@ -177,21 +189,25 @@ def ours(
     path.write_text(json.dumps(config))
     chart = load_chart(path)
     order = chart.start("o-1")
-    start_invokes = [c.invoke for c in order.context.take_commands()]
+    commands = order.context.take_commands()
+    start_invokes = [c.invoke for c in commands]
 
-    def step() -> Step:
+    def step(commands: list[CommandIntent]) -> Step:
         data = order.context.data()
         del data["status"]
         run = order.context.__dict__.pop("actions_run", [])
-        return Step(tuple(sorted(order.state_path().split(","))), data, tuple(run))
+        started = tuple(
+            (c.type, dumps(c.data["input"]) if "input" in c.data else None) for c in commands
+        )
+        return Step(tuple(sorted(order.state_path().split(","))), data, tuple(run), False, started)
 
     internal = {name: event for event, name in chart.event_names.items()}
-    steps = [step()]
+    steps = [step(commands)]
     for event in events:
         try:
             order.send(internal.get(event, event), {})
         except TransitionNotAllowed:
             if not ignore_unhandled:
                 raise
-        steps.append(step())
+        steps.append(step(order.context.take_commands()))
     return Ours(steps, start_invokes)

@@ -52,6 +52,10 @@ function walk(node) {
 walk(config);
 
 let log = [];
+// The services started in a step, each as [src, its input as JSON, or null].
+let started = [];
+const start = (name, input) =>
+  started.push([name, input === undefined ? null : JSON.stringify(input)]);
 // An action given params is recorded with them: name(<params as JSON>).
 const record_action = (name, params) =>
   log.push(params === undefined ? name : `${name}(${JSON.stringify(params)})`);
@@ -79,9 +83,11 @@ function record(event, snapshot, skipped = false) {
     value: paths(snapshot.value),
     context: snapshot.context ?? null,
     actions: log,
+    started,
     skipped,
   });
   log = [];
+  started = [];
 }
 
 // With "onlyRunning", an invoke's outcome is sent only while the invoke runs, as XState
@@ -108,7 +114,11 @@ if (version === 5) {
       ({ context, event }, params) => guard(s)(context, event, params),
     ]),
   );
-  const actors = Object.fromEntries([...srcNames].map((n) => [n, fromCallback(() => {})]));
+  const actors = Object.fromEntries(
+    [...srcNames].map((n) => [n, fromCallback(({ input }) => {
+        start(n, input);
+      })]),
+  );
   const machine = createMachine(config).provide({ actions, guards, actors });
   const actor = createActor(machine);
   actor.start();
@@ -138,7 +148,16 @@ if (version === 5) {
       (context, event, meta) => guard(s)(context, event, v4Params(meta.cond)),
     ]),
   );
-  const services = Object.fromEntries([...srcNames].map((n) => [n, () => () => {}]));
+  // v4 hands a service its invoke's data in the event it starts with.
+  const services = Object.fromEntries(
+    [...srcNames].map((n) => [
+      n,
+      (context, event, meta) => {
+        start(n, meta.data);
+        return () => {};
+      },
+    ]),
+  );
   const machine = createMachine(
     { predictableActionArguments: true, ...config },
     { actions, guards, services },
