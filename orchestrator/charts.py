@@ -87,7 +87,8 @@ class Machine:
         facts = self.chart.facts.get(configuration)
         if facts is None:
             sm = self.chart.engine.bind(self.context)
-            facts = StateFacts.of(configuration, sm, self.chart.state_names)
+            chart = self.chart
+            facts = StateFacts.of(configuration, sm, chart.state_names, chart.event_names)
             self.chart.facts[configuration] = facts
         return facts
 
@@ -125,10 +126,15 @@ class StateFacts:
 
     @classmethod
     def of(
-        cls, configuration: tuple[str, ...], sm: StateChart[Any], state_names: dict[str, str]
+        cls,
+        configuration: tuple[str, ...],
+        sm: StateChart[Any],
+        state_names: dict[str, str],
+        event_names: dict[str, str],
     ) -> StateFacts:
-        """The facts of ``configuration``; ``state_names`` gives the names of the states
-        whose ids differ from them (``Chart.state_names``)."""
+        """The facts of ``configuration``; ``state_names`` and ``event_names`` give the
+        author's names of states and events whose ids differ (``Chart.state_names``,
+        ``Chart.event_names``): ``next_events`` has the author's, ``allowed`` the ids."""
         paths = []
         for state in sm.configuration:
             if state.is_atomic:
@@ -140,7 +146,9 @@ class StateFacts:
                     parent = parent.parent
                 paths.append(".".join(reversed(names)))
         allowed = tuple(dict.fromkeys(event.id for event in sm.allowed_events))
-        next_events = tuple(e for e in allowed if not is_platform_event(e))
+        next_events = tuple(
+            event_names.get(e, e) for e in allowed if not is_platform_event(event_names.get(e, e))
+        )
         return cls(configuration, ",".join(paths), allowed, next_events, _is_done(sm))
 
 
@@ -343,10 +351,18 @@ class Chart:
     service_events: frozenset[str] = frozenset()
     event_names: dict[str, str] = field(default_factory=dict)
     state_names: dict[str, str] = field(default_factory=dict)
+    # What clients send, by the author's name -> the chart's id (the inverse of
+    # ``event_names`` for the events that are not the platform's).
+    event_ids: dict[str, str] = field(default_factory=dict)
 
     def event_name(self, event_type: str) -> str:
         """The name the chart's author gave the event ``event_type``."""
         return self.event_names.get(event_type, event_type)
+
+    def event_id(self, name: str) -> str:
+        """The chart's own id of the event its author named ``name`` (a name with spaces);
+        an event the chart does not know is itself."""
+        return self.event_ids.get(name, name)
 
     def start(self, order_id: str) -> Machine:
         """A new order in the initial state; entry actions of that state run now."""
@@ -478,8 +494,9 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
     events = frozenset(str(event) for event in machine_class._events)
+    named = {document.event_names.get(event, event) for event in events}
     for event in sorted(document.service_events):
-        if event not in events:
+        if event not in named:
             raise ChartError(f"{path.name}: serviceEvents: the chart has no event {event!r}")
         if event == context_class.create_event:
             raise ChartError(
@@ -497,6 +514,11 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
         service_events=document.service_events,
         event_names=document.event_names,
         state_names=document.state_names,
+        event_ids={
+            name: event
+            for event, name in document.event_names.items()
+            if not is_platform_event(name)
+        },
     )
     try:
         chart.start("chart-check")

@@ -83,11 +83,13 @@ class Limits:
 def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
     """Refuse an event the chart does not know, one only a service may send that came from
     elsewhere, or one not allowed in the current state."""
-    if event.type not in chart.events:
-        raise UnknownEvent(event.type, chart.name, sorted(chart.events))
+    event_id = chart.event_id(event.type)
+    if event_id not in chart.events:
+        known = sorted(chart.event_name(e) for e in chart.events)
+        raise UnknownEvent(event.type, chart.name, known)
     if event.type in chart.service_events and event.origin not in SERVICE_ORIGINS:
         raise ServiceOnly(event.type)
-    if event.type not in machine.allowed_events():
+    if event_id not in machine.allowed_events():
         raise EventNotAllowed(
             event.type, machine.state_path(), list(machine.next_events()), version
         )
@@ -135,7 +137,7 @@ def apply(
             limits.max_order_events,
         )
     try:
-        machine.send(event.type, event.data)
+        machine.send(machine.chart.event_id(event.type), event.data)
     except ChartLoop as exc:
         log.error("chart loop: %s", exc.detail, extra={"order_id": machine.context.order_id})
         raise

@@ -400,8 +400,6 @@ class _Converter:
         """The native event; XState v4's ``""`` (transient) event is eventless, as ``always``."""
         if "*" in event:
             self.fail(node, f"on {event!r}: wildcard events are not supported")
-        if _has_space(event):
-            self.fail(node, f"on {event!r}: an event name cannot contain spaces")
         for theirs, outcome in zip(_OUTCOME_PREFIXES[self.version], ("done", "error"), strict=True):
             if event.startswith(theirs) and len(event) > len(theirs):
                 return self.outcome(outcome, event[len(theirs) :])
@@ -413,7 +411,24 @@ class _Converter:
                 f"invoke's outcomes are {done}<id> and {error}<id>; a state's "
                 "completion is its 'onDone')",
             )
+        if _has_space(event):
+            return self.spaced(event)
         return event or None
+
+    def spaced(self, event: str) -> str:
+        """The internal name of an event with spaces (python-statemachine reads a space as
+        a list of events): spaces made ``_``, then ``~<n>`` should that be an event too;
+        clients send and see the author's name (``Chart.event_names``)."""
+        for internal, name in self.event_names.items():
+            if name == event:
+                return internal
+        base = re.sub(r"\s", "_", event)
+        internal, n = base, 1
+        while internal in self.events or internal in self.event_names:
+            n += 1
+            internal = f"{base}~{n}"
+        self.event_names[internal] = event
+        return internal
 
     def outcome(self, outcome: str, invoke_id: str) -> str:
         """The internal event of an invoke's ``done`` or ``error`` outcome, remembering the
