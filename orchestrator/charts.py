@@ -41,12 +41,14 @@ from orchestrator.documents import (
     READERS,
     TimerSpec,
     check_names,
+    has_history,
     read_document,
     with_aliases,
     with_invoke_ids,
 )
 from orchestrator.errors import ChartError, ChartLoop
 from orchestrator.model import (
+    HISTORY_FIELD,
     MACHINE_REGIONS,
     MACHINE_ROOT,
     MACHINE_WRAPPERS,
@@ -204,6 +206,8 @@ class Engine:
             for state in machine_class.states_map.values()
             for transition in state.transitions
         )
+        # A chart with history states: each order keeps what they record (HISTORY_FIELD).
+        self._history = any(state.history for state in machine_class.states_map.values())
         self._carrier: Context | None = None
         self._sm: StateChart[Any] | None = None
         self._triggers: dict[str, Callable[..., object]] = {}
@@ -233,6 +237,12 @@ class Engine:
             self._carrier = carrier
             self._triggers = {}
         self._carrier.__dict__ = context.__dict__
+        if self._history:
+            states = self._sm.states_map
+            recorded = context.__dict__.get(HISTORY_FIELD) or {}
+            self._sm.history_values = {
+                history: [states[state] for state in ids] for history, ids in recorded.items()
+            }
         return self._sm
 
     def send(self, context: Context, event_type: str, data: JsonObject) -> None:
@@ -279,6 +289,12 @@ class Engine:
         except BaseException:
             self._sm = None
             raise
+        if self._history:
+            setattr(
+                context,
+                HISTORY_FIELD,
+                {h: [s.id for s in states] for h, states in sm.history_values.items()},
+            )
         # Entering a top-level final state stops python-statemachine's engine
         # (``is_terminated``); the next order needs a running one. After a macrostep its
         # queues are empty and it holds nothing of the order, so it is set running again:
@@ -482,6 +498,18 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
         fields = {**context_class.fields, **document.context}
         context_class = type(context_class.__name__, (context_class,), {"fields": fields})
     _check_context(context_class, path.name if document.context else actions.name)
+    if has_history(document):
+        # What the history states record is the order's own, kept in its snapshot and
+        # shown by no view (python-statemachine keeps it in the machine, which the orders
+        # of a chart share).
+        context_class = type(
+            context_class.__name__,
+            (context_class,),
+            {
+                "fields": {**context_class.fields, HISTORY_FIELD: {}},
+                "private_fields": context_class.private_fields | {HISTORY_FIELD},
+            },
+        )
     context_class = with_invoke_ids(context_class, document.invoke_ids)
     check_names(document, context_class, path.name)
     context_class = with_aliases(context_class, document.aliases, path.name, document.params)

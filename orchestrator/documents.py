@@ -151,11 +151,13 @@ def read_document(path: Path) -> Document:
     reader = READERS.get(path.suffix)
     if reader is None:
         raise ChartError(f"{path.name}: no reader for {path.suffix!r} chart documents")
-    return prepare(reader(path), path.name)
+    return prepare(reader(path), path.name, history=reader is read_xstate)
 
 
-def prepare(doc: JsonObject, source: str) -> Document:
-    """Take the timers and service events out of a native document and check its targets."""
+def prepare(doc: JsonObject, source: str, *, history: bool = False) -> Document:
+    """Take the timers and service events out of a native document and check its targets;
+    ``history``: its history states are allowed (an XState chart's, checked by the
+    converter)."""
     service_events = _take_service_events(doc, source)
     context = doc.pop(CONTEXT, {})
     if not isinstance(context, dict):
@@ -182,13 +184,17 @@ def prepare(doc: JsonObject, source: str) -> Document:
                 "with send_command(..., invoke=<id>) from an entry action instead"
             )
         _refuse_blocking_actions(state, f"{source}: {here}")
-        if state.get("history"):
-            # python-statemachine keeps history in the machine, which every order of a
-            # chart shares, and the snapshot does not hold it.
+        if _histories(state) and not history:
             raise ChartError(
-                f"{source}: {here}: history states are not supported: the "
-                "order's snapshot does not keep them"
+                f"{source}: {here}: history states are not supported in a native document "
+                "yet (an XState chart may have them)"
             )
+        for history_id in _histories(state):
+            # Kept per order: the engine hands python-statemachine the order's own
+            # (``charts.Engine``), which its snapshot keeps.
+            if history_id in where:
+                raise ChartError(f"{source}: {where[history_id]}: the state id is used twice")
+            where[history_id] = f"{here}, history {history_id!r}"
         specs = _take_timers(state_id, state, f"{source}: {here}")
         if specs:
             timers[state_id] = specs
@@ -368,6 +374,11 @@ def _refuse_eventless_loops(
         entered[state_id] = (
             children[state_id] if state_id in parallel else initial or [kid for kid, _ in kids[:1]]
         )
+        for history_id, history in _histories(state).items():
+            children[history_id], loose[history_id] = [], []
+            entered[history_id] = [
+                target for t in _transitions(history) for target in str(t.get("target")).split()
+            ]
         loose[state_id] = []
         for t in _transitions(state):
             if any(t.get(g) for g in _GUARDS):
@@ -580,6 +591,18 @@ def _walk(states: JsonObject, source: str) -> Iterator[tuple[str, JsonObject]]:
             raise ChartError(f"{source}: {_where(state_id, state)}: 'states' must be a mapping")
         yield state_id, state
         yield from _walk(children, source)
+
+
+def _histories(state: JsonObject) -> dict[str, JsonObject]:
+    """A state's history pseudo-states by id."""
+    histories = state.get("history") or {}
+    if not isinstance(histories, dict):
+        return {}
+    return {str(k): v if isinstance(v, dict) else {} for k, v in histories.items()}
+
+
+def has_history(document: Document) -> bool:
+    return any(_histories(state) for _, state in _walk(document.native["states"], "chart"))
 
 
 def _transitions(state: JsonObject) -> list[JsonObject]:

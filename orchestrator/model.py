@@ -109,6 +109,9 @@ EVENT_NAMES = "eventNames"
 # the chart's events (python-statemachine would send the event instead of calling the
 # action). The chart loader adds each internal name to the Context class, bound to
 # what the author's name names.
+# The private context field where an order keeps what its chart's history states recorded:
+# history state id -> the ids of the states it remembers.
+HISTORY_FIELD = "statechart_history"
 ALIASES = "aliases"
 ALIAS_PREFIX = "xstate_name_"
 # The keyword arguments of XState's parameterised actions and guards (``params``) and of

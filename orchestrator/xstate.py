@@ -41,8 +41,8 @@ How XState maps onto our runtime:
 
 Anything else is refused with a ``ChartError`` naming the file and the state, never
 ignored, except the purely descriptive keys (``description``, ``tags``, other ``meta``).
-History states are refused because python-statemachine keeps history in the machine
-instance, which the orders of a chart share and no snapshot records.
+History states are kept per order: the chart loader gives a chart that has them a private
+field for what they record, which the engine hands python-statemachine at each turn.
 
 The converter is a pure function of the config; :func:`read_xstate` only reads the file.
 Neither imports the actions module.
@@ -120,7 +120,6 @@ _REFUSED = {
     "onExit": "not supported; write 'exit'",
     "in": "state guards are not supported; use a guard method",
     "autoForward": "not supported",
-    "history": "history states are not supported",
 }
 # The names each version gives an invoke's outcome events, before the invoke's id: done,
 # then error. Inside they are ``done.invoke.<id>``/``error.invoke.<id>`` (``invoke_outcome``).
@@ -293,7 +292,11 @@ class _Converter:
         return native
 
     def children(self, node: _Node, *, parallel: bool) -> JsonObject:
-        states = {child.native: self.state(child) for child in node.children.values()}
+        states = {
+            child.native: self.state(child)
+            for child in node.children.values()
+            if not _is_history(child)
+        }
         initial = node.config.get("initial")
         if parallel:
             if initial is not None:
@@ -306,7 +309,7 @@ class _Converter:
                 "a compound state needs 'initial' (XState v5 refuses it too; v4 enters "
                 "none of its children, which an order cannot be in)",
             )
-        elif initial not in node.children:
+        elif initial not in node.children or _is_history(node.children[initial]):
             self.fail(node, f"'initial' must name one of its states, not {initial!r}")
         else:
             first = node.children[initial].native
@@ -320,12 +323,6 @@ class _Converter:
         if node is self.root and kind not in ("compound", "parallel"):
             self.fail(node, f"the machine is 'compound' or 'parallel', not {kind!r}")
         out: JsonObject = {}
-        if kind == "history":
-            self.fail(
-                node,
-                "history states are not supported (python-statemachine keeps "
-                "history in the shared machine, not in the order's snapshot)",
-            )
         if kind == "final":
             for key in ("states", "on", "always", "invoke", "after", "onDone"):
                 if key in config:
@@ -375,10 +372,39 @@ class _Converter:
                 out[key] = value
         if node.children:
             out["states"] = self.children(node, parallel=kind == "parallel")
+            histories = {
+                child.native: self.history(child)
+                for child in node.children.values()
+                if _is_history(child)
+            }
+            if histories:
+                out["history"] = histories
         timers = self.after(node, config.get("after", {}))
         if timers:
             out["after"] = timers
         return out
+
+    def history(self, node: _Node) -> JsonObject:
+        """A history pseudo-state: ``history`` shallow (the default) or deep, and its
+        ``target`` when nothing is recorded yet, else the parent's initial state (each
+        region of a parallel one), as XState enters. The order's snapshot keeps what it
+        records (``charts.Engine``)."""
+        config = node.config
+        self.check_keys(node, config, frozenset({"type", "history", "target", "id"}) | _DESCRIPTIVE)
+        depth = config.get("history", "shallow")
+        if depth not in ("shallow", "deep"):
+            self.fail(node, f"'history' is 'shallow' or 'deep', not {depth!r}")
+        parent = node.parent
+        assert parent is not None  # the machine is no history state
+        target = config.get("target")
+        if target is not None:
+            targets = [self.resolve(node, target, "history target")]
+        elif parent.config.get("type") == "parallel":
+            targets = [c for c in parent.children.values() if not _is_history(c)]
+        else:
+            targets = [parent.children[str(parent.config.get("initial"))]]
+        default = {"target": " ".join(t.native for t in targets)}
+        return {"type": depth, "transitions": [default]}
 
     def status(self, node: _Node) -> list[Any]:
         """``meta.message`` as an assign to ``status``: a Python string literal (``repr``),
@@ -686,6 +712,10 @@ class _Converter:
             f"after {delay!r}: a delay is milliseconds or the name of a Context "
             "attribute (delay expressions are not supported)",
         )
+
+
+def _is_history(node: _Node) -> bool:
+    return bool(node.config.get("type") == "history")
 
 
 def _events(config: Mapping[str, Any]) -> set[str]:

@@ -436,10 +436,10 @@ def test_descriptive_keys_are_ignored() -> None:
 
 REFUSED: dict[str, tuple[JsonObject, str, str]] = {
     # name: (config, the state named, a phrase of the reason)
-    "history": (
-        machine(p={"initial": "x", "states": {"x": {}, "h": {"type": "history"}}}),
+    "history-depth": (
+        machine(p={"initial": "x", "states": {"x": {}, "h": {"type": "history", "history": 1}}}),
         "state p.h",
-        "history",
+        "'shallow' or 'deep'",
     ),
     "invoke-src-object": (
         machine(a={"invoke": {"id": "i", "src": {"type": "svc"}}}),
@@ -1718,3 +1718,88 @@ def test_event_names_with_spaces(tmp_path: Path, version: int) -> None:
     with pytest.raises(UnknownEvent) as info:
         turn.apply(machine, record.snapshot, Event("SUBMIT  FORM", {}, "e-2"), 3.0)
     assert "start  over" in info.value.known
+
+
+# Shallow and deep history states, with and without a default target.
+HISTORY_MACHINE: JsonObject = {
+    "id": "player",
+    "initial": "off",
+    "states": {
+        "on": {
+            "initial": "playing",
+            "on": {"OFF": "off"},
+            "states": {
+                "playing": {"entry": "play", "on": {"PAUSE": "paused"}},
+                "paused": {
+                    "initial": "short",
+                    "entry": "pause",
+                    "on": {"PLAY": "playing"},
+                    "states": {
+                        "short": {"on": {"WAIT": "long"}},
+                        "long": {"entry": "long_pause"},
+                    },
+                },
+                "hist": {"type": "history"},
+                "deep": {"type": "history", "history": "deep"},
+                "back": {"type": "history", "target": "paused"},
+            },
+        },
+        "off": {
+            "on": {
+                "ON": "on.hist",
+                "ON_DEEP": "on.deep",
+                "ON_BACK": "#player.on.back",
+                "RESTART": "on",
+            }
+        },
+    },
+}
+HISTORY_EVENTS = [
+    *("ON_DEEP", "PAUSE", "WAIT", "OFF", "ON", "WAIT", "OFF", "ON_DEEP", "PLAY", "OFF"),
+    *("ON_BACK", "OFF", "RESTART"),
+]
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_history_states_as_xstate(tmp_path: Path, version: int) -> None:
+    """Shallow and deep history states load (they were refused) and enter what XState
+    enters, their default target (or the parent's initial state) before anything is
+    recorded."""
+    config = HISTORY_MACHINE if version == 5 else {**HISTORY_MACHINE, **{"schema": {}}}
+    for events in (HISTORY_EVENTS, ["ON_BACK", "OFF", "ON"]):
+        theirs, _ = reference(config, events, version=version)
+        directory = tmp_path / events[0]
+        directory.mkdir()
+        mine = ours(directory, config, events)
+        assert [s.value for s in mine.steps] == [s.value for s in theirs]
+        assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+        values = [s.value[0] for s in theirs[1:]]
+        if events == HISTORY_EVENTS:  # deep and shallow, from the parent's initial state
+            assert (values[0], values[4], values[7]) == (
+                "on.playing",
+                "on.paused.short",
+                "on.paused.long",
+            )
+        else:  # a default target
+            assert values == ["on.paused.short", "off", "on.paused.short"]
+
+
+def test_history_is_the_orders_own_and_kept_in_its_snapshot(tmp_path: Path) -> None:
+    """What a history state records belongs to the order, not to the engine its chart's
+    orders share: another order's history does not leak in, and an order rebuilt from its
+    snapshot (passivated, restarted) returns where it was; no view shows it."""
+    ours(tmp_path, HISTORY_MACHINE, [])
+    chart = load_chart(tmp_path / "ref.json")
+    first = chart.start("o-1")
+    record = turn.apply(first, None, Event(START_EVENT, {}, "e-0"), 1.0)
+    for n, event in enumerate(["RESTART", "PAUSE", "WAIT", "OFF"], start=1):
+        record = turn.apply(first, record.snapshot, Event(event, {}, f"e-{n}"), 1.0 + n)
+    other = chart.start("o-2")
+    other_record = turn.apply(other, None, Event(START_EVENT, {}, "f-0"), 1.0)
+    other_record = turn.apply(other, other_record.snapshot, Event("ON_DEEP", {}, "f-2"), 3.0)
+    assert other_record.snapshot.state == "on.playing"
+    snapshot = record.snapshot
+    restored = chart.restore("o-1", snapshot.configuration, snapshot.context)
+    again = turn.apply(restored, snapshot, Event("ON_DEEP", {}, "e-9"), 9.0)
+    assert again.snapshot.state == "on.paused.long"
+    assert b"statechart_history" not in again.reply.body

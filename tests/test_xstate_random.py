@@ -2,7 +2,7 @@
 
 Each machine of ``tests/test_xstate.py``'s corpus (parallel and compound roots, invokes
 with and without ids or with input, the same names under different parents, names that
-are no Python identifiers, self-targets and ``reenter``, parameterised actions and guards)
+are no Python identifiers, self-targets and ``reenter``, parameterised actions and guards, history)
 runs a sequence hypothesis draws from its events, the invoke outcomes included, on XState
 v5 and v4 (``tests/xstate_ref.py``); the states, the actions in order and the services
 started (with their input) must be XState's at every step. Events no transition takes are
@@ -28,6 +28,7 @@ from tests.test_xstate import (
     FETCHER,
     FETCHER_EVENTS,
     FREE_NAMES,
+    HISTORY_MACHINE,
     OUTCOME_EVENTS,
     PARALLEL_ROOT,
     ROOT_ON,
@@ -102,6 +103,7 @@ CORPUS: dict[str, tuple[dict[int, Any], Guards]] = {
     ),
     "outcomes": ({5: outcome_machine(5), 4: outcome_machine(4)}, {}),
     "input": ({5: input_machine(5), 4: input_machine(4)}, {}),
+    "history": ({5: HISTORY_MACHINE, 4: {**HISTORY_MACHINE, "schema": {}}}, {}),
 }
 # The invokes' outcome events, by XState's names for each version.
 OUTCOMES = {
