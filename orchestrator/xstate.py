@@ -121,6 +121,8 @@ _REFUSED = {
     "in": "state guards are not supported; use a guard method",
     "autoForward": "not supported",
 }
+# v4's raise(): an action object of this type, with the ``event`` to raise.
+_RAISE = "xstate.raise"
 # The names each version gives an invoke's outcome events, before the invoke's id: done,
 # then error. Inside they are ``done.invoke.<id>``/``error.invoke.<id>`` (``invoke_outcome``).
 _OUTCOME_PREFIXES = {
@@ -340,7 +342,7 @@ class _Converter:
             self.fail(node, "an atomic state has no child states")
 
         enter: list[Any] = self.status(node)
-        enter += self.names(node, config.get("entry"), "entry")
+        enter += self.actions(node, config.get("entry"), "entry")
         transitions: list[JsonObject] = []
         for event, spec in self.mapping(node, config.get("on", {}), "on").items():
             transitions += self.transitions(node, self.event(node, event), spec, f"on {event!r}")
@@ -365,7 +367,7 @@ class _Converter:
                 self.fail(node, "'onDone' needs child states")
             event = f"done.state.{node.native}"
             transitions += self.transitions(node, event, config["onDone"], "onDone")
-        exit_ = self.names(node, config.get("exit"), "exit")
+        exit_ = self.actions(node, config.get("exit"), "exit")
 
         for key, value in (("enter", enter), ("exit", exit_), ("transitions", transitions)):
             if value:
@@ -464,6 +466,30 @@ class _Converter:
         if event != prefix + invoke_id:
             self.event_names[event] = prefix + invoke_id
         return event
+
+    def actions(self, node: _Node, value: object, what: str) -> list[Any]:
+        """Actions as ``names`` reads them, and v4's ``raise``: an action object
+        ``{"type": "xstate.raise", "event": ...}`` (what v4's ``raise()`` makes), which
+        becomes the native ``raise`` of the event: taken after the transition, in the
+        same turn, as XState does."""
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        out: list[Any] = []
+        for item in items:
+            if isinstance(item, Mapping) and item.get("type") == _RAISE and self.version == 4:
+                self.check_keys(node, item, frozenset({"type", "event"}))
+                event = item.get("event")
+                name = event.get("type") if isinstance(event, Mapping) else event
+                if not isinstance(name, str) or not name:
+                    self.fail(node, f"{what}: raise needs an 'event', a name or {{'type'}}")
+                if isinstance(event, Mapping) and set(event) != {"type"}:
+                    self.fail(node, f"{what}: a raised event carries no data here")
+                internal = self.event(node, name)
+                if internal is None:
+                    self.fail(node, f"{what}: raise needs an event name")
+                out.append({"raise": {"event": internal}})
+            else:
+                out += self.names(node, [item], what)
+        return out
 
     def names(self, node: _Node, value: object, what: str) -> list[str]:
         """Action or guard names: strings, or ``{"type": name}`` objects, one or a list;
@@ -608,7 +634,7 @@ class _Converter:
         guard = candidate.get("cond", candidate.get("guard"))
         if guard is not None:
             (out["cond"],) = self.names(node, [guard], f"{what} guard")
-        actions = self.names(node, candidate.get("actions"), f"{what} actions")
+        actions = self.actions(node, candidate.get("actions"), f"{what} actions")
         if actions:
             out["on"] = actions
         return out

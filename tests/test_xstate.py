@@ -1803,3 +1803,53 @@ def test_history_is_the_orders_own_and_kept_in_its_snapshot(tmp_path: Path) -> N
     again = turn.apply(restored, snapshot, Event("ON_DEEP", {}, "e-9"), 9.0)
     assert again.snapshot.state == "on.paused.long"
     assert b"statechart_history" not in again.reply.body
+
+
+RAISING: JsonObject = {
+    "id": "m",
+    "initial": "a",
+    "predictableActionArguments": True,
+    "states": {
+        "a": {
+            "on": {
+                "GO": {
+                    "target": "b",
+                    "actions": ["before", {"type": "xstate.raise", "event": {"type": "NEXT"}}],
+                },
+                "POKE": {"actions": [{"type": "xstate.raise", "event": "PING"}, "poked"]},
+                "PING": {"actions": "pong"},
+            }
+        },
+        "b": {
+            "entry": "bin",
+            "exit": [{"type": "xstate.raise", "event": "GONE"}],
+            "on": {"NEXT": {"target": "c", "actions": "next"}},
+        },
+        "c": {
+            "entry": "cin",
+            "on": {
+                "BACK": {
+                    "target": "a",
+                    "actions": [
+                        {"type": "xstate.raise", "event": "NOWHERE"},
+                        {"type": "xstate.raise", "event": "GO"},
+                    ],
+                },
+                "GONE": {"actions": "gone"},
+            },
+        },
+    },
+}
+
+
+def test_v4_raise_as_xstate(tmp_path: Path) -> None:
+    """v4's ``raise`` (the action object ``{"type": "xstate.raise", "event"}``; it was
+    refused) raises its event after the transition, in the same turn, as XState v4 does;
+    the event may be handled by the state the transition leads to; one no state takes is
+    ignored, as XState ignores it."""
+    events = ["POKE", "GO", "BACK", "BACK"]
+    theirs, _ = reference(RAISING, events, version=4)
+    mine = ours(tmp_path, RAISING, events)
+    assert [s.value for s in mine.steps] == [s.value for s in theirs]
+    assert [s.actions for s in mine.steps] == [s.actions for s in theirs]
+    assert theirs[2].actions == ("before", "bin", "next", "cin", "gone")
