@@ -1,8 +1,8 @@
 """Read an XState machine config (JSON) as a python-statemachine native document.
 
 Chart authors who know XState write ``<name>.json`` as an XState machine config (v5, or
-v4 when it holds a v4-only key); the
-runtime runs python-statemachine. :func:`xstate_to_native` maps the one onto the other,
+v4 when it holds a v4-only key); the runtime runs python-statemachine.
+:func:`xstate_to_native` maps the one onto the other,
 plus our one extension, a state's ``after`` list of durable timers (delays in seconds, or
 the name of a Context attribute or method giving them), which the chart loader strips
 before ``statemachine.io`` sees the document. Names (actions, guards, services, delays)
