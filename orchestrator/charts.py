@@ -41,11 +41,14 @@ from orchestrator.documents import (
     READERS,
     TimerSpec,
     check_names,
+    has_history,
     read_document,
+    with_aliases,
     with_invoke_ids,
 )
 from orchestrator.errors import ChartError, ChartLoop
 from orchestrator.model import (
+    HISTORY_FIELD,
     MACHINE_REGIONS,
     MACHINE_ROOT,
     MACHINE_WRAPPERS,
@@ -85,7 +88,9 @@ class Machine:
         configuration = self.configuration()
         facts = self.chart.facts.get(configuration)
         if facts is None:
-            facts = StateFacts.of(configuration, self.chart.engine.bind(self.context))
+            sm = self.chart.engine.bind(self.context)
+            chart = self.chart
+            facts = StateFacts.of(configuration, sm, chart.state_names, chart.event_names)
             self.chart.facts[configuration] = facts
         return facts
 
@@ -122,19 +127,30 @@ class StateFacts:
     final: bool
 
     @classmethod
-    def of(cls, configuration: tuple[str, ...], sm: StateChart[Any]) -> StateFacts:
+    def of(
+        cls,
+        configuration: tuple[str, ...],
+        sm: StateChart[Any],
+        state_names: dict[str, str],
+        event_names: dict[str, str],
+    ) -> StateFacts:
+        """The facts of ``configuration``; ``state_names`` and ``event_names`` give the
+        author's names of states and events whose ids differ (``Chart.state_names``,
+        ``Chart.event_names``): ``next_events`` has the author's, ``allowed`` the ids."""
         paths = []
         for state in sm.configuration:
             if state.is_atomic:
-                names = [state.id]
+                names = [state_names.get(state.id, state.id)]
                 parent = state.parent
                 # An XState machine's root (MACHINE_ROOT) is no part of its states' paths.
                 while parent is not None and parent.id not in MACHINE_WRAPPERS:
-                    names.append(parent.id)
+                    names.append(state_names.get(parent.id, parent.id))
                     parent = parent.parent
                 paths.append(".".join(reversed(names)))
         allowed = tuple(dict.fromkeys(event.id for event in sm.allowed_events))
-        next_events = tuple(e for e in allowed if not is_platform_event(e))
+        next_events = tuple(
+            event_names.get(e, e) for e in allowed if not is_platform_event(event_names.get(e, e))
+        )
         return cls(configuration, ",".join(paths), allowed, next_events, _is_done(sm))
 
 
@@ -190,6 +206,8 @@ class Engine:
             for state in machine_class.states_map.values()
             for transition in state.transitions
         )
+        # A chart with history states: each order keeps what they record (HISTORY_FIELD).
+        self._history = any(state.history for state in machine_class.states_map.values())
         self._carrier: Context | None = None
         self._sm: StateChart[Any] | None = None
         self._triggers: dict[str, Callable[..., object]] = {}
@@ -219,6 +237,12 @@ class Engine:
             self._carrier = carrier
             self._triggers = {}
         self._carrier.__dict__ = context.__dict__
+        if self._history:
+            states = self._sm.states_map
+            recorded = context.__dict__.get(HISTORY_FIELD) or {}
+            self._sm.history_values = {
+                history: [states[state] for state in ids] for history, ids in recorded.items()
+            }
         return self._sm
 
     def send(self, context: Context, event_type: str, data: JsonObject) -> None:
@@ -265,6 +289,12 @@ class Engine:
         except BaseException:
             self._sm = None
             raise
+        if self._history:
+            setattr(
+                context,
+                HISTORY_FIELD,
+                {h: [s.id for s in states] for h, states in sm.history_values.items()},
+            )
         # Entering a top-level final state stops python-statemachine's engine
         # (``is_terminated``); the next order needs a running one. After a macrostep its
         # queues are empty and it holds nothing of the order, so it is set running again:
@@ -321,7 +351,10 @@ class Chart:
     """A loaded chart: its statechart class, its context class, events and timers.
 
     ``service_events`` are the events only a service may send (the document's
-    ``serviceEvents``): a turn refuses them from a client."""
+    ``serviceEvents``): a turn refuses them from a client. ``event_names`` gives the
+    author's name of a platform event whose internal name differs (an XState v5 invoke's
+    ``xstate.done.actor.<id>`` for ``done.invoke.<id>``), ``state_names`` the name of a
+    state whose id differs (``idle`` for ``left.idle``), for what the user reads."""
 
     name: str
     path: Path
@@ -332,6 +365,20 @@ class Chart:
     timers: dict[str, tuple[TimerSpec, ...]] = field(default_factory=dict)
     facts: dict[tuple[str, ...], StateFacts] = field(default_factory=dict)
     service_events: frozenset[str] = frozenset()
+    event_names: dict[str, str] = field(default_factory=dict)
+    state_names: dict[str, str] = field(default_factory=dict)
+    # What clients send, by the author's name -> the chart's id (the inverse of
+    # ``event_names`` for the events that are not the platform's).
+    event_ids: dict[str, str] = field(default_factory=dict)
+
+    def event_name(self, event_type: str) -> str:
+        """The name the chart's author gave the event ``event_type``."""
+        return self.event_names.get(event_type, event_type)
+
+    def event_id(self, name: str) -> str:
+        """The chart's own id of the event its author named ``name`` (a name with spaces);
+        an event the chart does not know is itself."""
+        return self.event_ids.get(name, name)
 
     def start(self, order_id: str) -> Machine:
         """A new order in the initial state; entry actions of that state run now."""
@@ -401,6 +448,11 @@ def _check_context(context_class: type[Context], source: str) -> None:
     unknown = sorted(set(context_class.private_fields) - set(context_class.fields))
     if unknown:
         raise ChartError(f"{source}: private_fields {unknown} are not among the fields")
+    if context_class.create_fields and context_class.create_event is None:
+        raise ChartError(
+            f"{source}: create_fields are the data of the create event: set create_event "
+            "(without one, an order is created by its start alone, from no data)"
+        )
     for name, kind in context_class.create_fields.items():
         if kind not in JSON_TYPES:
             raise ChartError(
@@ -446,8 +498,21 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
         fields = {**context_class.fields, **document.context}
         context_class = type(context_class.__name__, (context_class,), {"fields": fields})
     _check_context(context_class, path.name if document.context else actions.name)
+    if has_history(document):
+        # What the history states record is the order's own, kept in its snapshot and
+        # shown by no view (python-statemachine keeps it in the machine, which the orders
+        # of a chart share).
+        context_class = type(
+            context_class.__name__,
+            (context_class,),
+            {
+                "fields": {**context_class.fields, HISTORY_FIELD: {}},
+                "private_fields": context_class.private_fields | {HISTORY_FIELD},
+            },
+        )
     context_class = with_invoke_ids(context_class, document.invoke_ids)
     check_names(document, context_class, path.name)
+    context_class = with_aliases(context_class, document.aliases, path.name, document.params)
     try:
         machine_class = load(json.dumps(document.native), format="json", name=path.stem)
     except (InvalidDefinition, ValueError, KeyError, TypeError) as exc:
@@ -457,8 +522,9 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
     machine_class.catch_errors_as_events = False
     machine_class.allow_event_without_transition = False
     events = frozenset(str(event) for event in machine_class._events)
+    named = {document.event_names.get(event, event) for event in events}
     for event in sorted(document.service_events):
-        if event not in events:
+        if event not in named:
             raise ChartError(f"{path.name}: serviceEvents: the chart has no event {event!r}")
         if event == context_class.create_event:
             raise ChartError(
@@ -474,6 +540,13 @@ def load_chart(path: Path, options: JsonObject | None = None) -> Chart:
         engine=Engine(machine_class, context_class, track_moves=bool(document.timers)),
         timers=document.timers,
         service_events=document.service_events,
+        event_names=document.event_names,
+        state_names=document.state_names,
+        event_ids={
+            name: event
+            for event, name in document.event_names.items()
+            if not is_platform_event(name)
+        },
     )
     try:
         chart.start("chart-check")

@@ -61,7 +61,9 @@ class Context:
     # with --chart-option CHART.NAME=VALUE. Actions and delays read ``self.options``.
     options: ClassVar[JsonObject] = {}
     # POST /orders applies this event as version 1, with the body's other fields as its
-    # data; ``create_fields`` names those fields and the JSON type each must have.
+    # data; ``create_fields`` names those fields and the JSON type each must have. Without
+    # one, POST /orders creates the order by its start alone (``model.START_EVENT``): for
+    # a chart whose initial state needs no client event, as one that starts by invoking.
     create_event: ClassVar[str | None] = None
     create_fields: ClassVar[dict[str, type]] = {}
     # The id of the invoke whose ``src`` is running (set around it by the chart), which

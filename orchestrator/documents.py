@@ -28,9 +28,13 @@ hold the flaw, not at the first order that reaches it.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import keyword
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +43,14 @@ from statemachine.spec_parser import Functions, names_in_boolean_expr
 
 from orchestrator.errors import ChartError
 from orchestrator.model import (
+    ALIASES,
     CONTEXT,
+    EVENT_NAMES,
     INVOKE_IDS,
     INVOKE_OUTCOME_PREFIXES,
+    PARAMS,
     SERVICE_EVENTS,
+    STATE_NAMES,
     TIMER_EVENT_PREFIX,
     JsonObject,
     is_number,
@@ -80,6 +88,10 @@ class Document:
     service_events: frozenset[str] = frozenset()
     context: JsonObject = field(default_factory=dict)
     invoke_ids: dict[str, str] = field(default_factory=dict)
+    event_names: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    state_names: dict[str, str] = field(default_factory=dict)
+    params: dict[str, JsonObject] = field(default_factory=dict)
 
 
 class _Located(dict[str, Any]):
@@ -139,16 +151,22 @@ def read_document(path: Path) -> Document:
     reader = READERS.get(path.suffix)
     if reader is None:
         raise ChartError(f"{path.name}: no reader for {path.suffix!r} chart documents")
-    return prepare(reader(path), path.name)
+    return prepare(reader(path), path.name, history=reader is read_xstate)
 
 
-def prepare(doc: JsonObject, source: str) -> Document:
-    """Take the timers and service events out of a native document and check its targets."""
+def prepare(doc: JsonObject, source: str, *, history: bool = False) -> Document:
+    """Take the timers and service events out of a native document and check its targets;
+    ``history``: its history states are allowed (an XState chart's, checked by the
+    converter)."""
     service_events = _take_service_events(doc, source)
     context = doc.pop(CONTEXT, {})
     if not isinstance(context, dict):
         raise ChartError(f"{source}: {CONTEXT!r} must be a mapping of field names to values")
     invoke_ids = doc.pop(INVOKE_IDS, {})
+    event_names = doc.pop(EVENT_NAMES, {})
+    aliases = doc.pop(ALIASES, {})
+    state_names = doc.pop(STATE_NAMES, {})
+    params = doc.pop(PARAMS, {})
     states = doc.get("states")
     if not isinstance(states, dict) or not states:
         raise ChartError(f"{source}: a chart document needs a non-empty 'states' mapping")
@@ -166,13 +184,17 @@ def prepare(doc: JsonObject, source: str) -> Document:
                 "with send_command(..., invoke=<id>) from an entry action instead"
             )
         _refuse_blocking_actions(state, f"{source}: {here}")
-        if state.get("history"):
-            # python-statemachine keeps history in the machine, which every order of a
-            # chart shares, and the snapshot does not hold it.
+        if _histories(state) and not history:
             raise ChartError(
-                f"{source}: {here}: history states are not supported: the "
-                "order's snapshot does not keep them"
+                f"{source}: {here}: history states are not supported in a native document "
+                "yet (an XState chart may have them)"
             )
+        for history_id in _histories(state):
+            # Kept per order: the engine hands python-statemachine the order's own
+            # (``charts.Engine``), which its snapshot keeps.
+            if history_id in where:
+                raise ChartError(f"{source}: {where[history_id]}: the state id is used twice")
+            where[history_id] = f"{here}, history {history_id!r}"
         specs = _take_timers(state_id, state, f"{source}: {here}")
         if specs:
             timers[state_id] = specs
@@ -192,16 +214,27 @@ def prepare(doc: JsonObject, source: str) -> Document:
                     event in timer_events or event.startswith(_ENGINE_EVENT_PREFIXES)
                 ):
                     raise ChartError(
-                        f"{source}: {_where(state_id, transition)}: the event {event!r} takes "
-                        "a name of the platform's own (after., done., error.), which no one "
-                        "could send; done.invoke.<id>, error.invoke.<id> and done.state.<id> "
-                        "are the ones a chart may wait for"
+                        f"{source}: {_where(state_id, transition)}: the event {event!r} "
+                        "takes a name of the platform's own (after., done., error., xstate.), "
+                        "which no one could send; done.invoke.<id>, error.invoke.<id> and "
+                        "done.state.<id> are the ones a chart may wait for"
                     )
     # A timer of 0 seconds fires as soon as its state is entered: a loop of them is an
     # eventless loop spread over turns, which no event could ever interrupt.
     at_once = {spec.event for specs in timers.values() for spec in specs if spec.delay == 0}
     _refuse_eventless_loops(states, where, source, at_once)
-    return Document(doc, timers, where, service_events, context, invoke_ids)
+    return Document(
+        doc,
+        timers,
+        where,
+        service_events,
+        context,
+        invoke_ids=invoke_ids,
+        event_names=event_names,
+        aliases=aliases,
+        state_names=state_names,
+        params=params,
+    )
 
 
 def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> type[Any]:
@@ -217,6 +250,82 @@ def with_invoke_ids(context_class: type[Any], invoke_ids: dict[str, str]) -> typ
 
     methods = {name: begin(invoke_id) for name, invoke_id in invoke_ids.items()}
     return type(context_class.__name__, (context_class,), methods)
+
+
+def with_aliases(
+    context_class: type[Any],
+    aliases: dict[str, str],
+    source: str,
+    params: dict[str, JsonObject] | None = None,
+) -> type[Any]:
+    """``context_class`` with each internal name of ``aliases`` bound to what the author's
+    name names: the same function (python-statemachine reads its parameters), or, for a
+    field or another attribute, a property reading it; one given keyword arguments
+    (``params``: ``params=`` or ``input=``) to its method called with a copy of them."""
+    if not aliases:
+        return context_class
+    params = params or {}
+    members: dict[str, Any] = {}
+    for alias, name in aliases.items():
+        if hasattr(context_class, alias):
+            raise ChartError(
+                f"{source}: {context_class.__name__}.{alias} takes a name the chart needs for "
+                f"{name!r}; rename it"
+            )
+        attribute = python_name(context_class, name)
+        found = inspect.getattr_static(context_class, attribute, None)
+        if alias in params:
+            given = params[alias]
+            if not (inspect.isfunction(found) and _takes(found, given)):
+                (keyword,) = given
+                raise ChartError(
+                    f"{source}: {name!r} is given {keyword} {given[keyword]!r}: make "
+                    f"{context_class.__name__}.{attribute} a method with a {keyword!r} "
+                    "parameter"
+                )
+            members[alias] = _with_params(found, given)
+        elif isinstance(found, staticmethod | classmethod) or inspect.isfunction(found):
+            members[alias] = found
+        else:
+            members[alias] = property(partial(_read, name=attribute))
+    return type(context_class.__name__, (context_class,), members)
+
+
+def _takes(function: Callable[..., Any], given: JsonObject) -> bool:
+    parameters = _signature(function).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return True
+    return set(given) <= {p.name for p in parameters}
+
+
+def _with_params(function: Callable[..., Any], given: JsonObject) -> Callable[..., Any]:
+    """``function`` called with the keyword arguments ``given`` (``params``, ``input``),
+    copied (an action may change what it is given), its signature less them, which
+    python-statemachine reads to pass the rest."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **copy.deepcopy(given), **kwargs)
+
+    signature = _signature(function)
+    kept = [p for p in signature.parameters.values() if p.name not in given]
+    call.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    call.__name__ = function.__name__
+    return call
+
+
+def python_name(context_class: type[Any], name: str) -> str:
+    """The attribute of ``context_class`` an author's action, guard or src ``name`` binds
+    to: ``name`` itself when the class has it (a Python identifier, or one set with
+    ``setattr``), else its Python form, each character an identifier cannot hold made
+    ``_`` (``isValidDepartDate?`` is ``isValidDepartDate_``, ``log-in`` ``log_in``)."""
+    if name.isidentifier() or hasattr(context_class, name) or name in context_class.fields:
+        return name
+    python = re.sub(r"\W", "_", name)
+    return python if python.isidentifier() and not keyword.iskeyword(python) else f"_{python}"
+
+
+def _read(self: Any, name: str) -> Any:
+    return getattr(self, name)
 
 
 def _take_service_events(doc: JsonObject, source: str) -> frozenset[str]:
@@ -265,6 +374,11 @@ def _refuse_eventless_loops(
         entered[state_id] = (
             children[state_id] if state_id in parallel else initial or [kid for kid, _ in kids[:1]]
         )
+        for history_id, history in _histories(state).items():
+            children[history_id], loose[history_id] = [], []
+            entered[history_id] = [
+                target for t in _transitions(history) for target in str(t.get("target")).split()
+            ]
         loose[state_id] = []
         for t in _transitions(state):
             if any(t.get(g) for g in _GUARDS):
@@ -316,13 +430,38 @@ def _refuse_eventless_loops(
 
 def check_names(document: Document, context_class: type, source: str) -> None:
     """Refuse an action, guard or delay name the chart's context does not define, or
-    defines as a coroutine; and a delay method that needs an argument (the turn calls it
-    with none). Actions' and guards' parameters are not checked: what python-statemachine
-    passes them depends on the event (a final state's returned dict, ``prepare_event``)."""
+    defines as a coroutine; an action or guard named as an event; and a delay method
+    that needs an argument (the turn calls it with none). Names are the author's
+    (``Document.aliases``). Actions' and guards' parameters are not checked: what
+    python-statemachine passes them depends on the event (a final state's returned dict,
+    ``prepare_event``)."""
+
+    events = {
+        event
+        for _, state in _walk(document.native["states"], source)
+        for transition in _transitions(state)
+        for event in str(transition.get("event") or "").split()
+    }
 
     def require(name: str, at: str, what: str, verb: str) -> None:
-        if not (hasattr(context_class, name) or name in getattr(context_class, "fields", {})):
-            raise ChartError(f"{source}: {at}: {what} {name!r} {verb} {context_class.__name__}")
+        if what != "delay" and name in events:
+            # python-statemachine resolves the name to the event's trigger, and sends the
+            # event each time the action runs: a loop, for an action of that event.
+            raise ChartError(
+                f"{source}: {at}: {what} {name!r} is also an event of the chart, which "
+                "python-statemachine would send instead of calling the method; rename one"
+            )
+        # An XState name that is no Python identifier binds to its Python form; a native
+        # document's names bind as they are.
+        author = document.aliases.get(name)
+        python = name if author is None else python_name(context_class, author)
+        name = name if author is None else author
+        if not (hasattr(context_class, python) or python in getattr(context_class, "fields", {})):
+            called = "" if python == name else f" (in Python {python!r})"
+            raise ChartError(
+                f"{source}: {at}: {what} {name!r}{called} {verb} {context_class.__name__}"
+            )
+        name = python
         method = getattr(context_class, name, None)
         if inspect.iscoroutinefunction(method):
             raise ChartError(
@@ -452,6 +591,18 @@ def _walk(states: JsonObject, source: str) -> Iterator[tuple[str, JsonObject]]:
             raise ChartError(f"{source}: {_where(state_id, state)}: 'states' must be a mapping")
         yield state_id, state
         yield from _walk(children, source)
+
+
+def _histories(state: JsonObject) -> dict[str, JsonObject]:
+    """A state's history pseudo-states by id."""
+    histories = state.get("history") or {}
+    if not isinstance(histories, dict):
+        return {}
+    return {str(k): v if isinstance(v, dict) else {} for k, v in histories.items()}
+
+
+def has_history(document: Document) -> bool:
+    return any(_histories(state) for _, state in _walk(document.native["states"], "chart"))
 
 
 def _transitions(state: JsonObject) -> list[JsonObject]:

@@ -72,7 +72,15 @@ def names_json(names: tuple[str, ...]) -> str:
 TIMER_EVENT_PREFIX = "after."
 # Events whose type starts with one of these come from the platform (an invoke's outcome,
 # a timer), never from a client; they are hidden from nextEvents and refused over HTTP.
-PLATFORM_EVENT_PREFIXES = ("done.", "error.", TIMER_EVENT_PREFIX)
+# ``xstate.`` is XState v5's own namespace (``xstate.done.actor.<id>``, ...).
+PLATFORM_EVENT_PREFIXES = ("done.", "error.", "xstate.", TIMER_EVENT_PREFIX)
+
+
+# The first event of an order whose chart has no ``create_event``: the order is created by
+# its start alone (the initial states' entry actions, an invoke's src), which the journal
+# records as version 1 under XState's name for the event a machine starts with. The
+# platform's own, as its prefix says: no one sends it.
+START_EVENT = "xstate.init"
 
 
 # Where an event came from (``Event.origin``). The events a chart keeps for its services
@@ -91,6 +99,29 @@ CONTEXT = "context"
 # the invoke's id (``<prefix><n>``, added to the Context class by the chart loader from the
 # document's ``INVOKE_IDS``) and ``END_INVOKE``, a Context method clearing it.
 INVOKE_IDS = "invokeIds"
+# A document's names for platform events, internal name -> the author's: an XState
+# machine's invoke outcomes are ``done.invoke.<id>``/``error.invoke.<id>`` inside, and
+# the version's names (v5 ``xstate.done.actor.<id>``, v4 ``error.platform.<id>``) in
+# the order's history and the chart's graph.
+EVENT_NAMES = "eventNames"
+# The names a document's actions and guards take in its native form where the author's
+# cannot be used there, internal name -> the author's: an XState action named as one of
+# the chart's events (python-statemachine would send the event instead of calling the
+# action). The chart loader adds each internal name to the Context class, bound to
+# what the author's name names.
+# The private context field where an order keeps what its chart's history states recorded:
+# history state id -> the ids of the states it remembers.
+HISTORY_FIELD = "statechart_history"
+ALIASES = "aliases"
+ALIAS_PREFIX = "xstate_name_"
+# The keyword arguments of XState's parameterised actions and guards (``params``) and of
+# an invoke's src given input (``input``), by internal name (one of ``ALIASES``): the chart
+# loader binds that name to the author's method called with a copy of them.
+PARAMS = "params"
+# The names of a document's states whose ids differ from them, id -> name: an XState
+# state whose name another state also has (``idle`` in two regions), or with a space in
+# it, has its dotted path for id. The paths clients see are made of the names.
+STATE_NAMES = "stateNames"
 INVOKE_ACTION_PREFIX = "begin_invoke_"
 END_INVOKE = "end_invoke"
 # The state standing for an XState machine's root when the root has transitions, timers,

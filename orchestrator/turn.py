@@ -44,6 +44,7 @@ from orchestrator.messages import Message, command_key, encode
 from orchestrator.model import (
     OUTCOME_MESSAGE_ID,
     SERVICE_ORIGINS,
+    START_EVENT,
     ContextChange,
     Event,
     JournalEntry,
@@ -82,11 +83,13 @@ class Limits:
 def check(chart: Chart, machine: Machine, event: Event, version: int) -> None:
     """Refuse an event the chart does not know, one only a service may send that came from
     elsewhere, or one not allowed in the current state."""
-    if event.type not in chart.events:
-        raise UnknownEvent(event.type, chart.name, sorted(chart.events))
+    event_id = chart.event_id(event.type)
+    if event_id not in chart.events:
+        known = sorted(chart.event_name(e) for e in chart.events)
+        raise UnknownEvent(event.type, chart.name, known)
     if event.type in chart.service_events and event.origin not in SERVICE_ORIGINS:
         raise ServiceOnly(event.type)
-    if event.type not in machine.allowed_events():
+    if event_id not in machine.allowed_events():
         raise EventNotAllowed(
             event.type, machine.state_path(), list(machine.next_events()), version
         )
@@ -120,19 +123,21 @@ def apply(
 ) -> TurnRecord:
     """Apply ``event`` to ``machine``; ``previous`` is None when this turn creates the order.
     Without ``limits`` an order may grow without bound."""
-    chart = machine.chart
     version = 1 if previous is None else previous.version + 1
+    state_before = "" if previous is None else previous.state
+    if previous is None and event.type == START_EVENT:
+        # A chart without a create event: ``start`` made the order, nothing is sent.
+        return _recorded(machine, previous, event, now, version, state_before, limits)
     _check_outcome(previous, event)
-    check(chart, machine, event, version - 1)
+    check(machine.chart, machine, event, version - 1)
     if limits is not None and version > limits.max_order_events:
         raise OrderTooLarge(
             f"the order has taken {limits.max_order_events} events, as many as one order may",
             "max-order-events",
             limits.max_order_events,
         )
-    state_before = "" if previous is None else previous.state
     try:
-        machine.send(event.type, event.data)
+        machine.send(machine.chart.event_id(event.type), event.data)
     except ChartLoop as exc:
         log.error("chart loop: %s", exc.detail, extra={"order_id": machine.context.order_id})
         raise
@@ -152,6 +157,18 @@ def apply(
     except Exception as exc:
         log.exception("action failed", extra={"order_id": machine.context.order_id})
         raise Refused(f"{event.type} failed in an action: {exc!r}") from exc
+    return _recorded(machine, previous, event, now, version, state_before, limits)
+
+
+def _recorded(
+    machine: Machine,
+    previous: Snapshot | None,
+    event: Event,
+    now: float,
+    version: int,
+    state_before: str,
+    limits: Limits | None,
+) -> TurnRecord:
     try:
         return _record(machine, previous, event, now, version, state_before, limits)
     except OrchestratorError:
@@ -216,7 +233,7 @@ def _record(
         order_id=order_id,
         version=version,
         event_id=event.id,
-        type=event.type,
+        type=machine.chart.event_name(event.type),
         # The history shows what each event carried, but not a private field (a callback's
         # task token): the journal is read by every history page, replay and broadcast.
         data=_without(event.data, private),

@@ -39,8 +39,9 @@ def test_pizza_states_nest_as_in_the_document(charts_dir: Path) -> None:
     assert states["done"]["final"] and not states["orderPizza"]["final"]
     assert not any(s["parallel"] or s["history"] for s in states.values())
     assert set(states["errorInKitchen"]) == {
-        "id", "initial", "final", "parallel", "history", "children",
+        "id", "path", "initial", "final", "parallel", "history", "children",
     }  # fmt: skip
+    assert states["errorInKitchen"]["path"] == "bakePizza.errorInKitchen"
 
 
 TIMEOUT_KITCHEN = "after.waitingForPizzaToBeBaked.kitchenTimeout"

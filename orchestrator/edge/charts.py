@@ -30,9 +30,11 @@ async def get_chart(request: Request) -> Response:
         "name": name,
         # What POST /orders takes for this chart besides "chart": field -> JSON type.
         "createFields": {f: _json_type(kind) for f, kind in context_class.create_fields.items()},
-        "creatable": context_class.create_event is not None,
+        # Every chart is: one without a create event by its start alone (kept for clients
+        # that read it).
+        "creatable": True,
         # Events only a service may send: the dashboard does not offer them.
         "serviceEvents": sorted(chart.service_events),
-        **chart_graph(chart.machine_class),
+        **chart_graph(chart.machine_class, chart.event_names, chart.state_names),
     }
     return JSONResponse(body)

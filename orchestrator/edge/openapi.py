@@ -605,9 +605,10 @@ OPENAPI: dict[str, Any] = {
 
 STATE_NODE: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "initial", "final", "parallel", "history", "children"],
+    "required": ["id", "path", "initial", "final", "parallel", "history", "children"],
     "properties": {
         "id": {"type": "string"},
+        "path": {"type": "string"},
         "initial": {"type": "boolean"},
         "final": {"type": "boolean"},
         "parallel": {"type": "boolean"},
@@ -760,14 +761,12 @@ def _field_schema(json_type: str) -> dict[str, Any]:
 
 
 def create_body(charts: Mapping[str, Chart], default_chart: str) -> dict[str, Any]:
-    """One closed object per chart that can be created, keyed by its component name:
+    """One closed object per chart (each can be created), keyed by its component name:
     its create fields, all required, and ``chart`` as the chart's name, required but for
     the default chart (POST /orders takes that one without it)."""
     bodies: dict[str, Any] = {}
     for name in sorted(charts):
         context_class = charts[name].context_class
-        if context_class.create_event is None:
-            continue
         fields = {
             field: _field_schema(JSON_TYPES[kind])
             for field, kind in context_class.create_fields.items()

@@ -23,6 +23,7 @@ from orchestrator.ids import new_event_id
 from orchestrator.model import (
     MAX_DEPTH,
     PLATFORM_ID_REFUSAL,
+    START_EVENT,
     UNKEYED_ID_PREFIX,
     Event,
     JsonObject,
@@ -158,9 +159,8 @@ async def create_order(request: Request) -> Response:
         if not isinstance(body[name], kind):
             raise InvalidInput(name, f"{name} must be a JSON {_json_type(kind)}")
         data[name] = body[name]
-    event_type = chart.context_class.create_event
-    if event_type is None:
-        raise InvalidInput("chart", f"chart {chart_name!r} cannot be created over HTTP")
+    # A chart without a create event is created by its start alone.
+    event_type = chart.context_class.create_event or START_EVENT
     event_id, keyed, fingerprint = _event_id(request, raw)
     event = Event(event_type, data, event_id, "http", fingerprint, keyed, _traceparent(request))
     reply = await registry.create(event, chart=chart_name)

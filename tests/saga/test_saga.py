@@ -227,7 +227,7 @@ async def test_the_seed_xstate_machine_runs_to_done(deployment: Deployment) -> N
         done = await wait_for_state(http, order_id, "done")
         entries = await history(http, order_id)
     assert done["chart"] == "xstate_pizza"
-    assert [e["type"] for e in entries if not e["type"].startswith("done.invoke")] == [
+    assert [e["type"] for e in entries if not e["type"].startswith("xstate.done.actor.")] == [
         "ADD_PIZZA", "CONFIRM_PIZZA", "PIZZA_READY", "PIZZA_DELIVERED",
     ]  # fmt: skip
     assert ledger(deployment.db, "kitchen", "MAKE_PIZZA") == {order_id: (1, 1)}

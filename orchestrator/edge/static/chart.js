@@ -41,6 +41,10 @@ function el(name, attributes = {}, text) {
 // The source of an XState machine root's own transitions (orchestrator.model.MACHINE_ROOT).
 const MACHINE_ROOT = "(machine)";
 
+/** A state's name: the last step of its path (its id may be the whole path, when another
+ * state has the same name, as ``idle`` in two regions). */
+const nameOf = (state) => state.path.split(".").at(-1);
+
 /** The ELK graph of a chart; edges carry the chart's transition they stand for. */
 function elkGraph(chart) {
   const edges = [];
@@ -56,7 +60,7 @@ function elkGraph(chart) {
     if (state.history) return { id: state.id, width: 30, height: 30, state, actions };
     if (!state.children.length) {
       const widest = Math.max(
-        textWidth(state.id, STATE_FONT),
+        textWidth(nameOf(state), STATE_FONT),
         ...actions.map((t) => textWidth(eventText(t), EVENT_FONT)),
       );
       return { id: state.id, width: widest + 36, height: 40 + listed, state, actions };
@@ -120,7 +124,12 @@ function drawNode(layer, node) {
   }
   const { state } = node;
   const kind = state.history ? "history" : state.children.length ? "compound" : "atomic";
-  const group = el("g", { class: `state ${kind}`, "data-state": state.id, "data-active": "false" });
+  const group = el("g", {
+    class: `state ${kind}`,
+    "data-state": state.id,
+    "data-path": state.path,
+    "data-active": "false",
+  });
   group.classList.toggle("parallel", state.parallel);
   group.classList.toggle("final", state.final);
   if (state.history) {
@@ -138,7 +147,8 @@ function drawNode(layer, node) {
       kind === "compound"
         ? { x: node.x + 14, y: node.y + 22, class: "title" }
         : { x: node.x + node.width / 2, y: node.y + 25, "text-anchor": "middle" };
-    group.append(el("text", title, state.parallel ? `${state.id} (parallel)` : state.id));
+    const name = nameOf(state);
+    group.append(el("text", title, state.parallel ? `${name} (parallel)` : name));
     node.actions.forEach((transition, n) => {
       const line = transitionGroup(transition, "in-place");
       const x = kind === "compound" ? node.x + 14 : node.x + node.width / 2;
@@ -193,21 +203,33 @@ export async function drawChart(container, chart) {
   svg.append(defs, nodes, edges);
   container.replaceChildren(svg);
 
+  // States are lit by path: names repeat under different parents, paths do not.
+  const pathOf = new Map();
+  const index = (states) => {
+    for (const state of states) {
+      pathOf.set(state.id, state.path);
+      index(state.children);
+    }
+  };
+  index(chart.states);
   return (view) => {
     const leaves = view.state.split(",");
-    const active = new Set(leaves.flatMap((path) => path.split(".")));
-    const current = new Set(leaves.map((path) => path.split(".").at(-1)));
+    const active = new Set(
+      leaves.flatMap((path) => path.split(".").map((_, n, steps) => steps.slice(0, n + 1).join("."))),
+    );
+    const current = new Set(leaves);
     svg.dataset.state = view.state;
     for (const group of svg.querySelectorAll("g.state")) {
-      const id = group.dataset.state;
-      group.dataset.active = String(active.has(id));
-      group.classList.toggle("active", active.has(id));
-      group.classList.toggle("current", current.has(id));
+      const path = group.dataset.path;
+      group.dataset.active = String(active.has(path));
+      group.classList.toggle("active", active.has(path));
+      group.classList.toggle("current", current.has(path));
     }
     const next = new Set(view.nextEvents);
     for (const group of svg.querySelectorAll("g.transition[data-source]")) {
       const events = group.dataset.event.split(" ");
-      const enabled = active.has(group.dataset.source) && events.some((e) => next.has(e));
+      const source = pathOf.get(group.dataset.source);
+      const enabled = active.has(source) && events.some((e) => next.has(e));
       group.classList.toggle("enabled", enabled);
     }
   };
