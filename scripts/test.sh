@@ -37,7 +37,7 @@ lint-imports
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 status=0
-pytest -q -p no:cacheprovider "$@" || status=$?
+pytest -q -p no:cacheprovider --durations=15 "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests" >&2
     exit 1
