@@ -70,10 +70,12 @@ def post(url: str, body: dict[str, Any], key: str, timeout: float = 10.0) -> int
         return 0
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of every postgres process so far (the server's backends included)."""
+def postgres_cpu() -> dict[int, float]:
+    """CPU time of every postgres process so far (the server's backends included), by pid:
+    a backend that exits between two readings takes its time with it, so deltas are summed
+    per process."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    total: dict[int, float] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -83,8 +85,12 @@ def postgres_cpu_seconds() -> float:
             continue
         if data[data.index("(") + 1 : data.rindex(")")].startswith("postgres"):
             fields = data.rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
+            total[int(pid)] = (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+def postgres_seconds(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 class Cluster:
@@ -185,9 +191,9 @@ def efficiency(args: argparse.Namespace) -> None:
                     *[arg for pid in pids[1:] for arg in ("--other-pid", str(pid))],
                     "--json", *args.loadgen,
                 ]  # fmt: skip
-                before = postgres_cpu_seconds()
+                before = postgres_cpu()
                 out = subprocess.run(command, capture_output=True, text=True, check=False)
-                pg_seconds = postgres_cpu_seconds() - before
+                pg_seconds = postgres_seconds(before, postgres_cpu())
                 if out.returncode != 0:
                     print(out.stdout[-2000:], out.stderr[-2000:], file=sys.stderr)
                     raise SystemExit(f"loadgen failed with {size} nodes")
@@ -298,8 +304,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("loadgen", nargs="*", help="arguments for loadgen.py, after --")
-    args = parser.parse_args()
+    args, loadgen = parser.parse_known_args()
+    args.loadgen = [arg for arg in loadgen if arg != "--"]  # for loadgen.py, after --
     efficiency(args) if args.what == "efficiency" else failover(args)
 
 
