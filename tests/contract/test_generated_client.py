@@ -22,14 +22,17 @@ from tests.conftest import ServerFactory
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 GENERATE = [str(GENERATOR), "generate", "--path", "openapi.json", "--meta", "none"]
 
-# Run with the generated package on the path: the server's URL is argv[1]. It creates a
-# payment order and a pizza order (the default chart, without `chart`) through the typed
-# models and operations, reads the payment order back, and prints what it saw.
+# Run with the generated package on the path: the server's URL is argv[1]. It creates an
+# order of each bundled chart, payment, pizza (the default, without `chart`) and
+# xstate_pizza, through the typed models and operations, reads the payment order back, and
+# prints what it saw.
 SCRIPT = """\
 import json, sys
 from generated.client import Client
 from generated.api.default import create_order, get_order
-from generated.models import CreatePayment, CreatePizza, CreatePizzaPizza
+from generated.models import (
+    CreatePayment, CreatePizza, CreatePizzaPizza, CreateXstatePizza, CreateXstatePizzaPizza,
+)
 
 client = Client(base_url=sys.argv[1], raise_on_unexpected_status=True)
 payment = create_order.sync_detailed(
@@ -42,12 +45,19 @@ payment = create_order.sync_detailed(
 pizza = create_order.sync(
     client=client, body=CreatePizza(pizza=CreatePizzaPizza.from_dict({"name": "hawaii"}))
 )
+xstate = create_order.sync(
+    client=client,
+    body=CreateXstatePizza(
+        pizza=CreateXstatePizzaPizza.from_dict({"name": "hawaii"}), chart="xstate_pizza"
+    ),
+)
 read = get_order.sync(client=client, order_id=payment.parsed.id)
 print(json.dumps({
     "status": int(payment.status_code),
     "location": payment.headers["location"],
     "payment": read.to_dict(),
     "pizza": pizza.to_dict(),
+    "xstate": xstate.to_dict(),
 }))
 """
 
@@ -87,6 +97,8 @@ def test_a_generated_client_creates_a_payment_order(
     assert payment["context"]["supplier"] == "Acme"
     assert payment["context"]["products"] == [{"name": "tea", "price": 3.5}]
     assert seen["pizza"]["chart"] == "pizza"
+    assert seen["xstate"]["chart"] == "xstate_pizza"
+    assert seen["xstate"]["items"] == [{"name": "hawaii"}]
     # The server agrees: the order is there, of the payment chart.
     stored = httpx.get(f"{server.url}/orders/{payment['id']}", timeout=10.0).json()
     assert stored["chart"] == "payment" and stored["version"] >= 1
