@@ -132,7 +132,13 @@ class Registry:
         """Wait until every queued turn has been applied and committed."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-        while any(actor.busy for actor in self._actors.values()) or self._creating:
+        await self._settle_while(
+            lambda: bool(self._creating) or any(a.busy for a in self._actors.values())
+        )
+
+    async def _settle_while(self, busy: Callable[[], bool]) -> None:
+        """Wait, woken each time an actor goes idle or a create ends, until not ``busy()``."""
+        while busy():
             self._settled.clear()
             await self._settled.wait()
 
@@ -330,9 +336,10 @@ class Registry:
         if cluster is None:
             return
         for actor in list(self._actors.values()):
-            if cluster.shard_of(actor.order_id) in shards:
+            shard = cluster.shard_of(actor.order_id)
+            if shard in shards:
                 del self._actors[actor.order_id]
-                actor.evict(cluster.moved(cluster.shard_of(actor.order_id)))
+                actor.evict(cluster.moved(shard))
         self._settled.set()
 
     async def quiesce(self, shards: frozenset[int], within: float) -> None:
@@ -350,9 +357,7 @@ class Registry:
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
-                while busy():
-                    self._settled.clear()
-                    await self._settled.wait()
+                await self._settle_while(busy)
 
     # -- passivation -------------------------------------------------------------------
 

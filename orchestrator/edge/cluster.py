@@ -26,11 +26,12 @@ from orchestrator.cluster.signing import SIGNATURE_HEADER, refusal
 from orchestrator.edge.bodies import read_body
 from orchestrator.edge.problems import problem
 from orchestrator.errors import InvalidInput
-from orchestrator.model import Event
+from orchestrator.model import BROKER_ORIGIN, CLIENT_ORIGIN, SIGNED_WEBHOOK_ORIGIN, Event
 from orchestrator.registry import Registry
 
 JSON = "application/json"
-ORIGINS = frozenset({"http", "webhook", "broker", "relay", "timer"})
+# Where a forwarded event may have come in: the edge's, the broker's, or the node's own.
+ORIGINS = frozenset({CLIENT_ORIGIN, SIGNED_WEBHOOK_ORIGIN, BROKER_ORIGIN, "relay", "timer"})
 FORWARD_FACTOR = 8
 
 
